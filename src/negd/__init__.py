@@ -1,0 +1,24 @@
+"""negd: neuroevolution for PyTorch models and ensembles, and its correspondence with
+gradient descent (Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021))."""
+
+from negd.engine import advance
+from negd.ensemble import MLPLoss, ModuleLoss, loss_for
+from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
+from negd.rules import (
+    RULES,
+    GradientDescent,
+    Langevin,
+    Neuroevolution,
+    NormalizedGradientDescent,
+)
+from negd.state import State
+from negd.tasks import get_task
+from negd.twins import gradient_twin
+from negd.validation import NegdError
+
+__version__ = "0.1.0"
+
+__all__ = ["advance", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
+           "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
+           "Langevin", "Neuroevolution", "NormalizedGradientDescent", "State", "get_task",
+           "gradient_twin", "NegdError", "__version__"]

@@ -1,0 +1,120 @@
+"""Batched loss of R realizations of one architecture: params [R, N] -> losses [R].
+
+Two implementations of the same function:
+
+* :class:`ModuleLoss` works for any ``nn.Module``: ``torch.func.functional_call`` of the
+  module on each row of the flat parameters, vectorized over rows by ``torch.func.vmap``;
+* :class:`MLPLoss` is the fast path for the tanh MLPs of :class:`negd.models.MLPSpec`:
+  batched matrix products, and on CPU optionally the fused C kernel of :mod:`negd.kernels`.
+
+Both evaluate in chunks of at most ``chunk_size`` realizations so that memory stays bounded;
+chunking does not change any realization's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from negd.models import MLPSpec
+from negd.validation import NegdError, check_int
+
+__all__ = ["ModuleLoss", "MLPLoss", "mse", "loss_for"]
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over all but the leading (realization) dimension."""
+    return ((pred - target) ** 2).flatten(1).mean(dim=1)
+
+
+def _check_params(params: Tensor, n: int) -> None:
+    if params.dim() != 2 or params.shape[1] != n:
+        raise NegdError(f"params: must have shape [R, {n}], got {list(params.shape)}")
+
+
+def _chunked(fn: Callable[[Tensor], Tensor], params: Tensor, chunk: int) -> Tensor:
+    if params.shape[0] <= chunk:
+        return fn(params)
+    return torch.cat([fn(p) for p in params.split(chunk)])
+
+
+class ModuleLoss:
+    """Loss of any ``nn.Module`` for a batch of flat parameter vectors.
+
+    ``loss(pred, target)`` must reduce per example to a scalar; the default is MSE.
+    """
+
+    def __init__(self, model: nn.Module, inputs: Tensor, targets: Tensor,
+                 loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 chunk_size: int = 1024) -> None:
+        self.model = model
+        self.names = [n for n, _ in model.named_parameters()]
+        self.shapes = [p.shape for _, p in model.named_parameters()]
+        self.n_params = sum(p.numel() for p in model.parameters())
+        self.inputs, self.targets = inputs, targets
+        self.loss = loss or (lambda pred, target: ((pred - target) ** 2).mean())
+        self.chunk_size = check_int("chunk_size", chunk_size)
+        self._batched = vmap(self._single)
+
+    def _single(self, flat: Tensor) -> Tensor:
+        tensors, pos = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = shape.numel()
+            tensors[name] = flat[pos:pos + size].reshape(shape)
+            pos += size
+        pred = functional_call(self.model, tensors, (self.inputs,))
+        return self.loss(pred, self.targets)
+
+    def __call__(self, params: Tensor) -> Tensor:
+        _check_params(params, self.n_params)
+        return _chunked(self._batched, params, self.chunk_size)
+
+
+class MLPLoss:
+    """MSE of a tanh MLP (:class:`MLPSpec`) for a batch of flat parameter vectors.
+
+    ``backend``: "torch" (batched matmul, any device) or "auto" (the C kernel on CPU when it
+    can be built, torch otherwise).
+    """
+
+    def __init__(self, spec: MLPSpec, inputs: Tensor, targets: Tensor, chunk_size: int | None = None,
+                 backend: str = "torch") -> None:
+        if inputs.dim() != 2 or inputs.shape[1] != spec.in_features:
+            raise NegdError(f"inputs: must have shape [P, {spec.in_features}], got "
+                            f"{list(inputs.shape)}")
+        if targets.shape != (inputs.shape[0], spec.out_features):
+            raise NegdError(f"targets: must have shape [{inputs.shape[0]}, {spec.out_features}], "
+                            f"got {list(targets.shape)}")
+        if backend not in ("torch", "auto", "c"):
+            raise NegdError(f"backend: must be 'torch', 'auto' or 'c', got {backend!r}")
+        self.spec, self.inputs, self.targets = spec, inputs, targets
+        self.n_params = spec.n_params
+        # Keep the largest activation tensor of a chunk near 32 MB.
+        default = max(1, (8 << 20) // max(1, inputs.shape[0] * spec.width))
+        self.chunk_size = check_int("chunk_size", chunk_size or default)
+        self.backend = backend
+
+    @staticmethod
+    def from_module(model: nn.Module, inputs: Tensor, targets: Tensor, **kw) -> MLPLoss:
+        spec = MLPSpec.from_module(model)
+        if spec is None:
+            raise NegdError("model: MLPLoss needs an nn.Sequential of Linear and Tanh layers")
+        return MLPLoss(spec, inputs, targets, **kw)
+
+    def _torch(self, params: Tensor) -> Tensor:
+        return mse(self.spec.forward(params, self.inputs), self.targets.to(params.dtype))
+
+    def __call__(self, params: Tensor) -> Tensor:
+        _check_params(params, self.n_params)
+        return _chunked(self._torch, params, self.chunk_size)
+
+
+def loss_for(model: nn.Module, inputs: Tensor, targets: Tensor, **kw) -> ModuleLoss | MLPLoss:
+    """The fastest exact loss for ``model``: :class:`MLPLoss` when it is a tanh MLP."""
+    spec = MLPSpec.from_module(model)
+    if spec is not None:
+        return MLPLoss(spec, inputs, targets, **kw)
+    return ModuleLoss(model, inputs, targets, **kw)

@@ -1,0 +1,155 @@
+"""The paper's multilayer perceptrons and flat-parameter utilities.
+
+:class:`MLPSpec` describes a tanh MLP (``depth`` hidden layers of ``width`` units, linear
+output, optional output bias). Its flat parameter vector uses PyTorch's ``named_parameters``
+order of the equivalent ``nn.Sequential(Linear, Tanh, ..., Linear)``: for each layer the
+weight [out, in] row-major, then its bias. That is also the order of the authors' published
+trajectories (``../shared/reference/mc-gd-correspondence``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from negd import rng
+from negd.validation import NegdError, check_int, check_positive
+
+__all__ = ["MLPSpec", "flat_params", "load_flat_params", "paper_init", "torch_default_init"]
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """A tanh MLP: in_features -> depth x width (tanh) -> out_features (linear)."""
+
+    depth: int = 1
+    width: int = 30
+    in_features: int = 1
+    out_features: int = 1
+    output_bias: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("depth", self.depth, 1)
+        check_int("width", self.width, 1)
+        check_int("in_features", self.in_features, 1)
+        check_int("out_features", self.out_features, 1)
+
+    @property
+    def layer_sizes(self) -> list[tuple[int, int, bool]]:
+        """(fan_in, fan_out, has_bias) of every linear layer."""
+        sizes = [(self.in_features, self.width, True)]
+        sizes += [(self.width, self.width, True)] * (self.depth - 1)
+        sizes.append((self.width, self.out_features, self.output_bias))
+        return sizes
+
+    @property
+    def n_params(self) -> int:
+        return sum(i * o + (o if b else 0) for i, o, b in self.layer_sizes)
+
+    def slices(self) -> list[tuple[slice, slice | None]]:
+        """Positions of (weight, bias) of each layer in the flat vector."""
+        out, pos = [], 0
+        for i, o, b in self.layer_sizes:
+            w = slice(pos, pos + i * o)
+            pos += i * o
+            bs = slice(pos, pos + o) if b else None
+            pos += o if b else 0
+            out.append((w, bs))
+        return out
+
+    def module(self) -> nn.Sequential:
+        """The equivalent ``nn.Sequential`` (PyTorch default initialization)."""
+        layers: list[nn.Module] = []
+        for k, (i, o, b) in enumerate(self.layer_sizes):
+            layers.append(nn.Linear(i, o, bias=b))
+            if k < self.depth:
+                layers.append(nn.Tanh())
+        return nn.Sequential(*layers)
+
+    def forward(self, params: Tensor, x: Tensor) -> Tensor:
+        """Outputs [R, P, out] of R parameter vectors [R, N] on inputs x [P, in] (batched matmul)."""
+        r = params.shape[0]
+        h = x.to(params.dtype).unsqueeze(0).expand(r, -1, -1)
+        for k, ((i, o, _), (ws, bs)) in enumerate(zip(self.layer_sizes, self.slices())):
+            w = params[:, ws].reshape(r, o, i).transpose(1, 2)  # [R, in, out]
+            if bs is not None:
+                h = torch.baddbmm(params[:, bs].unsqueeze(1), h, w)
+            else:
+                h = torch.bmm(h, w)
+            if k < self.depth:
+                h = torch.tanh(h)
+        return h
+
+    @staticmethod
+    def from_module(model: nn.Module) -> MLPSpec | None:
+        """The spec of ``model`` if it is a Sequential of Linear and Tanh of this form, else None."""
+        if not isinstance(model, nn.Sequential):
+            return None
+        mods = list(model)
+        if len(mods) < 3 or len(mods) % 2 == 0:
+            return None
+        linears, acts = mods[0::2], mods[1::2]
+        if not all(isinstance(m, nn.Linear) for m in linears):
+            return None
+        if not all(isinstance(m, nn.Tanh) for m in acts):
+            return None
+        width = linears[0].out_features
+        if any(m.bias is None for m in linears[:-1]):
+            return None
+        if any(m.in_features != width or m.out_features != width for m in linears[1:-1]):
+            return None
+        if linears[-1].in_features != width:
+            return None
+        return MLPSpec(depth=len(acts), width=width, in_features=linears[0].in_features,
+                       out_features=linears[-1].out_features,
+                       output_bias=linears[-1].bias is not None)
+
+
+def flat_params(model: nn.Module) -> Tensor:
+    """All parameters of ``model`` as one flat vector (``named_parameters`` order)."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def load_flat_params(model: nn.Module, flat: Tensor) -> nn.Module:
+    """Write a flat vector [N] into ``model``'s parameters (inverse of :func:`flat_params`)."""
+    n = sum(p.numel() for p in model.parameters())
+    if flat.dim() != 1 or flat.shape[0] != n:
+        raise NegdError(f"flat: must have shape [{n}] for this model, got {list(flat.shape)}")
+    pos = 0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(flat[pos:pos + p.numel()].reshape(p.shape))
+            pos += p.numel()
+    return model
+
+
+def paper_init(n_params: int, sigma0: float, *, seed: int = 0, realizations: int | None = None
+               ) -> Tensor:
+    """Paper-style initialization x_i ~ N(0, sigma0^2).
+
+    Returns one shared vector [N] when ``realizations`` is None (the paper's set-up: every
+    realization starts from the same network), else independent draws [R, N] (realization r
+    gets the same row whatever R).
+    """
+    check_positive("sigma0", sigma0)
+    rows = 1 if realizations is None else check_int("realizations", realizations)
+    z = rng.normal(seed, torch.arange(rows), 0, n_params, stream=rng.STREAM_INIT) * sigma0
+    return z[0] if realizations is None else z
+
+
+def torch_default_init(spec: MLPSpec, *, seed: int = 0, realizations: int | None = None) -> Tensor:
+    """PyTorch's default ``nn.Linear`` initialization (Kaiming-uniform weights, uniform biases).
+
+    One shared vector [N] when ``realizations`` is None, else [R, N] with row r drawn from
+    ``torch.Generator`` seeded with (seed, r), so a row does not depend on R.
+    """
+    rows = [seed] if realizations is None else [
+        seed * 1_000_003 + r for r in range(check_int("realizations", realizations))]
+    out = []
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global generator alone
+        for s in rows:
+            torch.manual_seed(s)
+            out.append(flat_params(spec.module()))
+    return out[0] if realizations is None else torch.stack(out)

@@ -1,0 +1,146 @@
+"""Counter-based random numbers: Philox4x32-10 and a portable Box-Muller transform.
+
+Every random number negd draws is a pure function of ``(seed, realization, step, stream,
+index)`` (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC'11).
+Consequences the rest of the library relies on:
+
+* realization ``r`` sees the same numbers whatever the ensemble size R and however the
+  ensemble is chunked, so results do not depend on batch layout;
+* the "random generator state" of a run is just ``(seed, step)``: saving and resuming is
+  exact by construction;
+* the transform from bits to normals uses only IEEE-754 float32 ``+ - * /`` and ``sqrt``
+  (our own polynomial ``log``, ``sin`` and ``cos``; no fused multiply-add), so the C kernel in
+  :mod:`negd.kernels` reproduces these numbers bit for bit.
+
+Normals come from Box-Muller: ``z = sqrt(-2 ln u) * (cos phi, sin phi)``. The angle is drawn in
+the first octant (0, pi/4) and mapped onto the whole circle by three random bits (swap the
+pair, flip either sign): the eight symmetries of the square carry a uniform angle on an octant
+to a uniform angle on the circle, and keep the polynomials on their most accurate range.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["STREAM_MUTATION", "STREAM_ACCEPT", "STREAM_INIT", "STREAM_LANGEVIN",
+           "philox4x32", "normal", "uniform"]
+
+# Stream tags keep the uses of randomness apart: a mutation draw never reuses accept bits.
+STREAM_MUTATION = 0
+STREAM_ACCEPT = 1
+STREAM_INIT = 2
+STREAM_LANGEVIN = 3
+
+_MASK32 = 0xFFFFFFFF
+_M0, _M1 = 0xD2511F53, 0xCD9E8D57
+_W0, _W1 = 0x9E3779B9, 0xBB67AE85
+_ROUNDS = 10
+
+
+def _mulhilo(a: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """High and low 32 bits of a * m for a < 2^32 held in int64 (no int64 overflow)."""
+    p = a * (m & 0xFFFF)  # < 2^48
+    q = a * (m >> 16)  # < 2^48
+    s = (p >> 16) + q  # a*m = s * 2^16 + (p & 0xFFFF)
+    hi = s >> 16
+    lo = ((s & 0xFFFF) << 16) | (p & 0xFFFF)
+    return hi, lo
+
+
+def philox4x32(c0: Tensor, c1: Tensor, c2: Tensor, c3: Tensor, seed: int) -> tuple[Tensor, ...]:
+    """Philox4x32-10 of the counter (c0, c1, c2, c3) under the 64-bit key ``seed``.
+
+    Counters are int64 tensors holding values in [0, 2^32) and broadcast together.
+    Returns four int64 tensors of 32-bit outputs.
+    """
+    k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
+    c0, c1, c2, c3 = torch.broadcast_tensors(c0, c1, c2, c3)
+    for _ in range(_ROUNDS):
+        hi0, lo0 = _mulhilo(c0, _M0)
+        hi1, lo1 = _mulhilo(c2, _M1)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0, k1 = (k0 + _W0) & _MASK32, (k1 + _W1) & _MASK32
+    return c0, c1, c2, c3
+
+
+def _f32(x: float, device: torch.device) -> Tensor:
+    return torch.tensor(x, dtype=torch.float32, device=device)
+
+
+def _log_open01(u: Tensor) -> Tensor:
+    """ln(u) for float32 u in (0, 1): Cephes ``logf``, written as separate IEEE operations."""
+    dev = u.device
+    bits = u.view(torch.int32)
+    e = (bits >> 23) - 127
+    m = ((bits & 0x7FFFFF) | 0x3F800000).view(torch.float32)  # mantissa in [1, 2)
+    big = m > _f32(1.41421356, dev)
+    m = torch.where(big, m * _f32(0.5, dev), m)
+    e = (e + big.to(torch.int32)).to(torch.float32)
+    x = m - _f32(1.0, dev)
+    z = x * x
+    coeffs = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+              1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+              3.3333331174e-1)
+    y = x * _f32(coeffs[0], dev)
+    for c in coeffs[1:-1]:
+        y = (y + _f32(c, dev)) * x
+    y = y + _f32(coeffs[-1], dev)
+    y = (y * x) * z
+    y = y + e * _f32(-2.12194440e-4, dev)
+    y = y - z * _f32(0.5, dev)
+    return (x + y) + e * _f32(0.693359375, dev)
+
+
+def _sincos_octant(bits: Tensor) -> tuple[Tensor, Tensor]:
+    """A uniform point (cos, sin) on the unit circle from 32 random bits (see module doc)."""
+    dev = bits.device
+    odd = ((bits >> 9) << 1) | 1  # odd integer < 2^24: exact in float32
+    phi = (odd.to(torch.float32) * _f32(2.0**-24, dev)) * _f32(0.78539816339744830962, dev)
+    z = phi * phi
+    s = ((z * _f32(-1.9515295891e-4, dev) + _f32(8.3321608736e-3, dev)) * z
+         - _f32(1.6666654611e-1, dev))
+    s = phi + (phi * z) * s
+    c = (z * _f32(2.443315711809948e-5, dev) - _f32(1.388731625493765e-3, dev)) * z
+    c = c + _f32(4.166664568298827e-2, dev)
+    c = (_f32(1.0, dev) - z * _f32(0.5, dev)) + (z * z) * c
+    swap = (bits & 1).bool()
+    a, b = torch.where(swap, s, c), torch.where(swap, c, s)
+    a = torch.where((bits & 2).bool(), -a, a)
+    b = torch.where((bits & 4).bool(), -b, b)
+    return a, b
+
+
+def _radius(bits: Tensor) -> Tensor:
+    odd = ((bits >> 9) << 1) | 1
+    u = odd.to(torch.float32) * _f32(2.0**-24, bits.device)  # in (0, 1), exact
+    return torch.sqrt(_log_open01(u) * _f32(-2.0, bits.device))
+
+
+def normal(seed: int, realizations: Tensor, step: int | Tensor, n: int, stream: int = STREAM_MUTATION,
+           device: torch.device | str | None = None) -> Tensor:
+    """Standard normals of shape [R, n], float32: row r is a function of (seed, realizations[r], step).
+
+    ``step`` is one int, or an int64 tensor of shape [R] (each realization at its own step).
+    """
+    device = torch.device(device) if device is not None else realizations.device
+    rid = realizations.to(device=device, dtype=torch.int64).reshape(-1, 1)
+    st = torch.as_tensor(step, dtype=torch.int64, device=device).reshape(-1, 1)
+    blocks = torch.arange((n + 3) // 4, dtype=torch.int64, device=device).reshape(1, -1)
+    x0, x1, x2, x3 = philox4x32(blocks, st & _MASK32, rid & _MASK32,
+                                torch.tensor(stream, dtype=torch.int64, device=device), seed)
+    ca, sa = _sincos_octant(x1)
+    cb, sb = _sincos_octant(x3)
+    ra, rb = _radius(x0), _radius(x2)
+    z = torch.stack((ra * ca, ra * sa, rb * cb, rb * sb), dim=-1)  # [R, blocks, 4]
+    return z.reshape(rid.shape[0], -1)[:, :n]
+
+
+def uniform(seed: int, realizations: Tensor, step: int | Tensor, stream: int = STREAM_ACCEPT) -> Tensor:
+    """Uniforms in [0, 1) of shape [R], float64 with 32 random bits each."""
+    device = realizations.device
+    rid = realizations.to(torch.int64)
+    st = torch.as_tensor(step, dtype=torch.int64, device=device)
+    x0, _, _, _ = philox4x32(torch.zeros_like(rid), st & _MASK32, rid & _MASK32,
+                             torch.tensor(stream, dtype=torch.int64, device=device), seed)
+    return x0.to(torch.float64) * 2.0**-32

@@ -1,0 +1,18 @@
+"""Update rules, all with the signature ``init(params, loss_fn, seed=...)`` / ``step(state, loss_fn)``.
+
+``RULES`` maps a name to each rule class, so configurations and tests can go over all of them.
+"""
+
+from negd.rules.base import LossFn, UpdateRule, value_and_grad
+from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
+from negd.rules.neuroevolution import Neuroevolution, metropolis_accept
+
+RULES: dict[str, type] = {
+    "neuroevolution": Neuroevolution,
+    "gradient_descent": GradientDescent,
+    "langevin": Langevin,
+    "normalized": NormalizedGradientDescent,
+}
+
+__all__ = ["RULES", "LossFn", "UpdateRule", "value_and_grad", "Neuroevolution",
+           "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent"]

@@ -1,0 +1,84 @@
+"""The explicit state that every update rule reads and returns.
+
+An ensemble of R independent realizations of one model with N parameters is
+``params [R, N]`` plus their current losses ``loss [R]``, a step counter and the random
+generator state. Random numbers are counter based (:mod:`negd.rng`), so the generator state is
+``seed`` plus the global index of each realization: a chunk of an ensemble is a state of its
+own, and a saved state resumes exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+from negd.validation import NegdError
+
+__all__ = ["State"]
+
+
+@dataclass(frozen=True)
+class State:
+    """Ensemble state; update rules return a new one and never modify their input.
+
+    Attributes:
+        params: [R, N] flat parameters, one row per realization.
+        loss: [R] loss of each row of ``params`` (float64 accumulator of float32 losses is
+            not assumed: the dtype is whatever the loss function returns).
+        step: number of steps taken so far.
+        seed: key of the counter-based generator.
+        realization: [R] int64 global realization index of each row (the stream id).
+        accepted: [R] bool, whether the last step moved each realization (all True for
+            deterministic gradient rules, all False before the first step).
+        extras: rule-specific tensors (e.g. an adaptive mutation scale); rules that need
+            none leave it empty.
+    """
+
+    params: Tensor
+    loss: Tensor
+    step: int
+    seed: int
+    realization: Tensor
+    accepted: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def n_realizations(self) -> int:
+        return self.params.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        return self.params.shape[1]
+
+    def replace(self, **changes) -> State:
+        return replace(self, **changes)
+
+    def chunk(self, start: int, stop: int) -> State:
+        """Rows ``start:stop`` as a state of their own (same seed and step)."""
+        return State(self.params[start:stop], self.loss[start:stop], self.step, self.seed,
+                     self.realization[start:stop], self.accepted[start:stop],
+                     {k: v[start:stop] for k, v in self.extras.items()})
+
+    @staticmethod
+    def concat(states: list[State]) -> State:
+        """Inverse of :meth:`chunk`: stack the rows of states taken at the same step."""
+        first = states[0]
+        if any(s.step != first.step or s.seed != first.seed for s in states):
+            raise NegdError("states: can only concatenate states with the same step and seed")
+        cat = lambda name: torch.cat([getattr(s, name) for s in states])  # noqa: E731
+        extras = {k: torch.cat([s.extras[k] for s in states]) for k in first.extras}
+        return State(cat("params"), cat("loss"), first.step, first.seed, cat("realization"),
+                     cat("accepted"), extras)
+
+    def to_dict(self) -> dict:
+        """Plain tensors and ints, for ``torch.save``."""
+        return {"params": self.params, "loss": self.loss, "step": self.step, "seed": self.seed,
+                "realization": self.realization, "accepted": self.accepted,
+                "extras": dict(self.extras)}
+
+    @staticmethod
+    def from_dict(d: dict) -> State:
+        return State(d["params"], d["loss"], int(d["step"]), int(d["seed"]), d["realization"],
+                     d["accepted"], dict(d.get("extras", {})))

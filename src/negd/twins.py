@@ -1,0 +1,38 @@
+"""The gradient dynamics that theory says a neuroevolution configuration equals.
+
+Whitelam et al. 2021, small-sigma limits, time measured in neuroevolution steps:
+
+* finite beta: x <- x - (beta sigma^2/2) grad U + sigma xi   (Langevin, Eq. for finite beta);
+* beta = inf:  x <- x - (sigma/sqrt(2 pi)) grad U/|grad U| + (sigma/sqrt 2) xi
+  (normalized gradient descent plus noise of variance sigma^2/2 per coordinate).
+
+With per-parameter sigma_i the rates become beta sigma_i^2/2 (finite beta) and
+sigma_i^2/(sqrt(2 pi) |sigma g|) (beta = inf). ``noise=False`` returns the deterministic
+drift alone, which is what the ensemble mean of neuroevolution follows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
+from negd.rules.neuroevolution import Neuroevolution
+from negd.theory import twin_rates
+
+__all__ = ["gradient_twin"]
+
+
+def gradient_twin(rule: Neuroevolution, *, noise: bool = True
+                  ) -> GradientDescent | Langevin | NormalizedGradientDescent:
+    """The gradient rule equivalent to ``rule`` for small sigma (see module docstring)."""
+    alpha, s = twin_rates(rule.sigma, rule.beta)
+    if math.isinf(rule.beta):
+        if isinstance(rule.sigma, torch.Tensor):
+            return NormalizedGradientDescent(alpha=1 / math.sqrt(2 * math.pi),
+                                             noise=s if noise else 0.0, weights=rule.sigma)
+        return NormalizedGradientDescent(alpha=alpha, noise=s if noise else 0.0)
+    if noise:
+        return Langevin(alpha=alpha, noise=s)
+    return GradientDescent(alpha=alpha)

@@ -1,0 +1,74 @@
+"""Argument checks that fail with one clear line naming the argument and what is allowed."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["NegdError", "check_positive", "check_beta", "check_int", "check_sigma", "check_finite"]
+
+
+class NegdError(ValueError):
+    """A bad argument or configuration; the message names the field and what is allowed."""
+
+
+def check_positive(name: str, value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise NegdError(f"{name}: must be a positive finite number, got {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise NegdError(f"{name}: must be a positive finite number, got {value!r}")
+    return v
+
+
+def check_nonnegative(name: str, value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise NegdError(f"{name}: must be a finite number >= 0, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise NegdError(f"{name}: must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def check_beta(value: float) -> float:
+    """Inverse temperature: a number > 0, or ``inf`` for zero temperature."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise NegdError(f"beta: must be a number > 0 or inf, got {value!r}") from None
+    if math.isnan(v) or v <= 0:
+        raise NegdError(f"beta: must be a number > 0 or inf, got {value!r}")
+    return v
+
+
+def check_int(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise NegdError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise NegdError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_sigma(value: float | Tensor, n_params: int | None = None) -> float | Tensor:
+    """Mutation scale: a positive scalar, or a tensor of N positive entries (one per parameter)."""
+    if isinstance(value, Tensor) and value.numel() != 1:
+        if value.dim() != 1 or (n_params is not None and value.shape[0] != n_params):
+            want = f"[{n_params}]" if n_params is not None else "[N]"
+            raise NegdError(f"sigma: per-parameter sigma must have shape {want}, got "
+                            f"{list(value.shape)}")
+        if not bool(torch.isfinite(value).all()) or bool((value <= 0).any()):
+            raise NegdError("sigma: every entry must be a positive finite number")
+        return value
+    if isinstance(value, Tensor):
+        value = value.item()
+    return check_positive("sigma", value)
+
+
+def check_finite(name: str, t: Tensor) -> Tensor:
+    if not bool(torch.isfinite(t).all()):
+        raise NegdError(f"{name}: contains NaN or infinite values")
+    return t
