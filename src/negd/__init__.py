@@ -1,7 +1,7 @@
 """negd: neuroevolution for PyTorch models and ensembles, and its correspondence with
 gradient descent (Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021))."""
 
-from negd.engine import advance
+from negd.engine import advance, advance_counted
 from negd.ensemble import MLPLoss, ModuleLoss, loss_for
 from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
 from negd.rules import (
@@ -18,7 +18,7 @@ from negd.validation import NegdError
 
 __version__ = "0.1.0"
 
-__all__ = ["advance", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
+__all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
            "Langevin", "Neuroevolution", "NormalizedGradientDescent", "State", "get_task",
            "gradient_twin", "NegdError", "__version__"]

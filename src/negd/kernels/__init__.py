@@ -4,5 +4,5 @@ from __future__ import annotations
 
 
 def fused_step_fn(rule, state, loss_fn):
-    """A function (state, steps) -> state running ``steps`` fused steps, or None."""
+    """A function ``(state, steps) -> (state, accepted_count [R] int64)`` running fused steps, or None."""
     return None
