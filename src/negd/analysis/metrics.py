@@ -1,0 +1,227 @@
+"""Per-arm time series, final numbers, the Delta-vs-sigma trend and the verdict of a run.
+
+The verdict compares the two things the paper shows (Whitelam et al., Nat. Commun. 12, 6317
+(2021), Figs. 1-2): the ensemble-mean neuroevolution loss against gradient descent, and the
+floor-corrected Delta (negd.analysis.delta) against the size of the parameters' change over
+the run, param_change = (1/N) sum_i (x_i^GD(t) - x_i(0))^2. Thresholds (module constants):
+
+- holds: (Delta_c + 2 SE) / param_change < RATIO_HOLDS (the data exclude a gap larger than
+  ~22% of the typical parameter displacement, sqrt(0.05)) AND the loss gap
+  |<U> - U_GD| is below LOSS_GAP_HOLDS of U_GD or below LOSS_SE_HOLDS standard errors;
+- does not hold: Delta_c / param_change >= RATIO_FAILS or relative loss gap >= LOSS_GAP_FAILS;
+- weakens: anything in between (including "small but not resolved with these realizations").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from negd.analysis.delta import delta_stats
+from negd.analysis.rundir import ArmData
+
+__all__ = [
+    "RATIO_HOLDS",
+    "RATIO_FAILS",
+    "LOSS_GAP_HOLDS",
+    "LOSS_SE_HOLDS",
+    "LOSS_GAP_FAILS",
+    "C_SMALL",
+    "arm_series",
+    "arm_final",
+    "sigma_trend",
+    "SigmaTrend",
+    "verdict",
+    "Verdict",
+    "SCALAR_COLUMNS",
+]
+
+RATIO_HOLDS = 0.05
+RATIO_FAILS = 0.25
+LOSS_GAP_HOLDS = 0.05
+LOSS_SE_HOLDS = 3.0
+LOSS_GAP_FAILS = 0.25
+C_SMALL = 0.1  # curvature parameter below which the small-sigma limit is accurate (c^2/2 < 0.5%)
+
+# Per-snapshot scalar columns copied from snapshots.npz into timeseries.csv.
+SCALAR_COLUMNS = (
+    "t",
+    "ne_step",
+    "gd_step",
+    "ne_loss_mean",
+    "ne_loss_se",
+    "loss_of_mean",
+    "gd_loss",
+    "acceptance",
+    "acceptance_se",
+    "acceptance_predicted",
+    "grad_norm",
+    "trace_hessian",
+    "z",
+    "c",
+    "drift_factor",
+    "wall_seconds",
+)
+
+
+def arm_series(arm: ArmData) -> dict[str, np.ndarray]:
+    """Scalar columns of one arm [S]: the stored ones plus Delta, floor, corrected, SE, change."""
+    a = arm.arrays
+    stats = delta_stats(a["gd_params"], a["param_mean"], a["param_var"], arm.realizations)
+    change = np.mean((a["gd_params"] - a["gd_params"][0]) ** 2, axis=1)
+    out = {k: np.asarray(a[k]) for k in SCALAR_COLUMNS}
+    out.update(
+        delta=np.asarray(stats.delta),
+        delta_floor=np.asarray(stats.floor),
+        delta_corrected=np.asarray(stats.corrected),
+        delta_corrected_se=np.asarray(stats.corrected_se),
+        param_change=change,
+    )
+    return out
+
+
+def _weighted_acceptance(series: dict[str, np.ndarray]) -> tuple[float, float]:
+    """Run-average measured and predicted acceptance, weighted by the NE steps of each interval.
+
+    Row s of `acceptance` covers the interval (s-1, s]; the prediction there is the mean of the
+    predictions at its two ends (the regime check runs at snapshots)."""
+    steps = np.diff(series["ne_step"].astype(np.float64))
+    measured = series["acceptance"][1:]
+    pred = series["acceptance_predicted"]
+    pred_mid = 0.5 * (pred[1:] + pred[:-1])
+    ok = np.isfinite(measured) & (steps > 0)
+    acc = float(np.sum(measured[ok] * steps[ok]) / np.sum(steps[ok])) if ok.any() else math.nan
+    okp = ok & np.isfinite(pred_mid)
+    acc_pred = float(np.sum(pred_mid[okp] * steps[okp]) / np.sum(steps[okp])) if okp.any() else math.nan
+    return acc, acc_pred
+
+
+def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
+    """The numbers of the last snapshot of an arm (and run averages of acceptance)."""
+    last = {k: float(v[-1]) for k, v in series.items()}
+    acc, acc_pred = _weighted_acceptance(series)
+    change = last["param_change"]
+    ratio = last["delta_corrected"] / change if change > 0 else math.nan
+    ratio_upper = (
+        (last["delta_corrected"] + 2 * last["delta_corrected_se"]) / change if change > 0 else math.nan
+    )
+    gap = last["ne_loss_mean"] - last["gd_loss"]
+    c = series["c"]
+    above = np.nonzero(np.isfinite(c) & (c > C_SMALL))[0]
+    return {
+        "t_final": last["t"],
+        "ne_steps_done": int(series["ne_step"][-1]),
+        "loss_gd_final": last["gd_loss"],
+        "loss_ne_mean_final": last["ne_loss_mean"],
+        "loss_ne_se_final": last["ne_loss_se"],
+        "loss_of_mean_final": last["loss_of_mean"],
+        "loss_gap_final": gap,
+        "loss_gap_relative": abs(gap) / abs(last["gd_loss"]) if last["gd_loss"] else math.nan,
+        "loss_gap_in_se": abs(gap) / last["ne_loss_se"] if last["ne_loss_se"] > 0 else math.inf,
+        "delta_final": last["delta"],
+        "delta_floor_final": last["delta_floor"],
+        "delta_corrected_final": last["delta_corrected"],
+        "delta_corrected_se_final": last["delta_corrected_se"],
+        "param_change_final": change,
+        "delta_ratio": ratio,
+        "delta_ratio_upper": ratio_upper,
+        "acceptance_measured": acc,
+        "acceptance_predicted": acc_pred,
+        "acceptance_measured_final": last["acceptance"],
+        "acceptance_se_final": last["acceptance_se"],
+        "acceptance_predicted_final": last["acceptance_predicted"],
+        "z_final": last["z"],
+        "c_final": last["c"],
+        "c_max": float(np.nanmax(c)) if np.isfinite(c).any() else math.nan,
+        "t_c_exceeds": float(series["t"][above[0]]) if above.size else math.nan,
+        "grad_norm_initial": float(series["grad_norm"][0]),
+        "grad_norm_final": last["grad_norm"],
+        "wall_seconds": last["wall_seconds"],
+    }
+
+
+@dataclass(frozen=True)
+class SigmaTrend:
+    """Delta_c against sigma for the arms at a common time t (the latest time all arms reached)."""
+
+    t: float
+    sigma: list[float]
+    labels: list[str]
+    delta_corrected: list[float]
+    delta_corrected_se: list[float]
+    slope: float  # d log Delta_c / d log sigma (weighted least squares); NaN if < 2 usable arms
+    slope_se: float
+    note: str
+
+
+def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -> SigmaTrend | None:
+    """Delta_c(sigma) at the latest time reached by every available arm, and its log-log slope.
+
+    Points whose Delta_c is not positive (consistent with zero) cannot enter a log fit; they are
+    reported but excluded, and the slope is fitted with weights 1/SE(log Delta_c)^2 where
+    SE(log Delta_c) = SE / Delta_c.
+    """
+    avail = [a for a in arms if a.n_snapshots > 1]
+    if not avail:
+        return None
+    t_common = min(float(series[a.index]["t"][-1]) for a in avail)
+    sig, labels, dc, se = [], [], [], []
+    for a in avail:
+        s = series[a.index]
+        row = int(np.nonzero(s["t"] <= t_common * (1 + 1e-9))[0][-1])
+        sig.append(a.sigma)
+        labels.append(a.label)
+        dc.append(float(s["delta_corrected"][row]))
+        se.append(float(s["delta_corrected_se"][row]))
+    ok = [i for i in range(len(sig)) if dc[i] > 0 and se[i] > 0 and sig[i] > 0]
+    slope, slope_se, note = math.nan, math.nan, ""
+    if len(avail) < 2:
+        note = "only one arm available: no trend"
+    elif len(ok) < 2:
+        note = "fewer than two arms with Delta_c > 0: no slope (Delta_c consistent with zero)"
+    else:
+        x = np.log([sig[i] for i in ok])
+        y = np.log([dc[i] for i in ok])
+        w = np.array([(dc[i] / se[i]) ** 2 for i in ok])
+        xm = np.sum(w * x) / np.sum(w)
+        sxx = np.sum(w * (x - xm) ** 2)
+        if sxx > 0:
+            slope = float(np.sum(w * (x - xm) * (y - np.sum(w * y) / np.sum(w))) / sxx)
+            slope_se = float(1 / math.sqrt(sxx))
+        if len(ok) < len(avail):
+            note = f"{len(avail) - len(ok)} arm(s) with Delta_c <= 0 left out of the fit"
+    return SigmaTrend(t_common, sig, labels, dc, se, slope, slope_se, note)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str  # "holds" | "weakens" | "does not hold" | "undetermined"
+    reasons: list[str]
+
+    @property
+    def sentence(self) -> str:
+        if self.label == "undetermined":
+            return "correspondence undetermined"
+        return f"correspondence {self.label}"
+
+
+def verdict(final: dict[str, float]) -> Verdict:
+    """Apply the thresholds of the module docstring to :func:`arm_final`'s numbers."""
+    ratio, upper = final["delta_ratio"], final["delta_ratio_upper"]
+    rel, in_se = final["loss_gap_relative"], final["loss_gap_in_se"]
+    if not (math.isfinite(ratio) and math.isfinite(upper)) or final["t_final"] <= 0:
+        return Verdict("undetermined", ["no snapshot after t = 0, or Delta undefined (R < 2 / no change)"])
+    reasons = [
+        f"Delta_c/param_change = {ratio:.3g} (2-SE upper bound {upper:.3g}; holds below {RATIO_HOLDS}, "
+        f"fails at {RATIO_FAILS})",
+        f"loss gap {100 * rel:.2f}% of U_GD = {in_se:.1f} SE (holds below {100 * LOSS_GAP_HOLDS:.0f}% "
+        f"or {LOSS_SE_HOLDS:.0f} SE, fails at {100 * LOSS_GAP_FAILS:.0f}%)",
+    ]
+    loss_ok = rel < LOSS_GAP_HOLDS or in_se < LOSS_SE_HOLDS
+    if ratio >= RATIO_FAILS or (rel >= LOSS_GAP_FAILS and in_se >= LOSS_SE_HOLDS):
+        return Verdict("does not hold", reasons)
+    if upper < RATIO_HOLDS and loss_ok:
+        return Verdict("holds", reasons)
+    return Verdict("weakens", reasons)

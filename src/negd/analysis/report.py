@@ -1,0 +1,430 @@
+"""Turn a run directory into summary.json, timeseries.csv, figures/*.png and report.md.
+
+Works on interrupted runs: arms without snapshots are listed as missing, arms that stopped
+early are analysed up to their last snapshot, and the report says so at the top.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from negd.analysis import figures as plots
+from negd.analysis.metrics import (
+    C_SMALL,
+    LOSS_GAP_FAILS,
+    LOSS_GAP_HOLDS,
+    LOSS_SE_HOLDS,
+    RATIO_FAILS,
+    RATIO_HOLDS,
+    arm_final,
+    arm_series,
+    sigma_trend,
+    verdict,
+)
+from negd.analysis.rundir import RunData, load_run, to_float
+
+__all__ = ["build_report", "json_safe"]
+
+
+def json_safe(value):
+    """inf -> "inf", -inf -> "-inf", NaN -> None, numpy scalars/arrays -> Python types."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}g}"
+
+
+def _pm(value: float, se: float) -> str:
+    return f"{_fmt(value)} +- {_fmt(se, 2)}"
+
+
+def _write_timeseries(run: RunData, series: dict, path: Path) -> None:
+    columns = ["arm", "label", "sigma", "lambda", "realizations", "snapshot"]
+    value_columns = list(next(iter(series.values())).keys()) if series else []
+    lines = []
+    for arm in run.available_arms:
+        s = series[arm.index]
+        for row in range(arm.n_snapshots):
+            values = []
+            for k in value_columns:
+                v = s[k][row]
+                values.append(int(v) if np.issubdtype(s[k].dtype, np.integer) else repr(float(v)))
+            lines.append(
+                [arm.index, arm.label, repr(arm.sigma), repr(arm.lam), arm.realizations, row, *values]
+            )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns + value_columns)
+        writer.writerows(lines)
+    os.replace(tmp, path)
+
+
+def _regime_text(run: RunData, final: dict) -> str:
+    beta = run.beta
+    c_final, c_max, t_c = final["c_final"], final["c_max"], final["t_c_exceeds"]
+    if not math.isfinite(c_max):
+        return "Regime not computed for this run (z, c are NaN): no statement on the small-sigma limit."
+    parts = [f"c = sigma tr(H)/(2|g|) is {_fmt(c_final, 3)} at the end (max {_fmt(c_max, 3)})."]
+    if math.isnan(t_c):
+        parts.append(
+            f"c stays below {C_SMALL} throughout: mutations are small compared with the scale on "
+            "which the gradient changes, so the small-sigma expansion behind the correspondence applies."
+        )
+    else:
+        g0, g1 = final["grad_norm_initial"], final["grad_norm_final"]
+        parts.append(
+            f"c first exceeds {C_SMALL} at t = {_fmt(t_c, 3)}; |g| went from {_fmt(g0, 3)} to "
+            f"{_fmt(g1, 3)}, so curvature (tr H) competes with the gradient: the acceptance drops "
+            "towards Phi(-c) and the drift towards GD is reduced by about exp(-c^2/2), which is where "
+            "the correspondence is expected to weaken."
+        )
+    z = final["z_final"]
+    if math.isinf(beta):
+        parts.append("beta = inf: the twin is normalized GD (z = inf by definition).")
+    elif math.isfinite(z):
+        regime = (
+            "z << 1: Langevin regime, twin = GD with lr beta sigma^2/2"
+            if z < C_SMALL
+            else "z is not small: acceptance below 1 and the drift leaves the Langevin form "
+            "(factor erfcx(z/sqrt 2)); the plain-GD twin is only approximate"
+        )
+        parts.append(f"z = beta sigma |g| = {_fmt(z, 3)} at the end: {regime}.")
+    return " ".join(parts)
+
+
+def _acceptance_text(final: dict) -> str:
+    m, p = final["acceptance_measured"], final["acceptance_predicted"]
+    if not math.isfinite(m):
+        return "no acceptance measured yet"
+    text = f"measured {_fmt(m, 4)} (run average) vs predicted {_fmt(p, 4)}"
+    mf, sf, pf = (
+        final["acceptance_measured_final"],
+        final["acceptance_se_final"],
+        final["acceptance_predicted_final"],
+    )
+    if all(math.isfinite(v) for v in (mf, sf, pf)) and sf > 0:
+        text += (
+            f"; last interval {_fmt(mf, 4)} +- {_fmt(sf, 2)} vs {_fmt(pf, 4)} ({abs(mf - pf) / sf:.1f} SE)"
+        )
+    return text
+
+
+def build_report(run_dir: Path, *, figures: bool = True) -> Path:
+    """Analyse ``run_dir`` and write its report files; returns the path of ``report.md``.
+
+    ``figures=False`` skips the PNGs (a few seconds of matplotlib), e.g. for quick checks.
+    """
+    run = load_run(Path(run_dir))
+    cfg = run.config
+    out = run.path
+    fig_dir = out / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    series = {a.index: arm_series(a) for a in run.available_arms}
+    finals = {a.index: arm_final(a, series[a.index]) for a in run.available_arms}
+    verdicts = {i: verdict(f) for i, f in finals.items()}
+    trend = sigma_trend(run.arms, series)
+
+    main = run.arms[0] if run.arms else None
+    main_ok = main is not None and main.n_snapshots > 0
+    figs: dict[str, Path | None] = {}
+    if main_ok and figures:
+        figs["weights"] = plots.plot_weights(main, fig_dir / "weights.png")
+        figs["loss"] = plots.plot_loss(main, fig_dir / "loss.png")
+        figs["params"] = plots.plot_params_scatter(main, fig_dir / "params_final.png")
+    if figures:
+        figs["delta"] = plots.plot_delta(run.arms, series, trend, fig_dir / "delta.png")
+        figs["regime"] = plots.plot_regime(run.arms, series, fig_dir / "regime.png")
+
+    wall = to_float(run.status.get("wall_seconds"))
+    if not math.isfinite(wall):
+        wall = float(sum(f["wall_seconds"] for f in finals.values() if math.isfinite(f["wall_seconds"])))
+    missing = [a for a in run.arms if a.n_snapshots == 0]
+    incomplete = [a for a in run.available_arms if not a.complete]
+    partial = run.state != "complete" or bool(missing) or bool(incomplete)
+
+    main_final = finals.get(0, {})
+    main_verdict = verdicts.get(0)
+    summary = {
+        "experiment": cfg.get("experiment"),
+        "scale": cfg.get("scale"),
+        "sigma": main.sigma if main else None,
+        "beta": run.beta,
+        "alpha": run.alpha,
+        "lambda": main.lam if main else to_float(cfg.get("lambda")),
+        "realizations": main.realizations if main else cfg.get("realizations"),
+        "steps": main.ne_steps if main else None,
+        "steps_done": main_final.get("ne_steps_done"),
+        "t_final": main_final.get("t_final"),
+        "t_final_planned": main.t_final if main else None,
+        **{
+            k: main_final.get(k)
+            for k in (
+                "loss_gd_final",
+                "loss_ne_mean_final",
+                "loss_ne_se_final",
+                "loss_of_mean_final",
+                "loss_gap_relative",
+                "delta_final",
+                "delta_floor_final",
+                "delta_corrected_final",
+                "delta_corrected_se_final",
+                "param_change_final",
+                "delta_ratio",
+                "delta_ratio_upper",
+                "acceptance_measured",
+                "acceptance_predicted",
+                "z_final",
+                "c_final",
+                "c_max",
+            )
+        },
+        "wall_seconds": wall,
+        "verdict": main_verdict.label if main_verdict else "undetermined",
+        "state": run.state,
+        "partial": partial,
+        "seed": cfg.get("seed"),
+        "arms": [
+            {
+                "index": a.index,
+                "label": a.label,
+                "sigma": a.sigma,
+                "lambda": a.lam,
+                "realizations": a.realizations,
+                "snapshots": a.n_snapshots,
+                "complete": a.complete,
+                "t_final": finals[a.index]["t_final"] if a.index in finals else None,
+                "delta_corrected_final": finals[a.index]["delta_corrected_final"]
+                if a.index in finals
+                else None,
+                "delta_corrected_se_final": finals[a.index]["delta_corrected_se_final"]
+                if a.index in finals
+                else None,
+                "verdict": verdicts[a.index].label if a.index in verdicts else "missing",
+                "problem": a.problem,
+            }
+            for a in run.arms
+        ],
+        "sigma_trend": None
+        if trend is None
+        else {
+            "t": trend.t,
+            "sigma": trend.sigma,
+            "delta_corrected": trend.delta_corrected,
+            "delta_corrected_se": trend.delta_corrected_se,
+            "slope": trend.slope,
+            "slope_se": trend.slope_se,
+            "note": trend.note,
+        },
+        "figures": {k: str(v.relative_to(out)) for k, v in figs.items() if v is not None},
+    }
+    _write_atomic(out / "summary.json", json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
+    _write_timeseries(run, series, out / "timeseries.csv")
+
+    lines = _report_lines(run, cfg, series, finals, verdicts, trend, figs, wall, missing, incomplete, partial)
+    _write_atomic(out / "report.md", "\n".join(lines) + "\n")
+    return out / "report.md"
+
+
+def _report_lines(
+    run, cfg, series, finals, verdicts, trend, figs, wall, missing, incomplete, partial
+) -> list[str]:
+    name = cfg.get("experiment", "run")
+    lines = [f"# negd report: {name} ({cfg.get('scale', '?')} scale)", ""]
+    if partial:
+        lines += [
+            "> **Partial run** (state: "
+            + run.state
+            + "). "
+            + (
+                "Missing arms: " + ", ".join(f"{a.index} '{a.label}' ({a.problem})" for a in missing) + ". "
+                if missing
+                else ""
+            )
+            + (
+                "Arms stopped early: "
+                + ", ".join(
+                    f"{a.index} '{a.label}' at t = {_fmt(float(a.arrays['t'][-1]), 3)} "
+                    f"of {_fmt(a.t_final, 3)}"
+                    for a in incomplete
+                )
+                + ". "
+                if incomplete
+                else ""
+            )
+            + "Numbers below are at the last snapshot each arm reached.",
+            "",
+        ]
+    lines += ["## Verdict", ""]
+    if not verdicts:
+        lines += ["No arm has snapshots yet: nothing to analyse.", ""]
+    for a in run.arms:
+        if a.index not in verdicts:
+            lines.append(f"- arm {a.index} '{a.label}': missing ({a.problem})")
+            continue
+        v, f = verdicts[a.index], finals[a.index]
+        lines.append(
+            f"- **arm {a.index} '{a.label}' (sigma = {_fmt(a.sigma)}): {v.sentence}** at t = "
+            f"{_fmt(f['t_final'], 3)}: " + "; ".join(v.reasons) + "."
+        )
+    lines += [
+        "",
+        f"Thresholds: *holds* if (Delta_c + 2 SE)/param_change < {RATIO_HOLDS} (the data exclude a "
+        f"systematic gap larger than ~{math.sqrt(RATIO_HOLDS):.0%} of the typical parameter displacement) "
+        f"and the NE mean loss is within {LOSS_GAP_HOLDS:.0%} of GD or within {LOSS_SE_HOLDS:.0f} SE; "
+        f"*does not hold* if Delta_c/param_change >= {RATIO_FAILS} or the loss gap is >= "
+        f"{LOSS_GAP_FAILS:.0%} (and > {LOSS_SE_HOLDS:.0f} SE); *weakens* in between. Delta_c = Delta - floor "
+        "is the floor-corrected Delta (unbiased for the systematic gap); its SE includes the floor's own "
+        "estimation error and assumes weakly correlated parameters (docs/report.md).",
+        "",
+    ]
+
+    if 0 in finals:
+        f = finals[0]
+        lines += ["## Main arm in numbers", "", "| quantity | value |", "| --- | --- |"]
+        rows = [
+            ("t reached / planned", f"{_fmt(f['t_final'], 4)} / {_fmt(run.arms[0].t_final, 4)}"),
+            ("loss GD", _fmt(f["loss_gd_final"], 6)),
+            ("loss NE mean +- SE", _pm(f["loss_ne_mean_final"], f["loss_ne_se_final"])),
+            (
+                "relative gap (NE mean - GD)/GD",
+                f"{100 * f['loss_gap_final'] / f['loss_gd_final']:+.3f}% ({f['loss_gap_in_se']:.1f} SE)"
+                if f["loss_gd_final"]
+                else "n/a",
+            ),
+            ("loss of averaged network U(<x>)", _fmt(f["loss_of_mean_final"], 6)),
+            ("Delta (raw)", _fmt(f["delta_final"])),
+            ("floor (1/N) sum Var(x_i)/R", _fmt(f["delta_floor_final"])),
+            ("Delta_c = Delta - floor +- SE", _pm(f["delta_corrected_final"], f["delta_corrected_se_final"])),
+            ("param_change (1/N) sum (x_GD(t) - x(0))^2", _fmt(f["param_change_final"])),
+            (
+                "Delta_c / param_change (2-SE upper bound)",
+                f"{_fmt(f['delta_ratio'], 3)} ({_fmt(f['delta_ratio_upper'], 3)})",
+            ),
+            ("acceptance", _acceptance_text(f)),
+            ("z, c at the end", f"{_fmt(f['z_final'], 3)}, {_fmt(f['c_final'], 3)}"),
+        ]
+        lines += [f"| {k} | {v} |" for k, v in rows]
+        lines += ["", "**Regime.** " + _regime_text(run, f), ""]
+
+    lines += ["## Delta against sigma", ""]
+    if trend is None:
+        lines += ["No arm has snapshots after t = 0.", ""]
+    else:
+        lines += [
+            f"Corrected Delta at the common time t = {_fmt(trend.t, 4)} (latest time every available arm "
+            "reached):",
+            "",
+            "| arm | sigma | Delta_c +- SE |",
+            "| --- | --- | --- |",
+        ]
+        lines += [
+            f"| {lab} | {_fmt(s)} | {_pm(d, e)} |"
+            for lab, s, d, e in zip(
+                trend.labels, trend.sigma, trend.delta_corrected, trend.delta_corrected_se
+            )
+        ]
+        if math.isfinite(trend.slope):
+            shrink = "shrinks" if trend.slope - 2 * trend.slope_se > 0 else "does not clearly shrink"
+            lines += [
+                "",
+                f"Log-log slope d log Delta_c / d log sigma = {trend.slope:.2f} +- {trend.slope_se:.2f}: "
+                f"Delta_c {shrink} as sigma is halved (a positive slope means the gap closes as sigma -> 0, "
+                "as the correspondence predicts).",
+            ]
+        if trend.note:
+            lines += ["", f"Note: {trend.note}."]
+        lines += [""]
+
+    if len(run.available_arms) > 0:
+        lines += ["## Figures", ""]
+        captions = {
+            "weights": "Parameters with the largest change: single NE trajectories (thin grey), "
+            "ensemble mean (blue), gradient descent (dashed).",
+            "loss": "Loss against t: NE mean with +-SE band, loss of the averaged network, gradient descent.",
+            "delta": "Delta(t) raw and floor (left), floor-corrected with +-SE band (middle), "
+            "corrected Delta against sigma (right).",
+            "params": "All parameters of the averaged NE network against GD at the final time (grey: initial "
+            "values, showing how far the parameters moved).",
+            "regime": "Acceptance measured vs predicted, and the regime parameters z, c along the run.",
+        }
+        for key in ("weights", "loss", "delta", "params", "regime"):
+            p = figs.get(key)
+            if p is not None:
+                lines += [f"![{key}]({p.relative_to(run.path).as_posix()})", "", captions[key], ""]
+
+    lines += ["## Configuration", "", "| key | value |", "| --- | --- |"]
+    for key in (
+        "experiment",
+        "scale",
+        "network",
+        "n_params",
+        "task",
+        "init",
+        "beta",
+        "alpha",
+        "lambda",
+        "gd_rule",
+        "realizations",
+        "t_final",
+        "n_snapshots",
+        "trajectories",
+        "seed",
+        "device",
+        "kernel",
+        "created",
+    ):
+        if key in cfg:
+            lines.append(f"| {key} | `{json.dumps(cfg[key])}` |")
+    lines += [
+        "",
+        "| arm | label | sigma | lambda | R | NE steps | snapshots | status |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for a in run.arms:
+        state = "complete" if a.complete else (a.problem or "stopped early")
+        lines.append(
+            f"| {a.index} | {a.label} | {_fmt(a.sigma)} | {_fmt(a.lam)} | {a.realizations} | "
+            f"{a.ne_steps} | {a.n_snapshots} | {state} |"
+        )
+    versions = cfg.get("versions", {})
+    lines += [
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) if versions else "",
+        f"Wall time: {_fmt(wall, 4)} s (run state: {run.state}).",
+        "",
+        "Files: `summary.json` (main numbers), `timeseries.csv` (one row per arm and snapshot), `figures/`.",
+    ]
+    return lines

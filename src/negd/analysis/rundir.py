@@ -1,0 +1,172 @@
+"""Read a run directory (format: docs/experiments.md, "run-directory contract"), tolerating
+interrupted runs: missing arms, arms with fewer snapshots than planned, missing status.json."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from negd.validation import NegdError
+
+__all__ = ["ArmData", "RunData", "load_run", "to_float"]
+
+# Arrays every snapshots.npz must hold (the contract); others are optional extras.
+REQUIRED_ARRAYS = (
+    "t",
+    "ne_step",
+    "gd_step",
+    "ne_loss_mean",
+    "ne_loss_se",
+    "loss_of_mean",
+    "gd_loss",
+    "acceptance",
+    "acceptance_se",
+    "param_mean",
+    "param_var",
+    "gd_params",
+)
+# Scalar-per-snapshot arrays that are filled with NaN when absent (e.g. regime not computed).
+OPTIONAL_SCALARS = (
+    "grad_norm",
+    "trace_hessian",
+    "z",
+    "c",
+    "acceptance_predicted",
+    "drift_factor",
+    "wall_seconds",
+)
+
+
+def to_float(value) -> float:
+    """Config numbers, where beta may be the string "inf"; None -> NaN."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        return float(value.strip().lower().replace("infinity", "inf"))
+    return float(value)
+
+
+@dataclass
+class ArmData:
+    """One arm: its configuration entry and the snapshot arrays written so far (None if none)."""
+
+    index: int
+    label: str
+    sigma: float
+    lam: float
+    t_final: float
+    realizations: int
+    ne_steps: int | None
+    arrays: dict[str, np.ndarray] | None
+    problem: str | None = None  # why arrays are missing or unusable
+
+    @property
+    def n_snapshots(self) -> int:
+        return 0 if self.arrays is None else int(self.arrays["t"].shape[0])
+
+    @property
+    def complete(self) -> bool:
+        """Reached its planned final time (up to rounding)."""
+        if self.n_snapshots == 0:
+            return False
+        return bool(self.arrays["t"][-1] >= self.t_final * (1 - 1e-9))
+
+
+@dataclass
+class RunData:
+    path: Path
+    config: dict
+    status: dict
+    arms: list[ArmData] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        return str(self.status.get("state", "unknown"))
+
+    @property
+    def beta(self) -> float:
+        return to_float(self.config.get("beta"))
+
+    @property
+    def alpha(self) -> float:
+        return to_float(self.config.get("alpha"))
+
+    @property
+    def available_arms(self) -> list[ArmData]:
+        return [a for a in self.arms if a.n_snapshots > 0]
+
+
+def _load_json(path: Path, required: bool) -> dict:
+    if not path.exists():
+        if required:
+            raise NegdError(f"run_dir: {path.parent} is not a run directory ({path.name} is missing)")
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        if required:
+            raise NegdError(f"run_dir: cannot read {path}: {exc}") from None
+        return {}
+
+
+def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
+    t_final = to_float(entry.get("t_final", config.get("t_final")))
+    arm = ArmData(
+        index=index,
+        label=str(entry.get("label", f"arm {index}")),
+        sigma=to_float(entry.get("sigma")),
+        lam=to_float(entry.get("lambda", config.get("lambda"))),
+        t_final=t_final,
+        realizations=int(entry.get("realizations", config.get("realizations", 0))),
+        ne_steps=entry.get("ne_steps"),
+        arrays=None,
+    )
+    path = run_dir / "arms" / str(index) / "snapshots.npz"
+    if not path.exists():
+        arm.problem = "not started (no snapshots.npz)"
+        return arm
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in npz.files}
+    except Exception as exc:  # a truncated file must not stop the report of the other arms
+        arm.problem = f"unreadable snapshots.npz ({type(exc).__name__}: {exc})"
+        return arm
+    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
+    if missing:
+        arm.problem = f"snapshots.npz lacks {', '.join(missing)}"
+        return arm
+    n_snap = arrays["t"].shape[0]
+    lengths = {k: arrays[k].shape[0] for k in REQUIRED_ARRAYS}
+    if any(v != n_snap for v in lengths.values()) or n_snap == 0:
+        arm.problem = f"snapshots.npz arrays have inconsistent lengths {lengths}"
+        return arm
+    for key in OPTIONAL_SCALARS:
+        if key not in arrays:
+            arrays[key] = np.full(n_snap, np.nan)
+    arrays = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
+    arm.arrays = arrays
+    return arm
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Load ``config.json``, ``status.json`` and every arm's ``snapshots.npz`` that exists."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise NegdError(f"run_dir: {run_dir} is not a directory")
+    config = _load_json(run_dir / "config.json", required=True)
+    status = _load_json(run_dir / "status.json", required=False)
+    entries = config.get("arms") or [
+        {
+            "label": "sigma",
+            "sigma": config.get("sigma"),
+            "lambda": config.get("lambda"),
+            "t_final": config.get("t_final"),
+        }
+    ]
+    run = RunData(path=run_dir, config=config, status=status)
+    run.arms = [_load_arm(run_dir, i, e, config) for i, e in enumerate(entries)]
+    return run
