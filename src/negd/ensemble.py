@@ -76,12 +76,13 @@ class ModuleLoss:
 class MLPLoss:
     """MSE of a tanh MLP (:class:`MLPSpec`) for a batch of flat parameter vectors.
 
-    ``backend``: "torch" (batched matmul, any device) or "auto" (the C kernel on CPU when it
-    can be built, torch otherwise).
+    ``backend``: "auto" (default: the fused C kernel for float32 on CPU when it can be built,
+    batched torch matmuls otherwise, and always torch when a gradient is needed), "torch"
+    (batched matmul, any device) or "c" (the kernel, or an error).
     """
 
     def __init__(self, spec: MLPSpec, inputs: Tensor, targets: Tensor, chunk_size: int | None = None,
-                 backend: str = "torch") -> None:
+                 backend: str = "auto") -> None:
         if inputs.dim() != 2 or inputs.shape[1] != spec.in_features:
             raise NegdError(f"inputs: must have shape [P, {spec.in_features}], got "
                             f"{list(inputs.shape)}")
@@ -109,6 +110,15 @@ class MLPLoss:
 
     def __call__(self, params: Tensor) -> Tensor:
         _check_params(params, self.n_params)
+        if self.backend != "torch":
+            from negd import kernels  # late import: the kernel is built on first use
+
+            out = kernels.mlp_loss(self.spec, params, self.inputs, self.targets)
+            if out is not None:
+                return out
+            if self.backend == "c" and not params.requires_grad:
+                raise NegdError("backend: 'c' needs float32 parameters on the CPU and a buildable "
+                                "kernel; use 'auto' to fall back to torch")
         return _chunked(self._torch, params, self.chunk_size)
 
 

@@ -9,7 +9,8 @@ Consequences the rest of the library relies on:
 * the "random generator state" of a run is just ``(seed, step)``: saving and resuming is
   exact by construction;
 * the transform from bits to normals uses only IEEE-754 float32 ``+ - * /`` and ``sqrt``
-  (our own polynomial ``log``, ``sin`` and ``cos``; no fused multiply-add), so the C kernel in
+  (our own polynomial ``log``, ``sin`` and ``cos``; no fused multiply-add; ``sqrt`` correctly
+  rounded via float64), so the C kernel in
   :mod:`negd.kernels` reproduces these numbers bit for bit.
 
 Normals come from Box-Muller: ``z = sqrt(-2 ln u) * (cos phi, sin phi)``. The angle is drawn in
@@ -114,7 +115,9 @@ def _sincos_octant(bits: Tensor) -> tuple[Tensor, Tensor]:
 def _radius(bits: Tensor) -> Tensor:
     odd = ((bits >> 9) << 1) | 1
     u = odd.to(torch.float32) * _f32(2.0**-24, bits.device)  # in (0, 1), exact
-    return torch.sqrt(_log_open01(u) * _f32(-2.0, bits.device))
+    # torch's float32 sqrt is not correctly rounded on every CPU build (1 ulp off for ~20% of
+    # inputs here); a float64 sqrt rounded to float32 is, and matches the C kernel bit for bit.
+    return torch.sqrt((_log_open01(u) * _f32(-2.0, bits.device)).double()).to(torch.float32)
 
 
 def normal(seed: int, realizations: Tensor, step: int | Tensor, n: int, stream: int = STREAM_MUTATION,

@@ -1,0 +1,126 @@
+"""Compile the C kernels on first use and load them with ctypes.
+
+The shared library is cached under ``$NEGD_CACHE`` (default ``~/.cache/negd/kernels``) in a
+file named by a hash of the source, the compiler flags, the compiler version and the CPU, so a
+changed source or machine gets a fresh build and an unchanged one is never rebuilt. Concurrent
+builds (parallel pytest workers) are serialized by a file lock, and the library appears under
+its final name only by an atomic rename, so a half-written library is never loaded.
+
+``NEGD_DISABLE_KERNELS=1`` disables the kernels; a missing compiler or a failed build warns once
+and disables them too (callers then use the torch path).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+__all__ = ["load_library", "kernels_disabled", "cache_dir", "SOURCE", "CFLAGS"]
+
+SOURCE = Path(__file__).with_name("negd_kernels.c")
+# -ffp-contract=off: the random-number code must not fuse a*b+c (bit-identical to negd.rng);
+# the forward pass uses explicit FMA intrinsics instead.
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
+          "-shared", "-fPIC", "-std=gnu11"]
+
+_library: ctypes.CDLL | None = None
+_failed = False
+
+
+def kernels_disabled() -> bool:
+    return os.environ.get("NEGD_DISABLE_KERNELS", "").strip() not in ("", "0")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("NEGD_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "negd"
+    return base / "kernels"
+
+
+def _cpu_signature() -> str:
+    """CPU model and flags: -march=native code must not be reused on a different CPU."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() + platform.machine()
+    keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(keep)))
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+
+
+def _build(cc: str) -> Path:
+    source = SOURCE.read_bytes()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+    digest = hashlib.sha256(source + " ".join(CFLAGS).encode() + version.encode()
+                            + _cpu_signature().encode()).hexdigest()[:20]
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"negd_kernels_{digest}.so"
+    if target.exists():
+        return target
+    import fcntl
+
+    with open(directory / f"negd_kernels_{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same library
+        if target.exists():
+            return target
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+        os.close(fd)
+        try:
+            proc = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True,
+                                  text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-2000:]}")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64, i32, u64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint64, ctypes.c_double
+    lib.negd_abi_version.restype = ctypes.c_int
+    lib.negd_has_avx2.restype = ctypes.c_int
+    lib.negd_normal.argtypes = [u64, p, i64, i64, i64, i32, p]
+    lib.negd_normal.restype = None
+    lib.negd_uniform.argtypes = [u64, p, i64, i64, i32, p]
+    lib.negd_uniform.restype = None
+    lib.negd_tanh.argtypes = [p, p, i64]
+    lib.negd_tanh.restype = None
+    lib.negd_mlp_loss.argtypes = [p, i64, i64, p, p, p, i64, i64, p, ctypes.c_int]
+    lib.negd_mlp_loss.restype = ctypes.c_int
+    lib.negd_fused_ne.argtypes = [p, i64, i64, p, p, p, p, p, p, p, i64, i64, u64, i64, i64, p, i64, f64,
+                                  ctypes.c_int]
+    lib.negd_fused_ne.restype = ctypes.c_int
+
+
+def load_library() -> ctypes.CDLL | None:
+    """The compiled kernel library, or None when disabled or when it cannot be built."""
+    global _library, _failed
+    if kernels_disabled():
+        return None
+    if _library is not None or _failed:
+        return _library
+    cc = _compiler()
+    try:
+        if cc is None:
+            raise RuntimeError("no C compiler (gcc) found")
+        lib = ctypes.CDLL(str(_build(cc)))
+        _declare(lib)
+        _library = lib
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        _failed = True
+        warnings.warn(f"negd: C kernels unavailable, using the torch path ({exc})", RuntimeWarning,
+                      stacklevel=2)
+    return _library

@@ -1,0 +1,177 @@
+"""The fused C kernel (negd.kernels) against the torch reference path."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from negd import kernels, rng
+from negd.engine import advance_counted
+from negd.ensemble import MLPLoss
+from negd.models import MLPSpec, paper_init
+from negd.rules import GradientDescent, Neuroevolution
+from negd.tasks import get_task
+
+pytestmark = pytest.mark.skipif(not kernels.available(),
+                                reason="C kernels unavailable (no gcc, failed build, NEGD_DISABLE_KERNELS)")
+
+SHALLOW = MLPSpec(1, 30, output_bias=False)
+SMALL = MLPSpec(2, 8)
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 987654321987, 2**64 - 1])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 90, 1031])
+def test_normal_bit_identical_to_rng(seed, n):
+    realizations = torch.tensor([0, 1, 7, 123456, 2**33 + 5])
+    for step in (0, 1, 99, 2**32 + 3):
+        expected = rng.normal(seed, realizations, step, n)
+        assert _same_bits(kernels.normal(seed, realizations, step, n), expected)
+
+
+def test_normal_bit_identical_many_realizations():
+    realizations = torch.arange(3000)
+    assert _same_bits(kernels.normal(5, realizations, 17, 64), rng.normal(5, realizations, 17, 64))
+
+
+@pytest.mark.parametrize("seed", [0, 42, 2**63 + 11])
+def test_uniform_identical_to_rng(seed):
+    realizations = torch.arange(500) * 7919
+    for step in (0, 3, 2**32 + 1):
+        assert torch.equal(kernels.uniform(seed, realizations, step), rng.uniform(seed, realizations, step))
+
+
+def test_tanh_accuracy_and_special_values():
+    x = torch.linspace(-12, 12, 1_000_001)
+    err = (kernels.tanh(x).double() - torch.tanh(x.double())).abs().max().item()
+    assert err < 5e-7  # about 4 ulp of float32 near |tanh| = 1 (measured 2.7e-7)
+    special = kernels.tanh(torch.tensor([0.0, float("inf"), -float("inf"), float("nan")]))
+    assert special[0] == 0 and torch.isnan(special[3])
+    assert abs(special[1] - 1) < 5e-7 and abs(special[2] + 1) < 5e-7
+
+
+@pytest.mark.parametrize("spec", [SHALLOW, MLPSpec(1, 256), SMALL, MLPSpec(8, 32),
+                                  MLPSpec(2, 5, in_features=3, out_features=2)])
+def test_loss_agrees_with_torch(spec):
+    gen = torch.Generator().manual_seed(3)
+    inputs = torch.rand(37 if spec.in_features > 1 else 1001, spec.in_features, generator=gen) * 2 - 1
+    targets = torch.sin(3 * inputs[:, :1]).expand(-1, spec.out_features).contiguous()
+    params = torch.randn(40, spec.n_params, generator=gen) * 0.5
+    reference = MLPLoss(spec, inputs, targets)(params)
+    fused = kernels.mlp_loss(spec, params, inputs, targets)
+    assert fused.dtype == torch.float32
+    # float32 forward (about 1e-7 per operation) against a double-accumulated mean
+    torch.testing.assert_close(fused, reference, rtol=3e-6, atol=0)
+
+
+def _problem(spec: MLPSpec, backend: str) -> MLPLoss:
+    task = get_task("sin2pi", 200)
+    return MLPLoss(spec, task.inputs, task.targets, backend=backend)
+
+
+def _reference(rule, state, loss_fn, steps):
+    counts = torch.zeros(state.n_realizations, dtype=torch.int64)
+    for _ in range(steps):
+        state = rule.step(state, loss_fn)
+        counts += state.accepted
+    return state, counts
+
+
+@pytest.mark.parametrize("spec", [SHALLOW, SMALL], ids=["shallow", "2x8"])
+@pytest.mark.parametrize("beta", [math.inf, 300.0])
+def test_fused_matches_reference_trajectories(spec, beta):
+    rule = Neuroevolution(0.02, beta)
+    start = paper_init(spec.n_params, 0.5, seed=4)
+    fused_loss, torch_loss = _problem(spec, "c"), _problem(spec, "torch")
+    state = rule.init(start, torch_loss, realizations=64, seed=11)
+    assert kernels.fused_step_fn(rule, state, torch_loss) is None  # torch backend: no kernel
+    step_fn = kernels.fused_step_fn(rule, state, fused_loss)
+    fused, fused_counts = step_fn(state, 50)
+    ref, ref_counts = _reference(rule, state, torch_loss, 50)
+    assert fused.step == ref.step == 50
+    same = (fused.params.view(torch.int32) == ref.params.view(torch.int32)).all(dim=1)
+    # The noise is bit-identical; only accept decisions on near-ties (|dU| ~ 1e-7 U) can differ.
+    assert same.float().mean() >= 0.95, f"identical fraction {same.float().mean():.3f}"
+    assert torch.equal(fused_counts[same], ref_counts[same])
+    assert torch.equal(fused.accepted[same], ref.accepted[same])
+    torch.testing.assert_close(fused.loss[same], ref.loss[same], rtol=3e-6, atol=0)
+    assert 0 < fused_counts.sum() < 64 * 50
+
+
+def test_per_parameter_sigma_matches_reference():
+    spec = SMALL
+    sigma = torch.linspace(0.005, 0.05, spec.n_params)
+    rule = Neuroevolution(sigma, math.inf)
+    state = rule.init(paper_init(spec.n_params, 0.5, seed=1), _problem(spec, "torch"), realizations=16)
+    fused, _ = kernels.fused_step_fn(rule, state, _problem(spec, "auto"))(state, 20)
+    ref, _ = _reference(rule, state, _problem(spec, "torch"), 20)
+    same = (fused.params == ref.params).all(dim=1)
+    assert same.float().mean() >= 0.9
+
+
+def test_engine_uses_kernel_and_is_deterministic():
+    rule = Neuroevolution(0.02, 100.0)
+    loss_fn = _problem(SHALLOW, "auto")
+    state = rule.init(paper_init(SHALLOW.n_params, 0.5, seed=2), loss_fn, realizations=8, seed=5)
+    a, ca = advance_counted(rule, state, loss_fn, 30)
+    b, cb = advance_counted(rule, state, loss_fn, 30)
+    assert _same_bits(a.params, b.params) and torch.equal(ca, cb)
+    # resuming is exact: 10 + 20 steps equal 30 steps
+    c, cc1 = advance_counted(rule, state, loss_fn, 10)
+    c, cc2 = advance_counted(rule, c, loss_fn, 20)
+    assert _same_bits(c.params, a.params) and torch.equal(cc1 + cc2, ca) and c.step == 30
+
+
+def test_independent_of_chunking_and_threads():
+    rule = Neuroevolution(0.03, math.inf)
+    loss_fn = _problem(SMALL, "c")
+    state = rule.init(paper_init(SMALL.n_params, 0.5, seed=3), loss_fn, realizations=64, seed=9)
+    whole, counts = kernels.fused_step_fn(rule, state, loss_fn)(state, 25)
+    parts = [kernels.fused_step_fn(rule, state.chunk(i, i + 16), loss_fn)(state.chunk(i, i + 16), 25)
+             for i in range(0, 64, 16)]
+    assert _same_bits(whole.params, torch.cat([p.params for p, _ in parts]))
+    assert torch.equal(counts, torch.cat([c for _, c in parts]))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single, single_counts = kernels.fused_step_fn(rule, state, loss_fn)(state, 25)
+    finally:
+        torch.set_num_threads(threads)
+    assert _same_bits(whole.params, single.params) and _same_bits(whole.loss, single.loss)
+    assert torch.equal(counts, single_counts)
+
+
+def test_non_finite_proposals_are_rejected():
+    loss_fn = _problem(SHALLOW, "c")
+    start = paper_init(SHALLOW.n_params, 0.5, seed=0)
+    # sigma = 1e30: every proposal's outputs overflow, so its loss is inf and it is never taken
+    rule = Neuroevolution(1e30, math.inf)
+    state = rule.init(start, loss_fn, realizations=4)
+    out, counts = kernels.fused_step_fn(rule, state, loss_fn)(state, 5)
+    assert counts.sum() == 0 and torch.equal(out.params, state.params) and torch.equal(out.loss, state.loss)
+    # a non-finite current loss gives way to any finite proposal, at any beta
+    for beta in (math.inf, 10.0):
+        rule = Neuroevolution(0.01, beta)
+        stuck = rule.init(start, loss_fn, realizations=4)
+        stuck = stuck.replace(loss=torch.full((4,), float("nan")))
+        out, counts = kernels.fused_step_fn(rule, stuck, loss_fn)(stuck, 1)
+        assert out.accepted.all() and torch.isfinite(out.loss).all()
+
+
+def test_declines_what_it_cannot_run(monkeypatch):
+    loss_fn = _problem(SHALLOW, "auto")
+    rule = Neuroevolution(0.01)
+    state = rule.init(paper_init(SHALLOW.n_params, 0.5), loss_fn, realizations=2)
+    assert kernels.fused_step_fn(rule, state, loss_fn) is not None
+    assert kernels.fused_step_fn(GradientDescent(0.1), state, loss_fn) is None
+    assert kernels.fused_step_fn(rule, state.replace(params=state.params.double()), loss_fn) is None
+    assert kernels.mlp_loss(SHALLOW, state.params.clone().requires_grad_(True), loss_fn.inputs,
+                            loss_fn.targets) is None  # autograd needs the torch path
+    monkeypatch.setenv("NEGD_DISABLE_KERNELS", "1")
+    assert kernels.fused_step_fn(rule, state, loss_fn) is None
+    assert kernels.mlp_loss(SHALLOW, state.params, loss_fn.inputs, loss_fn.targets) is None
