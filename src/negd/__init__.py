@@ -4,6 +4,7 @@ gradient descent (Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021))
 from negd.engine import advance, advance_counted
 from negd.ensemble import MLPLoss, ModuleLoss, loss_for
 from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
+from negd.optim import NeuroEvolution
 from negd.rules import (
     RULES,
     GradientDescent,
@@ -21,4 +22,4 @@ __version__ = "0.1.0"
 __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
            "Langevin", "Neuroevolution", "NormalizedGradientDescent", "State", "get_task",
-           "gradient_twin", "NegdError", "__version__"]
+           "gradient_twin", "NegdError", "NeuroEvolution", "__version__"]

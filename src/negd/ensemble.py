@@ -95,7 +95,7 @@ class MLPLoss:
         self.n_params = spec.n_params
         # Keep the largest activation tensor of a chunk near 32 MB.
         default = max(1, (8 << 20) // max(1, inputs.shape[0] * spec.width))
-        self.chunk_size = check_int("chunk_size", chunk_size or default)
+        self.chunk_size = check_int("chunk_size", default if chunk_size is None else chunk_size)
         self.backend = backend
 
     @staticmethod

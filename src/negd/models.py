@@ -143,10 +143,16 @@ def torch_default_init(spec: MLPSpec, *, seed: int = 0, realizations: int | None
     """PyTorch's default ``nn.Linear`` initialization (Kaiming-uniform weights, uniform biases).
 
     One shared vector [N] when ``realizations`` is None, else [R, N] with row r drawn from
-    ``torch.Generator`` seeded with (seed, r), so a row does not depend on R.
+    torch's generator seeded by a Philox hash of (seed, r): a row does not depend on R, and
+    distinct (seed, r) pairs get unrelated seeds.
     """
-    rows = [seed] if realizations is None else [
-        seed * 1_000_003 + r for r in range(check_int("realizations", realizations))]
+    if realizations is None:
+        rows = [seed]
+    else:
+        r = torch.arange(check_int("realizations", realizations), dtype=torch.int64)
+        x0, x1, _, _ = rng.philox4x32(r & 0xFFFFFFFF, r >> 32, torch.zeros_like(r),
+                                      torch.full_like(r, rng.STREAM_INIT), seed)
+        rows = [int(a) | (int(b) & 0x7FFFFFFF) << 32 for a, b in zip(x0, x1)]
     out = []
     with torch.random.fork_rng(devices=[]):  # leave the caller's global generator alone
         for s in rows:

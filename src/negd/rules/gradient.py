@@ -104,12 +104,31 @@ class Langevin(_GradientRule):
         super().__post_init__()
         object.__setattr__(self, "noise", _check_rate("noise", self.noise))
 
+    def direction(self, grad: Tensor) -> Tensor:
+        return grad
+
 
 @dataclass(frozen=True)
 class NormalizedGradientDescent(_GradientRule):
     """x <- x - alpha w^2 g/|w g| (+ noise * xi); w = 1 gives alpha g/|g|."""
 
     weights: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        w = self.weights
+        if w is not None:
+            if not isinstance(w, Tensor) or w.dim() != 1:
+                raise NegdError("weights: must be a 1-D tensor [N] of positive numbers")
+            if not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+                raise NegdError("weights: every entry must be a positive finite number")
+
+    def init(self, params: Tensor, loss_fn: LossFn, **kw) -> State:
+        state = super().init(params, loss_fn, **kw)
+        if self.weights is not None and self.weights.shape[0] != state.n_params:
+            raise NegdError(f"weights: has {self.weights.shape[0]} entries but params have "
+                            f"{state.n_params}")
+        return state
 
     def direction(self, grad: Tensor) -> Tensor:
         w = None if self.weights is None else _as(self.weights, grad)

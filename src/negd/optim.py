@@ -1,0 +1,219 @@
+"""Neuroevolution as a drop-in ``torch.optim.Optimizer``.
+
+Conditioned stochastic mutation of Whitelam, Selin, Park & Tamblyn, "Correspondence between
+neuroevolution and gradient descent", Nat. Commun. 12, 6317 (2021), applied to the parameters
+of an ordinary ``nn.Module``. One call of :meth:`NeuroEvolution.step` is one step of the
+algorithm:
+
+1. add sigma_g * xi to every parameter in place, xi ~ N(0, I) and sigma_g the ``sigma`` of the
+   parameter's group;
+2. call ``closure()`` for the loss U(x') of the mutated parameters;
+3. accept with probability min(1, exp(-beta dU)) (:func:`negd.rules.metropolis_accept`;
+   beta = inf accepts iff dU <= 0; a non-finite loss is never accepted);
+4. otherwise copy the old values back.
+
+Random numbers come from the counter-based generator of :mod:`negd.rng`: the noise of step t
+is ``rng.normal(seed, [0], t, N)`` for the flat vector of all N parameters of all groups (in
+group order, then parameter order), and the Metropolis uniform is ``rng.uniform(seed, [0], t)``.
+The whole random state is therefore ``(seed, step)``, saved by :meth:`state_dict`, and a
+restored optimizer continues exactly as the original. It is also exactly
+``negd.rules.Neuroevolution`` with R = 1 on the same flat parameters and seed (per-group sigma
+becomes a per-parameter sigma vector), so both take the same accepted trajectory when their
+losses are computed the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from copy import deepcopy
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from negd import rng
+from negd.rules.neuroevolution import metropolis_accept
+from negd.validation import NegdError, check_beta, check_positive
+
+__all__ = ["NeuroEvolution"]
+
+# Key of the optimizer-wide entry of ``self.state`` (torch keeps non-tensor keys as they are
+# in state_dict()/load_state_dict(), and does not cast their values to the parameters' dtype,
+# which would round a float64 loss).
+_STATE_KEY = "negd"
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise NegdError(f"seed: must be an integer in [0, 2^64), got {seed!r}")
+    return seed
+
+
+def _check_group_sigma(value: Any, index: int) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise NegdError(f"sigma: param group {index} must have a scalar sigma (put parameters "
+                            f"that need another sigma in their own group), got shape "
+                            f"{list(value.shape)}")
+        value = value.item()
+    where = "sigma" if index == 0 else f"sigma (param group {index})"
+    return check_positive(where, value)
+
+
+class NeuroEvolution(Optimizer):
+    """Neuroevolution (conditioned stochastic mutation) of a model's parameters.
+
+    Args:
+        params: parameters or param-group dicts, as for any ``torch.optim`` optimizer.
+        sigma: mutation scale (> 0); groups may override it.
+        beta: inverse temperature (> 0, or ``math.inf`` for accept-iff-not-worse). One accept
+            decision covers all groups, so every group must hold the same beta.
+        seed: key of the counter-based generator, in [0, 2^64).
+        reevaluate: if False (default) the loss of the current parameters is computed once, at
+            the first step, and then carried (the accepted proposal's loss). Set True when the
+            closure's loss changes between steps (minibatches, data augmentation): every step
+            then calls the closure twice, once before mutating and once after, so the two losses
+            compared are on the same batch.
+
+    ``step(closure)`` needs a closure that returns the loss of the model's current parameters
+    (a scalar tensor or float). It is called under ``torch.no_grad()``: it must not call
+    ``backward()``; gradients are never used. ``step`` returns the loss of the parameters it
+    leaves in the model, as a 0-d tensor.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], sigma: float,
+                 beta: float = math.inf, seed: int = 0, reevaluate: bool = False) -> None:
+        sigma = _check_group_sigma(sigma, 0)
+        beta = check_beta(beta)
+        if not isinstance(reevaluate, bool):
+            raise NegdError(f"reevaluate: must be True or False, got {reevaluate!r}")
+        self.reevaluate = reevaluate
+        super().__init__(params, {"sigma": sigma, "beta": beta})
+        self.state[_STATE_KEY] = {"seed": _check_seed(seed), "step": 0, "loss": None,
+                                  "accepted": 0}
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        index = len(self.param_groups) - 1
+        group["sigma"] = _check_group_sigma(group["sigma"], index)
+        group["beta"] = check_beta(group["beta"])
+        for p in group["params"]:
+            if not p.is_floating_point():
+                raise NegdError(f"params: neuroevolution needs real floating-point parameters, "
+                                f"got {p.dtype} in param group {index}")
+
+    def _beta(self) -> float:
+        """The one beta of all groups, re-validated (schedulers may have changed it)."""
+        betas = [check_beta(g["beta"]) for g in self.param_groups]
+        if any(b != betas[0] for b in betas):
+            raise NegdError(f"beta: all param groups must share one beta (one accept/reject "
+                            f"decision per step), got {betas}")
+        return betas[0]
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def _negd(self) -> dict[str, Any]:
+        return self.state[_STATE_KEY]
+
+    @property
+    def seed(self) -> int:
+        return self._negd["seed"]
+
+    @property
+    def steps(self) -> int:
+        """Number of steps (proposals) taken so far; also the generator's counter."""
+        return self._negd["step"]
+
+    @property
+    def accepted(self) -> int:
+        """Number of accepted proposals so far."""
+        return self._negd["accepted"]
+
+    @property
+    def acceptance_rate(self) -> float:
+        """accepted / steps (NaN before the first step)."""
+        return self.accepted / self.steps if self.steps else math.nan
+
+    @property
+    def loss(self) -> Tensor | None:
+        """Loss of the current parameters as last evaluated (None before the first step)."""
+        return self._negd["loss"]
+
+    def invalidate_loss(self) -> None:
+        """Forget the carried loss (call after changing the parameters outside ``step``)."""
+        self._negd["loss"] = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict; ``state["negd"]`` holds seed, step, loss and accepted count."""
+        sd = super().state_dict()
+        sd["state"] = {**sd["state"], _STATE_KEY: deepcopy(self._negd)}
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("state", {}).get(_STATE_KEY)
+        if saved is None or not {"seed", "step", "loss", "accepted"} <= set(saved):
+            raise NegdError("state_dict: not a NeuroEvolution state dict (state['negd'] with seed, "
+                            "step, loss and accepted is missing)")
+        super().load_state_dict(state_dict)
+        entry = deepcopy(saved)  # torch keeps non-parameter entries by reference
+        entry["seed"] = _check_seed(entry["seed"])
+        self.state[_STATE_KEY] = entry
+        for i, group in enumerate(self.param_groups):
+            _check_group_sigma(group["sigma"], i)
+        self._beta()
+
+    # -- the step --------------------------------------------------------------------------------
+
+    def _evaluate(self, closure: Callable[[], Any]) -> Tensor:
+        with torch.no_grad():
+            out = closure()
+        loss = torch.as_tensor(out).detach()
+        if loss.numel() != 1 or loss.is_complex():
+            raise NegdError(f"closure: must return the scalar loss of the current parameters, got "
+                            f"{type(out).__name__} of shape {list(loss.shape)}")
+        return loss.reshape(())
+
+    def _parameters(self) -> list[tuple[Tensor, float]]:
+        return [(p, _check_group_sigma(g["sigma"], i))
+                for i, g in enumerate(self.param_groups) for p in g["params"]]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Tensor:  # type: ignore[override]
+        """One mutation + accept/reject step (see class docstring); returns the kept loss."""
+        if closure is None:
+            raise NegdError("closure: NeuroEvolution.step needs a closure that returns the loss")
+        beta = self._beta()
+        params = self._parameters()
+        entry = self._negd
+        if self.reevaluate or entry["loss"] is None:
+            entry["loss"] = self._evaluate(closure)
+        old_loss = entry["loss"]
+
+        n = sum(p.numel() for p, _ in params)
+        realization = torch.zeros(1, dtype=torch.int64)
+        xi = rng.normal(entry["seed"], realization, entry["step"], n)[0]
+        backups, pos = [], 0
+        for p, sigma in params:
+            backups.append(p.detach().clone())
+            # Same float32 arithmetic as Neuroevolution.mutation: (xi * sigma).to(dtype).
+            noise = xi[pos:pos + p.numel()].view(p.shape) * torch.tensor(sigma, dtype=torch.float32)
+            p.add_(noise.to(dtype=p.dtype, device=p.device))
+            pos += p.numel()
+
+        new_loss = self._evaluate(closure)
+        u = None if math.isinf(beta) else rng.uniform(entry["seed"], realization, entry["step"])
+        accept = bool(metropolis_accept(new_loss.reshape(1), old_loss.reshape(1), beta, u)[0])
+        if accept:
+            entry["loss"] = new_loss.to(old_loss.dtype)
+            entry["accepted"] += 1
+        else:
+            for (p, _), old in zip(params, backups):
+                p.copy_(old)
+        entry["step"] += 1
+        return entry["loss"]

@@ -1,0 +1,103 @@
+"""negd.ensemble: the fast MLP loss equals the generic module loss; chunking; shape errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from negd.ensemble import MLPLoss, ModuleLoss, loss_for, mse
+from negd.models import MLPSpec, load_flat_params, paper_init
+from negd.validation import NegdError
+
+SPECS = {
+    "shallow 1-30-1 no output bias": MLPSpec(depth=1, width=30, output_bias=False),
+    "deep 8x32": MLPSpec(depth=8, width=32),
+    "1-40-1": MLPSpec(depth=1, width=40),
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.linspace(-1, 1, 101)[:, None]
+    return x, torch.sin(torch.pi * x)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_mlp_loss_equals_module_loss(name, data):
+    spec = SPECS[name]
+    x, y = data
+    params = paper_init(spec.n_params, 0.3, seed=7, realizations=6)
+    fast = MLPLoss(spec, x, y)(params)
+    generic = ModuleLoss(spec.module(), x, y)(params)
+    assert fast.shape == generic.shape == (6,)
+    assert torch.allclose(fast, generic, rtol=1e-5, atol=1e-7)
+    # Explicit per-row check against the plain module.
+    model = spec.module()
+    with torch.no_grad():
+        row = ((load_flat_params(model, params[2])(x) - y) ** 2).mean()
+    assert torch.allclose(fast[2], row, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_chunking_does_not_change_results(name, data):
+    spec = SPECS[name]
+    x, y = data
+    params = paper_init(spec.n_params, 0.3, seed=8, realizations=10)
+    whole = MLPLoss(spec, x, y, chunk_size=64)(params)
+    assert torch.allclose(MLPLoss(spec, x, y, chunk_size=3)(params), whole, rtol=1e-6, atol=0)
+    generic = ModuleLoss(spec.module(), x, y, chunk_size=64)(params)
+    assert torch.allclose(ModuleLoss(spec.module(), x, y, chunk_size=4)(params), generic,
+                          rtol=1e-6, atol=0)
+
+
+def test_loss_for_picks_the_fast_path(data):
+    x, y = data
+    spec = SPECS["1-40-1"]
+    assert isinstance(loss_for(spec.module(), x, y), MLPLoss)
+    other = torch.nn.Sequential(torch.nn.Linear(1, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    assert isinstance(loss_for(other, x, y), ModuleLoss)
+    assert isinstance(MLPLoss.from_module(spec.module(), x, y), MLPLoss)
+    with pytest.raises(NegdError, match="model"):
+        MLPLoss.from_module(other, x, y)
+
+
+def test_float64_parameters_give_float64_losses(data):
+    x, y = data
+    spec = SPECS["1-40-1"]
+    params = paper_init(spec.n_params, 0.3, seed=1, realizations=2).double()
+    loss = MLPLoss(spec, x, y)(params)
+    assert loss.dtype == torch.float64
+    assert torch.allclose(loss, MLPLoss(spec, x.double(), y.double())(params), rtol=1e-12)
+
+
+def test_mse_reduces_all_but_the_first_dimension():
+    pred = torch.zeros(3, 4, 2)
+    target = torch.ones(4, 2)
+    assert torch.equal(mse(pred, target), torch.ones(3))
+
+
+def test_wrong_shapes_raise_negd_error(data):
+    x, y = data
+    spec = SPECS["1-40-1"]
+    loss = MLPLoss(spec, x, y)
+    for bad in (torch.zeros(spec.n_params), torch.zeros(2, spec.n_params + 1), torch.zeros(1, 2, 3)):
+        with pytest.raises(NegdError, match="params"):
+            loss(bad)
+        with pytest.raises(NegdError, match="params"):
+            ModuleLoss(spec.module(), x, y)(bad)
+    with pytest.raises(NegdError, match="inputs"):
+        MLPLoss(spec, x[:, 0], y)
+    with pytest.raises(NegdError, match="targets"):
+        MLPLoss(spec, x, y[:-1])
+    with pytest.raises(NegdError, match="backend"):
+        MLPLoss(spec, x, y, backend="cuda")
+
+
+@pytest.mark.parametrize("cls", [MLPLoss, ModuleLoss])
+def test_bad_chunk_size_raises_negd_error(cls, data):
+    x, y = data
+    spec = SPECS["1-40-1"]
+    model_or_spec = spec if cls is MLPLoss else spec.module()
+    for bad in (0, -3, 2.5):
+        with pytest.raises(NegdError, match="chunk_size"):
+            cls(model_or_spec, x, y, chunk_size=bad)
