@@ -5,6 +5,7 @@ from negd.engine import advance, advance_counted
 from negd.ensemble import MLPLoss, ModuleLoss, loss_for
 from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
 from negd.optim import NeuroEvolution
+from negd.regime import Regime, regime_check
 from negd.rules import (
     RULES,
     GradientDescent,
@@ -22,4 +23,4 @@ __version__ = "0.1.0"
 __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
            "Langevin", "Neuroevolution", "NormalizedGradientDescent", "State", "get_task",
-           "gradient_twin", "NegdError", "NeuroEvolution", "__version__"]
+           "gradient_twin", "NegdError", "NeuroEvolution", "Regime", "regime_check", "__version__"]
