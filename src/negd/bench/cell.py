@@ -1,0 +1,132 @@
+"""One measurement of ``negd bench``, runnable in a fresh process so that its peak memory is its own.
+
+``python -m negd.bench.cell '<json spec>'`` prints one JSON line with the result. Spec kinds:
+
+* ``{"kind": "peer", "peer", "workload", "realizations", "device", "seconds", "repeats"}``:
+  time one implementation (see :mod:`negd.bench.peers`);
+* ``{"kind": "limit", "workload", "seconds"}``: the machine's limit for a workload in
+  realization-steps/s (tanh or matmul throughput divided by the work of one realization-step);
+* ``{"kind": "memory", "realizations", "steps"}``: a few negd steps of the shallow workload
+  at a very large R, reporting the peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import torch
+
+from negd.bench.measure import matmul_rate, peak_rss_mb, tanh_rate, time_peer
+from negd.bench.peers import LOOP_REALIZATIONS, jax_available, make_peer
+from negd.bench.workloads import get_workload
+
+__all__ = ["run_cell"]
+
+
+def _peer_cell(spec: dict) -> dict:
+    name, workload = spec["peer"], get_workload(spec["workload"])
+    if name == "jax" and not jax_available():
+        return {"status": "not installed"}
+    baseline = peak_rss_mb()
+    t0 = time.perf_counter()
+    try:
+        peer = make_peer(name, workload, spec["realizations"], spec.get("device", "cpu"),
+                         spec.get("seed", 0))
+    except Exception as err:  # a peer that cannot be built here (e.g. no compiler) is reported
+        return {"status": f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+    setup = time.perf_counter() - t0
+    start_loss = float(peer.losses().mean())
+    try:
+        result = time_peer(peer, spec["seconds"], spec["repeats"])
+    except Exception as err:
+        return {"status": f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+    result.update(status="ok", setup_s=setup, baseline_rss_mb=baseline, peak_rss_mb=peak_rss_mb(),
+                  start_loss=start_loss, end_loss=float(peer.losses().mean()),
+                  realizations_simulated=peer.realization_steps_per_step)
+    if hasattr(peer, "fused"):
+        result["fused"] = peer.fused
+    if name == "loop":
+        result["note"] = (f"per-realization loop: {min(spec['realizations'], LOOP_REALIZATIONS)} "
+                          "realizations simulated; throughput does not depend on R")
+    return result
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _limit_cell(spec: dict) -> dict:
+    """The workload's arithmetic throughput, measured two ways, the larger being the limit:
+    with torch's default threads, and on one thread times the number of cores (a perfectly
+    parallel run; robust to the thread-pool stalls that other processes' load causes)."""
+    workload = get_workload(spec["workload"])
+    seconds, device = spec["seconds"], spec.get("device", "cpu")
+
+    def measure() -> dict:
+        if workload.limit_kind == "tanh":
+            return tanh_rate(seconds, device)
+        return matmul_rate(workload.n_points, workload.spec.width, seconds, device)
+
+    measured = {"all_threads": measure()}
+    if device == "cpu" and _cores() > 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            one = measure()
+        finally:
+            torch.set_num_threads(threads)
+        measured["one_thread_times_cores"] = {**one, "rate": one["rate"] * _cores(), "cores": _cores()}
+    best = max(measured.values(), key=lambda m: m["rate"])
+    per_step = workload.tanh_per_step if workload.limit_kind == "tanh" else workload.flops_per_step
+    return {"status": "ok", "rate": best["rate"] / per_step, "kind": workload.limit_kind,
+            "throughput": best["rate"], "unit": "tanh/s" if workload.limit_kind == "tanh" else "FLOP/s",
+            "work_per_step": per_step, "detail": measured}
+
+
+def _memory_cell(spec: dict) -> dict:
+    import negd
+    from negd.bench.workloads import initial_params
+
+    workload = get_workload("shallow")
+    r, steps = spec["realizations"], spec["steps"]
+    task = workload.task()
+    loss_fn = negd.MLPLoss(workload.spec, task.inputs, task.targets, backend="auto")
+    rule = negd.Neuroevolution(workload.sigma, workload.beta)
+    baseline = peak_rss_mb()
+    t0 = time.perf_counter()
+    state = rule.init(initial_params(workload, r), loss_fn)
+    state = negd.advance(rule, state, loss_fn, steps)
+    elapsed = time.perf_counter() - t0
+    return {"status": "ok", "realizations": r, "steps": steps, "seconds": elapsed,
+            "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
+            "fused": negd.kernels.fused_step_fn(rule, state, loss_fn) is not None}
+
+
+def run_cell(spec: dict) -> dict:
+    """Run one measurement in this process (see module docstring)."""
+    kind = spec.get("kind", "peer")
+    if kind == "peer":
+        return _peer_cell(spec)
+    if kind == "limit":
+        return _limit_cell(spec)
+    if kind == "memory":
+        return _memory_cell(spec)
+    raise ValueError(f"kind: must be 'peer', 'limit' or 'memory', got {kind!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec = json.loads(argv[0])
+    torch.manual_seed(spec.get("seed", 0))
+    print(json.dumps(run_cell(spec)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The benchmark workloads: the paper's three network/task/temperature settings.
+
+Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021):
+
+* ``shallow``: 1-30-1 tanh net without output bias (N = 90) on 1000 points of sin(2 pi t),
+  beta = inf (the paper's main experiment: 1000 realizations x 10^7 steps);
+* ``deep``: 8 hidden tanh layers of 32 units (N = 7489) on 1001 points of sin(pi t), beta = inf;
+* ``wide``: 1-256-1 tanh net (N = 769) on 1000 points of sin(2 pi t), finite beta = 1000.
+
+Each workload also knows the size of its unavoidable arithmetic (tanh evaluations and
+multiply-adds per realization-step), from which the harness derives the machine's limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from negd.models import MLPSpec, paper_init, torch_default_init
+from negd.tasks import Task, get_task
+from negd.validation import NegdError
+
+__all__ = ["Workload", "WORKLOADS", "get_workload", "initial_params"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark setting: network, task, mutation scale and inverse temperature."""
+
+    name: str
+    spec: MLPSpec
+    task_name: str
+    sigma: float
+    beta: float
+    # Which arithmetic bounds the step from below when everything else is free (see limit).
+    limit_kind: str  # "tanh" or "matmul"
+
+    def task(self, device: torch.device | str = "cpu") -> Task:
+        return get_task(self.task_name).to(device)
+
+    @property
+    def n_points(self) -> int:
+        return get_task(self.task_name).n_points
+
+    @property
+    def tanh_per_step(self) -> int:
+        """tanh evaluations of one loss evaluation of one realization: P x hidden units."""
+        return self.n_points * self.spec.depth * self.spec.width
+
+    @property
+    def flops_per_step(self) -> int:
+        """Multiply-add FLOPs (2 per MAC) of one forward pass of one realization."""
+        return 2 * self.n_points * sum(i * o for i, o, _ in self.spec.layer_sizes)
+
+    def describe(self) -> str:
+        beta = "inf" if math.isinf(self.beta) else f"{self.beta:g}"
+        sizes = "-".join([str(self.spec.in_features)] + [str(self.spec.width)] * self.spec.depth
+                         + [str(self.spec.out_features)])
+        return (f"{self.name}: {sizes} tanh (N={self.spec.n_params}), {self.n_points} points "
+                f"{self.task_name}, sigma={self.sigma:g}, beta={beta}")
+
+
+WORKLOADS: dict[str, Workload] = {
+    "shallow": Workload("shallow", MLPSpec(1, 30, output_bias=False), "sin2pi", 1e-2, math.inf, "tanh"),
+    "deep": Workload("deep", MLPSpec(8, 32), "sinpi", 1e-3, math.inf, "matmul"),
+    "wide": Workload("wide", MLPSpec(1, 256), "sin2pi", 1e-2, 1000.0, "tanh"),
+}
+
+
+def get_workload(name: str) -> Workload:
+    if name not in WORKLOADS:
+        raise NegdError(f"workloads: each must be one of {sorted(WORKLOADS)}, got {name!r}")
+    return WORKLOADS[name]
+
+
+def initial_params(workload: Workload, realizations: int, seed: int = 0) -> Tensor:
+    """Starting parameters [R, N] float32, one independent network per realization.
+
+    PyTorch's default initialization for ensembles of ordinary size; for the very large
+    ensembles of the memory check, the paper's N(0, 0.1^2) draw (building 10^5 modules would
+    dominate the check).
+    """
+    if realizations <= 10_000:
+        return torch_default_init(workload.spec, seed=seed, realizations=realizations)
+    return paper_init(workload.spec.n_params, 0.1, seed=seed, realizations=realizations)

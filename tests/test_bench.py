@@ -1,0 +1,106 @@
+"""Tests of the ``negd bench`` harness: smoke runs (not timed) and agreement of the peers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import negd
+from negd.bench import cli
+from negd.bench.peers import LOOP_REALIZATIONS, _ensemble_forward, jax_available, jax_loss_fn, make_peer
+from negd.bench.workloads import WORKLOADS, initial_params
+
+needs_jax = pytest.mark.skipif(not jax_available(), reason="jax is not installed (pip install 'negd[bench]')")
+PEERS_HERE = ["negd", "loop", "torch", "grad"] + (["jax"] if jax_available() else [])
+
+
+def test_quick_run_writes_markdown_and_json(tmp_path):
+    out = tmp_path / "results.md"
+    assert cli.main(["--quick", "--out", str(out), "--peers", ",".join(PEERS_HERE)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert {"cpu", "cores", "torch", "date", "git_commit"} <= set(report["machine"])
+    assert [(r["workload"], r["realizations"]) for r in report["rows"]] == [("shallow", 1), ("shallow", 4)]
+    for row in report["rows"]:
+        assert row["path"] in ("torch", "fused kernel")
+        for peer in PEERS_HERE:
+            assert row["rates"][peer] > 0, (peer, row["status"][peer])
+        assert row["limit"] > 0 and row["mutation_over_gradient_cost"] > 0
+    text = out.read_text()
+    assert "| shallow | 4 |" in text and "## Targets" in text
+
+
+def test_isolated_cell_reports_its_own_peak_memory():
+    spec = {"kind": "peer", "peer": "negd", "workload": "shallow", "realizations": 2, "device": "cpu",
+            "seconds": 0.01, "repeats": 1}
+    cell = cli._run(spec, isolate=True, timeout=300)
+    assert cell["status"] == "ok", cell
+    assert cell["rate"] > 0 and cell["peak_rss_mb"] >= cell["baseline_rss_mb"] > 0
+
+
+def test_bad_arguments_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--workloads", "shallow,bogus"])
+    with pytest.raises(SystemExit):
+        cli.main(["--realizations", "0"])
+    assert cli.main(["--seconds", "0", "--quick"]) == 2
+    assert "seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("peer", PEERS_HERE)
+def test_every_peer_decreases_the_loss(peer):
+    # beta = inf: a realization's loss can never go up, and 60 steps of sigma = 0.01 from
+    # PyTorch's default init must bring the mean down (deterministic given the seeds).
+    runner = make_peer(peer, WORKLOADS["shallow"], 3, seed=1)
+    start = runner.losses().clone()
+    runner.run(getattr(runner, "quantum", 1) * max(1, 60 // getattr(runner, "quantum", 1)))
+    end = runner.losses()
+    assert end.shape == start.shape
+    if peer != "grad":  # a gradient step of finite size may overshoot; the others are monotone
+        assert bool((end <= start).all())
+    assert float(end.mean()) < float(start.mean())
+
+
+def test_loop_simulates_a_few_realizations():
+    runner = make_peer("loop", WORKLOADS["shallow"], 1000)
+    assert runner.realization_steps_per_step == LOOP_REALIZATIONS
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_peers_evaluate_the_same_loss_as_mlploss(name):
+    workload = WORKLOADS[name]
+    task = workload.task()
+    params = initial_params(workload, 3, seed=2)
+    reference = negd.MLPLoss(workload.spec, task.inputs, task.targets, backend="torch")(params)
+    own = ((_ensemble_forward(workload.spec, params, task.inputs) - task.targets) ** 2).mean(dim=(1, 2))
+    torch.testing.assert_close(own, reference, rtol=1e-5, atol=1e-7)
+    loop = make_peer("loop", workload, 3, seed=2)
+    torch.testing.assert_close(loop.losses().float(), reference, rtol=1e-5, atol=1e-7)
+
+
+@needs_jax
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_jax_peer_evaluates_the_same_loss_as_mlploss(name):
+    import jax.numpy as jnp
+    import numpy as np
+
+    workload = WORKLOADS[name]
+    task = workload.task()
+    params = initial_params(workload, 3, seed=3)
+    reference = negd.MLPLoss(workload.spec, task.inputs, task.targets, backend="torch")(params)
+    got = np.asarray(jax_loss_fn(workload)(jnp.asarray(params.numpy())))
+    # float32 sums over ~1000 points in a different order: relative differences ~1e-6.
+    np.testing.assert_allclose(got, reference.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_targets_are_judged_from_the_rows():
+    rows = [{"workload": "shallow", "realizations": 1000, "negd_over_jax": 4.0, "negd_over_loop": 30.0,
+             "fraction_of_limit": 0.2, "mutation_over_gradient_cost": 0.3},
+            {"workload": "deep", "realizations": 100, "negd_over_jax": None, "negd_over_loop": None,
+             "fraction_of_limit": 0.6, "mutation_over_gradient_cost": 0.7}]
+    met = {t["target"].split(":")[0] + ("jax" if "JAX" in t["target"] else ""): t["met"]
+           for t in cli._targets(rows, {"status": "ok", "peak_rss_mb": 900.0})}
+    assert met == {"shallow R=1000jax": True, "shallow R=1000": False, "deep R=100": True,
+                   "mutation step <= 0.5x gradient step cost (worst cell, R >= 100)": False,
+                   "shallow R=100,000": True}
