@@ -1,10 +1,214 @@
-"""Command line: ``negd reproduce``, ``negd run``, ``negd report``, ``negd bench``."""
+"""Command line: ``negd reproduce``, ``negd run``, ``negd report``, ``negd bench``.
+
+* ``negd reproduce {shallow,deep,finite-beta}``: an experiment of Whitelam et al. 2021 at quick
+  (default) or paper scale, with its sigma scan, then the report;
+* ``negd run CONFIG`` / ``negd run --resume DIR``: a user's experiment from a YAML/TOML file;
+* ``negd report DIR``: (re)build figures and report of a run directory;
+* ``negd bench ...``: the benchmarks (arguments go to :mod:`negd.bench.cli`).
+
+Every error is one line ``negd: error: ...`` on stderr and exit status 2; Ctrl-C exits with 130
+after saving what was computed and printing how to resume.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
 import sys
+import threading
+from pathlib import Path
+
+from negd.validation import NegdError
+
+__all__ = ["main"]
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _UsageError(Exception):
+    """A command-line error, reported as one line (argparse would print usage and a traceback-free
+    two-line message; we want exactly one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D102 - argparse hook
+        command = self.prog.removeprefix("negd").strip()
+        raise _UsageError(f"{command}: {message}" if command else message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from negd.experiments.presets import EXPERIMENTS, SCALES
+
+    parser = _Parser(prog="negd", description="Neuroevolution <-> gradient descent experiments "
+                     "(Whitelam et al., Nat. Commun. 12, 6317, 2021).")
+    sub = parser.add_subparsers(dest="command", metavar="{reproduce,run,report,bench}")
+    sub.required = True
+
+    rep = sub.add_parser("reproduce", help="run one of the paper's experiments and build its report")
+    rep.add_argument("experiment", choices=list(EXPERIMENTS))
+    rep.add_argument("--scale", choices=SCALES, default="quick",
+                     help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper")
+    rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-...)")
+    rep.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    rep.add_argument("--no-scan", action="store_true", help="skip the sigma/2, sigma/4 arms")
+    rep.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue an interrupted run")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    run = sub.add_parser("run", help="run an experiment described by a YAML or TOML file")
+    run.add_argument("config", type=Path, nargs="?", default=None)
+    run.add_argument("--out", type=Path, default=None)
+    run.add_argument("--resume", type=Path, default=None, metavar="DIR")
+    run.add_argument("--no-progress", action="store_true")
+
+    report = sub.add_parser("report", help="build summary, figures and report.md of a run directory")
+    report.add_argument("run_dir", type=Path)
+
+    sub.add_parser("bench", help="benchmarks (all further arguments go to negd.bench)", add_help=False)
+    return parser
+
+
+def _print_verdict(run_dir: Path) -> None:
+    """The verdict line(s) of the report: the bullets under report.md's "Verdict" heading, else
+    summary.json's "verdict"."""
+    report = run_dir / "report.md"
+    if report.exists():
+        lines, inside = [], False
+        for line in report.read_text().splitlines():
+            if line.startswith("#"):
+                inside = "verdict" in line.lower()
+            elif inside and line.lstrip().startswith(("-", "*")):
+                lines.append(line.strip().lstrip("-* ").replace("**", ""))
+        if lines:
+            print("\n".join(lines))
+            return
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        try:
+            verdict = json.loads(summary.read_text()).get("verdict")
+        except (json.JSONDecodeError, AttributeError):
+            verdict = None
+        if verdict:
+            print(f"verdict: {verdict}")
+
+
+def _finish(result, resume_hint: str) -> int:
+    if result.report_message:
+        print(f"negd: {result.report_message}", file=sys.stderr)
+    if result.state == "interrupted":
+        print(f"negd: interrupted; the snapshots computed so far are in {result.run_dir}", file=sys.stderr)
+        print(f"negd: resume with: {resume_hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"run: {result.run_dir}")
+    if result.report is not None:
+        print(f"report: {result.report}")
+    _print_verdict(result.run_dir)
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from negd.experiments.presets import preset
+    from negd.experiments.runner import load_run_config, resume_experiment, run_experiment
+
+    progress = not args.no_progress
+    if args.resume is not None:
+        if args.out is not None:
+            raise NegdError("--out: not allowed with --resume (the run continues in its own directory)")
+        config, _ = load_run_config(args.resume)
+        if config.experiment != args.experiment:
+            raise NegdError(f"--resume: {args.resume} is a {config.experiment!r} run, "
+                            f"not {args.experiment!r}")
+        result = resume_experiment(args.resume, progress=progress)
+    else:
+        config = preset(args.experiment, args.scale, realizations=args.realizations, seed=args.seed,
+                        device=args.device, scan=not args.no_scan)
+        result = run_experiment(config, args.out, progress=progress)
+    return _finish(result, f"negd reproduce {args.experiment} --resume {result.run_dir}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from negd.experiments.config import load_config
+    from negd.experiments.runner import resume_experiment, run_experiment
+
+    progress = not args.no_progress
+    if args.resume is not None:
+        if args.config is not None or args.out is not None:
+            raise NegdError("--resume: give only the run directory (its config.json is used)")
+        result = resume_experiment(args.resume, progress=progress)
+    else:
+        if args.config is None:
+            raise NegdError("run: give a CONFIG file (YAML or TOML) or --resume DIR")
+        try:
+            config = load_config(args.config)
+        except NegdError as e:
+            raise NegdError(f"config error: {e}") from None
+        result = run_experiment(config, args.out, progress=progress)
+    return _finish(result, f"negd run --resume {result.run_dir}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    if not args.run_dir.is_dir():
+        raise NegdError(f"report: {str(args.run_dir)!r} is not a directory")
+    try:
+        from negd.analysis import build_report
+    except ImportError as e:
+        raise NegdError(f"report: negd.analysis.build_report is not available ({e})") from None
+    path = build_report(args.run_dir)
+    print(f"report: {path}")
+    _print_verdict(args.run_dir)
+    return 0
+
+
+def _bench(rest: list[str]) -> int:
+    try:
+        from negd.bench.cli import main as bench_main
+    except ImportError as e:
+        raise NegdError(f"bench: negd.bench is not available ({e})") from None
+    return int(bench_main(rest) or 0)
+
+
+def _terminate_as_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("negd: no commands yet", file=sys.stderr)
-    return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        # `kill` (SIGTERM) stops a run as cleanly as Ctrl-C: status "interrupted", resumable.
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return _main(argv)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        if not argv:
+            raise _UsageError("a command is required: reproduce, run, report or bench (see negd --help)")
+        if argv[0] == "bench":
+            return _bench(argv[1:])
+        args = _build_parser().parse_args(argv)
+        handlers = {"reproduce": _reproduce, "run": _run, "report": _report}
+        return handlers[args.command](args)
+    except (NegdError, _UsageError) as e:
+        print(f"negd: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # bad paths, unwritable directories
+        where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"negd: error:{where} {e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("negd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as e:  # --help, or a bench tool exiting
+        return int(e.code or 0) if not isinstance(e.code, str) else EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""Run an experiment into a run directory: NE ensemble + noiseless gradient twin, snapshot by snapshot.
+
+Whitelam et al. 2021 set-up: R neuroevolution realizations start from one shared vector x(0);
+the gradient twin (normalized GD at beta = inf, plain GD at finite beta, learning rate alpha)
+starts from the same x(0). Between two snapshots NE advances dn steps and GD lambda * dn steps,
+so both are compared at the same t = alpha * (GD steps).
+
+Every snapshot rewrites ``arms/<i>/snapshots.npz`` and ``arms/<i>/checkpoint.pt`` atomically.
+The random numbers of NE are a pure function of (seed, realization, step) (:mod:`negd.rng`), so
+restoring the saved states and snapshotting at the same steps makes a resumed run identical,
+bit for bit, to an uninterrupted one. Ctrl-C stops at once; the run directory keeps every
+snapshot completed before it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from negd.engine import advance_counted
+from negd.ensemble import MLPLoss
+from negd.experiments.config import Arm, ExperimentConfig, config_from_dict
+from negd.experiments.store import (
+    arm_dir,
+    load_checkpoint,
+    load_snapshots,
+    read_json,
+    save_checkpoint,
+    save_snapshots,
+    write_json,
+    write_status,
+)
+from negd.models import paper_init, torch_default_init
+from negd.rules import GradientDescent, Neuroevolution, NormalizedGradientDescent
+from negd.state import State
+from negd.tasks import get_task
+from negd.validation import NegdError
+
+__all__ = ["RunResult", "run_experiment", "resume_experiment", "default_run_dir", "load_run_config"]
+
+# Hutchinson probes of the regime check at each snapshot: a few Hessian-vector products of one
+# network, small next to the R x dn loss evaluations of an interval.
+REGIME_PROBES = 4
+# Target duration of one advance_counted call, so the progress bar moves about once a second.
+CHUNK_SECONDS = 1.0
+
+SnapshotHook = Callable[[int, int], None]
+
+SCALAR_KEYS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss", "acceptance", "acceptance_se",
+               "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds")
+REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    state: str  # "complete" | "interrupted"
+    report: Path | None
+    report_message: str | None
+
+
+# --------------------------------------------------------------------------- set-up
+def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return root / f"{config.experiment}-{config.scale}-seed{config.seed}-{stamp}"
+
+
+def _versions() -> dict:
+    import negd
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"negd": negd.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu}
+
+
+def _device(config: ExperimentConfig) -> torch.device:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise NegdError("device: cuda is not available on this machine (use --device cpu)")
+    return torch.device(config.device)
+
+
+@dataclass
+class _Problem:
+    """Everything an arm needs that follows from the configuration alone."""
+
+    config: ExperimentConfig
+    loss_fn: MLPLoss
+    x0: Tensor
+    device: torch.device
+
+    @staticmethod
+    def build(config: ExperimentConfig) -> _Problem:
+        device = _device(config)
+        spec = config.network.spec()
+        task = get_task(config.task).to(device)
+        loss_fn = MLPLoss(spec, task.inputs, task.targets, backend="auto")
+        if config.init.kind == "paper":
+            x0 = paper_init(spec.n_params, config.init.sigma0, seed=config.seed)
+        else:
+            x0 = torch_default_init(spec, seed=config.seed)
+        return _Problem(config, loss_fn, x0.to(device), device)
+
+    def ne_rule(self, arm: Arm) -> Neuroevolution:
+        return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)
+
+    def gd_rule(self) -> GradientDescent | NormalizedGradientDescent:
+        if self.config.gd_rule == "normalized":
+            return NormalizedGradientDescent(alpha=self.config.alpha)
+        return GradientDescent(alpha=self.config.alpha)
+
+
+def _resolved_config(config: ExperimentConfig, arms: list[Arm], kernel: bool) -> dict:
+    d = config.to_user_dict()
+    d = {"experiment": config.experiment, "scale": config.scale, **d}
+    d["n_params"] = config.network.spec().n_params
+    d["sigma"] = config.sigma
+    if config.init.kind == "torch":
+        d["init"] = {"kind": "torch", "sigma0": None}
+    d["arms"] = [a.to_json() for a in arms]
+    d["versions"] = _versions()
+    d["kernel"] = kernel
+    d["created"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    return d
+
+
+def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
+    """The configuration and arms of an existing run directory (for --resume)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise NegdError(f"--resume: {str(run_dir)!r} is not a directory")
+    stored = read_json(run_dir / "config.json")
+    keys = ("network", "task", "init", "beta", "alpha", "lambda", "gd_rule", "realizations", "t_final",
+            "n_snapshots", "trajectories", "seed", "device", "scan")
+    user = {k: stored[k] for k in keys if k in stored and stored[k] is not None}
+    if isinstance(user.get("init"), dict) and user["init"].get("sigma0") is None:
+        user["init"] = {k: v for k, v in user["init"].items() if k != "sigma0"}
+    config = config_from_dict(user, experiment=stored.get("experiment", "custom"),
+                              scale=stored.get("scale", "custom"))
+    arms = [Arm.from_json(a) for a in stored["arms"]]
+    if arms != config.arms():
+        raise NegdError(f"--resume: the arms in {run_dir / 'config.json'} do not follow from its settings")
+    return config, arms
+
+
+# --------------------------------------------------------------------------- one snapshot row
+def _regime(problem: _Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[str, float]:
+    """negd.regime.regime_check at the twin's parameters; NaN when that module is unavailable."""
+    try:
+        from negd.regime import regime_check
+    except ImportError:
+        return dict.fromkeys(REGIME_KEYS, math.nan)
+    check = regime_check(problem.loss_fn, gd_params, arm.sigma, problem.config.beta,
+                         n_probes=REGIME_PROBES, seed=problem.config.seed + row)
+    return {k: float(getattr(check, k)) for k in REGIME_KEYS}
+
+
+def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, accepted: Tensor | None,
+                  dn: int, n_traj: int) -> dict:
+    params = ne.params.to(torch.float64)
+    r = params.shape[0]
+    loss = ne.loss.to(torch.float64)
+    mean = params.mean(dim=0)
+    # Unbiased variances; undefined (NaN) for a single realization.
+    var = params.var(dim=0, unbiased=True) if r > 1 else torch.full_like(mean, math.nan)
+    loss_se = float(loss.std(unbiased=True)) / math.sqrt(r) if r > 1 else math.nan
+    with torch.no_grad():
+        loss_of_mean = float(problem.loss_fn(mean.to(ne.params.dtype)[None])[0])
+    if accepted is None:
+        acc, acc_se = math.nan, math.nan
+    else:
+        rate = accepted.to(torch.float64) / dn
+        acc = float(rate.mean())
+        acc_se = float(rate.std(unbiased=True)) / math.sqrt(r) if r > 1 else math.nan
+    gd_params = gd.params[0]
+    out = {"t": problem.config.alpha * arm.gd_step_of(ne.step), "ne_step": ne.step, "gd_step": gd.step,
+           "ne_loss_mean": float(loss.mean()), "ne_loss_se": loss_se, "loss_of_mean": loss_of_mean,
+           "gd_loss": float(gd.loss[0]), "acceptance": acc, "acceptance_se": acc_se,
+           "param_mean": mean.cpu().numpy(), "param_var": var.cpu().numpy(),
+           "gd_params": gd_params.to(torch.float64).cpu().numpy(),
+           "trajectories": ne.params[:n_traj].to(torch.float32).cpu().numpy()}
+    out.update(_regime(problem, gd_params, arm, row))
+    return out
+
+
+def _stack(rows: list[dict], n_traj: int, n_params: int) -> dict[str, np.ndarray]:
+    arrays = {k: np.asarray([row[k] for row in rows], dtype=np.float64) for k in SCALAR_KEYS}
+    for k in ("ne_step", "gd_step"):
+        arrays[k] = np.asarray([row[k] for row in rows], dtype=np.int64)
+    for k in ("param_mean", "param_var", "gd_params"):
+        arrays[k] = np.stack([row[k] for row in rows]).astype(np.float64)
+    arrays["trajectories"] = np.stack([row["trajectories"] for row in rows]).astype(np.float32).reshape(
+        len(rows), n_traj, n_params)
+    arrays["trajectory_ids"] = np.arange(n_traj, dtype=np.int64)
+    return arrays
+
+
+def _unstack(arrays: dict[str, np.ndarray], n_rows: int) -> list[dict]:
+    """Rows back from a snapshots.npz, keeping only the first ``n_rows`` (those the checkpoint covers)."""
+    keys = [k for k in arrays if k != "trajectory_ids"]
+    return [{k: (arrays[k][i].item() if arrays[k].ndim == 1 else arrays[k][i]) for k in keys}
+            for i in range(n_rows)]
+
+
+# --------------------------------------------------------------------------- one arm
+class _Progress:
+    """tqdm over realization-steps of all arms (rate and time left), or nothing."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="r-step", unit_scale=True, dynamic_ncols=True,
+                            file=sys.stderr, desc="negd", smoothing=0.1)
+
+    def describe(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(text)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: _Progress,
+                pace: dict) -> tuple[State, Tensor]:
+    """``steps`` NE steps in chunks of about CHUNK_SECONDS (same numbers as one call: counter-based RNG)."""
+    counts = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
+    done = 0
+    while done < steps:
+        chunk = min(steps - done, max(1, int(pace.get("steps_per_s", 1.0) * CHUNK_SECONDS)))
+        start = time.perf_counter()
+        state, c = advance_counted(rule, state, loss_fn, chunk)
+        elapsed = max(time.perf_counter() - start, 1e-6)
+        pace["steps_per_s"] = chunk / elapsed
+        counts += c.to(counts.device)
+        done += chunk
+        progress.update(chunk * state.n_realizations)
+    return state, counts
+
+
+def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _Progress,
+             on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None]) -> None:
+    config = problem.config
+    folder = arm_dir(run_dir, index)
+    ne_rule, gd_rule = problem.ne_rule(arm), problem.gd_rule()
+    n_traj = config.trajectories
+    n_params = problem.x0.shape[0]
+    ckpt_path, snap_path = folder / "checkpoint.pt", folder / "snapshots.npz"
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        ne = State.from_dict({k: _to(v, problem.device) for k, v in ckpt["ne"].items()})
+        gd = State.from_dict({k: _to(v, problem.device) for k, v in ckpt["gd"].items()})
+        n_rows = int(ckpt["rows"])
+        rows = _unstack(load_snapshots(snap_path), n_rows)
+        wall = float(ckpt["wall_seconds"])
+    else:
+        start = time.perf_counter()
+        ne = ne_rule.init(problem.x0, problem.loss_fn, seed=config.seed, realizations=arm.realizations)
+        with _one_thread():
+            gd = gd_rule.init(problem.x0, problem.loss_fn, seed=config.seed, realizations=1)
+            rows = [_snapshot_row(problem, arm, 0, ne, gd, None, 0, n_traj)]
+        wall = time.perf_counter() - start
+        rows[0]["wall_seconds"] = wall
+        _save(folder, rows, n_traj, n_params, ne, gd, wall)
+        on_saved(wall)
+        if on_snapshot is not None:
+            on_snapshot(index, 0)
+    progress.describe(f"arm {index} ({arm.label})")
+    pace: dict = {}
+    for row in range(len(rows), len(arm.snapshots)):
+        start = time.perf_counter()
+        dn = arm.snapshots[row] - arm.snapshots[row - 1]
+        dg = arm.gd_step_of(arm.snapshots[row]) - arm.gd_step_of(arm.snapshots[row - 1])
+        ne, accepted = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
+        with _one_thread():
+            gd, _ = advance_counted(gd_rule, gd, problem.loss_fn, dg)
+            rows.append(_snapshot_row(problem, arm, row, ne, gd, accepted, dn, n_traj))
+        wall += time.perf_counter() - start
+        rows[-1]["wall_seconds"] = wall
+        _save(folder, rows, n_traj, n_params, ne, gd, wall)
+        on_saved(wall)
+        if on_snapshot is not None:
+            on_snapshot(index, row)
+
+
+@contextmanager
+def _one_thread():
+    """Run the one-network work (twin, regime check) on one torch thread.
+
+    Its tensors are tiny ([P, width] for R = 1): a second thread costs more in synchronization
+    than it saves (measured ~7x more CPU time per GD step on 2 cores), and a fixed thread count
+    keeps its floating-point reductions, hence its numbers, the same on every run.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _to(value, device: torch.device):
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value
+
+
+def _save(folder: Path, rows: list[dict], n_traj: int, n_params: int, ne: State, gd: State,
+          wall: float) -> None:
+    # Snapshots first, then the checkpoint: on resume, rows beyond the checkpoint's count are dropped.
+    save_snapshots(folder / "snapshots.npz", _stack(rows, n_traj, n_params))
+    save_checkpoint(folder / "checkpoint.pt", {
+        "ne": _to(ne.to_dict(), torch.device("cpu")), "gd": _to(gd.to_dict(), torch.device("cpu")),
+        "rows": len(rows), "wall_seconds": wall})
+
+
+# --------------------------------------------------------------------------- whole runs
+def _build_report(run_dir: Path) -> tuple[Path | None, str | None]:
+    """negd.analysis.build_report, or a one-line reason why there is no report."""
+    try:
+        from negd.analysis import build_report
+    except ImportError as e:
+        return None, f"report skipped: negd.analysis.build_report is not available ({e})"
+    try:
+        return build_report(run_dir), None
+    except NegdError as e:
+        return None, f"report failed: {e}"
+
+
+def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progress: bool = True,
+                   on_snapshot: SnapshotHook | None = None, report: bool = True) -> RunResult:
+    """Run ``config`` into a new directory ``out`` (default ``runs/...``); refuses a non-empty ``out``."""
+    run_dir = Path(out) if out is not None else default_run_dir(config)
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise NegdError(f"--out: {str(run_dir)!r} exists and is not empty; choose another directory or "
+                        f"continue that run with --resume {run_dir}")
+    problem = _Problem.build(config)
+    arms = config.arms()
+    from negd import kernels
+
+    probe = problem.ne_rule(arms[0]).init(problem.x0, problem.loss_fn, seed=config.seed, realizations=1)
+    kernel = kernels.fused_step_fn(problem.ne_rule(arms[0]), probe, problem.loss_fn) is not None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", _resolved_config(config, arms, kernel))
+    write_status(run_dir, "running", [], 0.0)
+    return _execute(problem, arms, run_dir, progress, on_snapshot, report)
+
+
+def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
+                      report: bool = True) -> RunResult:
+    """Continue an interrupted run in ``run_dir`` from its checkpoints (same numbers as no interruption)."""
+    run_dir = Path(run_dir)
+    config, arms = load_run_config(run_dir)
+    problem = _Problem.build(config)
+    return _execute(problem, arms, run_dir, progress, on_snapshot, report)
+
+
+def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: bool,
+             on_snapshot: SnapshotHook | None, report: bool) -> RunResult:
+    checkpoints = [_checkpoint_summary(run_dir, i) for i in range(len(arms))]
+    done_rows = [rows for rows, _ in checkpoints]
+    walls = [wall for _, wall in checkpoints]
+    total = sum(a.realizations * a.ne_steps for a in arms)
+    done = sum(a.realizations * a.snapshots[n - 1] for a, n in zip(arms, done_rows) if n > 0)
+    progress = _Progress(show_progress, total, done)
+    complete = [i for i, (a, n) in enumerate(zip(arms, done_rows)) if n == len(a.snapshots)]
+    state = "interrupted"
+    try:
+        write_status(run_dir, "running", complete, sum(walls))
+        for index, arm in enumerate(arms):
+            if index in complete:
+                continue
+
+            def saved(wall: float, index: int = index) -> None:
+                walls[index] = wall
+                write_status(run_dir, "running", complete, sum(walls))
+
+            _run_arm(problem, run_dir, index, arm, progress, on_snapshot, saved)
+            complete.append(index)
+            write_status(run_dir, "running", complete, sum(walls))
+        state = "complete"
+    except KeyboardInterrupt:
+        pass  # every completed snapshot is on disk; report what exists and say how to resume
+    finally:
+        # Reached on success, Ctrl-C and errors alike: the status always tells what exists.
+        progress.close()
+        write_status(run_dir, state, complete, sum(walls))
+    report_path, message = _build_report(run_dir) if report else (None, None)
+    return RunResult(run_dir, state, report_path, message)
+
+
+def _checkpoint_summary(run_dir: Path, index: int) -> tuple[int, float]:
+    """(rows saved, wall seconds) of arm ``index``; (0, 0.0) before its first snapshot."""
+    path = arm_dir(run_dir, index) / "checkpoint.pt"
+    if not path.exists():
+        return 0, 0.0
+    ckpt = load_checkpoint(path)
+    return int(ckpt["rows"]), float(ckpt["wall_seconds"])
+
