@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from negd.analysis import build_report, delta_floor, delta_from_samples, delta_stats, json_safe, make_run_dir
+from negd.analysis import (
+    build_report,
+    delta_floor,
+    delta_from_ensembles,
+    delta_from_samples,
+    delta_stats,
+    json_safe,
+    make_run_dir,
+)
 from negd.analysis.synthetic import true_delta
 from negd.validation import NegdError
 
@@ -203,3 +211,97 @@ def test_reference_data_delta_at_floor():
     assert abs(st.corrected) < 2 * st.corrected_se
     change = np.mean((gd[-1] - gd[0]) ** 2)
     assert (st.corrected + 2 * st.corrected_se) / change < 0.05
+
+
+def test_langevin_delta_reduces_to_noiseless_and_by_hand():
+    rng = np.random.default_rng(7)
+    g, m, v = rng.normal(size=(3, 2, 6))
+    v = np.abs(v)
+    plain = delta_stats(g, m, v, 10)
+    zero_twin = delta_stats(g, m, v, 10, twin_var=np.zeros_like(v), twin_realizations=5)
+    for a, b in zip(
+        (plain.delta, plain.floor, plain.corrected, plain.corrected_se),
+        (zero_twin.delta, zero_twin.floor, zero_twin.corrected, zero_twin.corrected_se),
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    q = np.full_like(v, 0.3)
+    st = delta_stats(g, m, v, 10, twin_var=q, twin_realizations=5)
+    np.testing.assert_allclose(st.floor, (v / 10 + q / 5).mean(axis=1))
+    np.testing.assert_allclose(st.corrected, st.delta - st.floor)
+    assert np.all(st.corrected_se > plain.corrected_se)  # the twin's noise adds uncertainty
+    with pytest.raises(NegdError, match="twin_realizations"):
+        delta_stats(g, m, v, 10, twin_var=q)
+    with pytest.raises(NegdError, match="twin_var"):
+        delta_stats(g, m, v, 10, twin_var=q[:, :3], twin_realizations=5)
+    assert np.all(np.isnan(delta_stats(g, m, v, 10, twin_var=q, twin_realizations=1).corrected))
+
+
+@pytest.mark.parametrize("bias_scale", [0.0, 0.3])
+def test_langevin_corrected_delta_unbiased_and_se_calibrated(bias_scale):
+    """As test_corrected_delta_unbiased_and_se_calibrated, with both means noisy: NE ensembles of
+    R = 20 and Langevin-twin ensembles of R_L = 10 (different variances), n = 600 pairs, N = 100.
+    Same tolerances (4 SE of the mean / of a sample std, plus 0.05 for the t-like tails)."""
+    n_ens, r, r_l, n = 600, 20, 10, 100
+    rng = np.random.default_rng(54321)
+    mu = rng.normal(size=n)
+    v = rng.uniform(0.5, 2.0, size=n)
+    u = rng.uniform(0.2, 3.0, size=n)
+    b = bias_scale * rng.normal(size=n)
+    truth = float(np.mean(b**2))
+    x = mu + np.sqrt(v) * rng.normal(size=(n_ens, r, n))
+    x_l = mu + b + np.sqrt(u) * rng.normal(size=(n_ens, r_l, n))
+    st = delta_from_ensembles(x_l, x)
+    corrected, se = np.asarray(st.corrected), np.asarray(st.corrected_se)
+    sem = corrected.std(ddof=1) / math.sqrt(n_ens)
+    assert abs(corrected.mean() - truth) < 4 * sem
+    # Ignoring the twin's own noise (the noiseless floor) leaves a bias: the test can fail.
+    noiseless = delta_stats(x_l.mean(axis=1), x.mean(axis=1), x.var(axis=1, ddof=1), r)
+    assert np.asarray(noiseless.corrected).mean() - truth > 10 * sem
+    # The true variance (equation (4) of negd.analysis.delta) matches the spread within 4 SE.
+    w = v / r + u / r_l
+    own = 2 * v**2 / (r**2 * (r - 1)) + 2 * u**2 / (r_l**2 * (r_l - 1))
+    var4 = np.sum(4 * b**2 * w + 2 * w**2 + own) / n**2
+    assert abs(corrected.std(ddof=1) / math.sqrt(var4) - 1) < 4 / math.sqrt(2 * n_ens)
+    z = (corrected - truth) / se
+    assert abs(z.mean()) < 4 / math.sqrt(n_ens) + 0.05
+    assert abs(z.std(ddof=1) - 1.0) < 4 / math.sqrt(2 * n_ens) + 0.05
+
+
+def test_build_report_langevin_twin(tmp_path):
+    run = make_run_dir(tmp_path / "run", bias=1e-2, seed=1, twin="langevin", twin_realizations=20)
+    build_report(run)
+    out = _check_outputs(run)
+    s = out["summary"]
+    assert s["twin"] == "langevin" and s["twin_realizations"] == 20
+    assert s["loss_twin_final"] == s["loss_gd_final"] and s["loss_twin_se_final"] > 0
+    for arm in s["arms"]:
+        truth = true_delta(1e-2, arm["sigma"] / s["sigma"], 1.0, 1.0)
+        assert abs(arm["delta_corrected_final"] - truth) < 4 * arm["delta_corrected_se_final"]
+    assert s["verdict"] == "holds"
+    assert "Langevin ensemble" in out["report"] and "Var_L(x_i)/R_L" in out["report"]
+    assert {"gd_loss_se", "gd_loss_of_mean"} <= set(out["table"].columns)
+    for name in FIGURES:
+        assert (run / "figures" / name).is_file(), name
+    large = make_run_dir(tmp_path / "large", bias=0.5, seed=1, twin="langevin")
+    build_report(large, figures=False)
+    assert json.loads((large / "summary.json").read_text())["verdict"] == "does not hold"
+
+
+def test_report_reads_runs_without_twin_fields(tmp_path):
+    """Run directories written before the Langevin twin: no twin key, no new arrays."""
+    run = make_run_dir(tmp_path / "old", seed=3)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg.pop("twin")
+    (run / "config.json").write_text(json.dumps(cfg))
+    build_report(run, figures=False)
+    s = json.loads((run / "summary.json").read_text())
+    assert s["twin"] == "noiseless" and s["twin_realizations"] is None and s["loss_twin_se_final"] == 0
+    assert "noiseless" in (run / "report.md").read_text()
+    # A Langevin run whose arrays lack the twin's variance is reported as a broken arm, not misread.
+    lang = make_run_dir(tmp_path / "lang", seed=3, n_arms=1, twin="langevin")
+    with np.load(lang / "arms" / "0" / "snapshots.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "gd_param_var"}
+    np.savez(lang / "arms" / "0" / "snapshots.npz", **arrays)
+    build_report(lang, figures=False)
+    s = json.loads((lang / "summary.json").read_text())
+    assert s["arms"][0]["verdict"] == "missing" and "gd_param_var" in s["arms"][0]["problem"]

@@ -197,3 +197,36 @@ def test_preset_overrides():
         preset("shallow", realizations=0)
     with pytest.raises(NegdError, match="^experiment: "):
         preset("medium")
+
+
+def test_twin_defaults_and_validation():
+    assert config_from_dict(GOOD).twin == "noiseless"  # beta = inf
+    finite = config_from_dict(_with(beta=1000))
+    assert finite.twin == "langevin" and finite.twin_realizations == 8  # default: realizations
+    assert config_from_dict(_with(beta=1000, twin_realizations=3)).twin_realizations == 3
+    noiseless = config_from_dict(_with(beta=1000, twin="noiseless"))
+    assert noiseless.twin == "noiseless" and noiseless.twin_realizations is None
+    # The user dict round-trips the field (resume relies on it).
+    assert config_from_dict(finite.to_user_dict()) == finite
+    assert "twin_realizations" not in noiseless.to_user_dict()
+
+
+@pytest.mark.parametrize("changes,pattern", [
+    ({"twin": "brownian"}, r"^twin: must be one of noiseless, langevin, got 'brownian'"),
+    ({"twin": "langevin"}, r"^twin: langevin needs a finite beta"),
+    ({"beta": 1000, "gd_rule": "normalized", "twin": "langevin"}, r"^twin: langevin needs gd_rule"),
+    ({"beta": 1000, "twin_realizations": 1}, r"^twin_realizations: must be an integer >= 2"),
+    ({"beta": 1000, "twin_realizations": 2.5}, r"^twin_realizations: must be an integer >= 2"),
+    ({"twin_realizations": 4}, r"^twin_realizations: only used with twin = langevin"),
+    ({"twin_realisations": 4}, r"^twin_realisations: unknown key \(did you mean 'twin_realizations'\?\)"),
+])
+def test_twin_bad_fields(changes, pattern):
+    with pytest.raises(NegdError, match=pattern):
+        config_from_dict(_with(**changes))
+
+
+def test_finite_beta_preset_uses_langevin_twin():
+    for scale in SCALES:
+        c = preset("finite-beta", scale)
+        assert c.twin == "langevin" and c.twin_realizations >= 2
+    assert preset("shallow").twin == "noiseless" and preset("deep").twin == "noiseless"

@@ -186,3 +186,96 @@ def test_finite_beta_and_torch_init(tmp_path):
     assert z["param_mean"].shape == (4, config["n_params"])
     # Finite beta accepts some uphill moves: acceptance is a rate strictly inside (0, 1].
     assert np.all(z["acceptance"][1:] > 0)
+
+
+# A miniature finite-beta experiment with a Langevin twin (the 1-width-1 network uses TwinLoss's
+# hand-written gradient); lambda = 1/4 so that the twin's noise per GD step, sigma/sqrt(lambda) =
+# 2 sigma, differs from sigma.
+LANGEVIN = dict(TINY, beta=1000.0, network={"depth": 1, "width": 4, "output_bias": True}, twin="langevin",
+                twin_realizations=5, **{"lambda": 0.25}, t_final=0.004, n_snapshots=3,
+                scan={"factors": [2], "realizations": 3})
+TWIN_ARRAYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
+
+
+def test_langevin_twin_contract(tmp_path):
+    result = _run(tmp_path, data=LANGEVIN)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["twin"] == "langevin" and config["twin_realizations"] == 5
+    assert config["gd_rule"] == "gradient_descent"
+    n, s = config["n_params"], config["n_snapshots"]
+    for i in range(len(config["arms"])):
+        z = _arrays(result.run_dir, i)
+        for key in ("gd_params", "gd_param_var", "param_mean", "param_var"):
+            assert z[key].shape == (s, n) and z[key].dtype == np.float64, key
+        for key in CONTRACT_SCALARS + TWIN_ARRAYS:
+            assert z[key].shape == (s,) and z[key].dtype == np.float64, key
+        # Row 0: every twin realization is x(0): no variance, exact loss.
+        np.testing.assert_array_equal(z["gd_params"][0], z["param_mean"][0])
+        np.testing.assert_array_equal(z["gd_param_var"][0], 0)
+        assert z["gd_loss_se"][0] == 0 and z["gd_loss_of_mean"][0] == pytest.approx(z["gd_loss"][0], rel=1e-6)
+        assert np.all(z["gd_loss_se"][1:] > 0) and np.all(z["gd_param_var"][1:] > 0)
+
+
+def test_langevin_twin_noise_per_gd_step(tmp_path):
+    """Over k GD steps the drift moves the twin by ~alpha k |g| << its noise, so Var ~= k s_gd^2,
+    s_gd = sigma/sqrt(lambda) (here 2 sigma). The mean over N = 13 parameters of q^2/(k s_gd^2),
+    q^2 with R_L - 1 = 39 degrees of freedom, has relative SE sqrt(2/39/13) = 0.063: 4 SE = 0.25
+    (noise sigma per GD step, i.e. forgetting 1/sqrt(lambda), would give a ratio of 0.25)."""
+    data = dict(LANGEVIN, twin_realizations=40, scan=None, n_snapshots=2)
+    run_dir = _run(tmp_path, data=data).run_dir
+    config = json.loads((run_dir / "config.json").read_text())
+    z = _arrays(run_dir, 0)
+    arm = config["arms"][0]
+    s_gd = arm["sigma"] / math.sqrt(arm["lambda"])
+    ratio = z["gd_param_var"][-1] / (z["gd_step"][-1] * s_gd**2)
+    assert abs(ratio.mean() - 1) < 0.25
+
+
+def test_langevin_twin_same_seed_same_numbers(tmp_path):
+    a = _arrays(_run(tmp_path, "a", data=LANGEVIN).run_dir, 0)
+    b = _arrays(_run(tmp_path, "b", data=LANGEVIN).run_dir, 0)
+    for key in a:
+        if key != "wall_seconds":
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("stop_after", [2, 4])  # inside arm 0; inside arm 1 (arm 0 has 3 rows)
+def test_resume_equals_uninterrupted_langevin(tmp_path, stop_after):
+    full = _run(tmp_path, "full", data=LANGEVIN).run_dir
+    part = _run(tmp_path, "part", data=LANGEVIN, on_snapshot=_StopAfter(stop_after))
+    assert part.state == "interrupted"
+    assert resume_experiment(part.run_dir, progress=False, report=False).state == "complete"
+    for arm in (0, 1):
+        a, b = _arrays(full, arm), _arrays(part.run_dir, arm)
+        assert set(a) == set(b) and "gd_param_var" in a
+        for key in a:
+            if key != "wall_seconds":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_noiseless_twin_at_finite_beta_keeps_the_old_contract(tmp_path):
+    data = dict(LANGEVIN, twin="noiseless", scan=None)
+    data.pop("twin_realizations")
+    run_dir = _run(tmp_path, data=data).run_dir
+    assert json.loads((run_dir / "config.json").read_text())["twin"] == "noiseless"
+    z = _arrays(run_dir, 0)
+    assert not (set(TWIN_ARRAYS) | {"gd_param_var"}) & set(z)
+
+
+def test_twin_loss_gradient_matches_autograd():
+    from negd.ensemble import MLPLoss
+    from negd.experiments.twin import TwinLoss
+    from negd.models import MLPSpec
+    from negd.rules.base import value_and_grad
+    from negd.tasks import get_task
+
+    task = get_task("sin2pi")
+    gen = torch.Generator().manual_seed(0)
+    for spec in (MLPSpec(1, 16, output_bias=True), MLPSpec(1, 16, output_bias=False), MLPSpec(2, 5)):
+        loss_fn = MLPLoss(spec, task.inputs, task.targets, backend="torch")
+        params = 0.5 * torch.randn(3, spec.n_params, generator=gen)
+        loss_a, grad_a = value_and_grad(loss_fn, params)
+        loss_b, grad_b = TwinLoss(loss_fn).value_and_grad(params)
+        assert TwinLoss(loss_fn).fast == (spec.depth == 1)
+        torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad_b, grad_a, rtol=1e-4, atol=1e-5)

@@ -4,7 +4,7 @@
 ``figures/*.png`` into the run directory (format: the run-directory contract, docs/report.md).
 """
 
-from negd.analysis.delta import DeltaStats, delta_floor, delta_from_samples, delta_stats
+from negd.analysis.delta import DeltaStats, delta_floor, delta_from_ensembles, delta_from_samples, delta_stats
 from negd.analysis.report import build_report, json_safe
 from negd.analysis.rundir import load_run
 from negd.analysis.synthetic import make_run_dir
@@ -17,5 +17,6 @@ __all__ = [
     "DeltaStats",
     "delta_stats",
     "delta_from_samples",
+    "delta_from_ensembles",
     "delta_floor",
 ]

@@ -35,13 +35,17 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _twin_label(arm: ArmData) -> str:
+    return "Langevin ensemble mean" if arm.twin == "langevin" else "gradient descent"
+
+
 def _title(arm: ArmData) -> str:
     return f"arm '{arm.label}' (sigma = {arm.sigma:.3g}, R = {arm.realizations})"
 
 
 def plot_weights(arm: ArmData, path: Path, n_weights: int = 4) -> Path | None:
     """Selected parameters (largest change under GD) against t: single NE trajectories (thin),
-    ensemble mean (solid) and gradient descent (dashed)."""
+    ensemble mean (solid) and gradient descent or the Langevin ensemble mean (dashed)."""
     a = arm.arrays
     if a is None:
         return None
@@ -56,7 +60,7 @@ def plot_weights(arm: ArmData, path: Path, n_weights: int = 4) -> Path | None:
             for k in range(traj.shape[1]):
                 ax.plot(t, traj[:, k, i], color="0.6", lw=0.6, label="NE trajectories" if k == 0 else None)
         ax.plot(t, mean[:, i], color="C0", lw=1.8, label="NE ensemble mean <x>")
-        ax.plot(t, gd[:, i], color="k", lw=1.5, ls="--", label="gradient descent")
+        ax.plot(t, gd[:, i], color="k", lw=1.5, ls="--", label=_twin_label(arm))
         ax.set_title(f"parameter {i}")
         ax.set_xlabel("t")
         ax.set_ylabel(f"x_{i}")
@@ -78,7 +82,15 @@ def plot_loss(arm: ArmData, path: Path) -> Path | None:
     ax.plot(t, mean, color="C0", lw=1.8, label="NE  <U(x)>  (mean over realizations)")
     ax.fill_between(t, mean - se, mean + se, color="C0", alpha=0.3, lw=0, label="+- 1 SE")
     ax.plot(t, a["loss_of_mean"], color="C2", lw=1.4, label="U(<x>)  (averaged network)")
-    ax.plot(t, a["gd_loss"], color="k", ls="--", lw=1.5, label="gradient descent")
+    if arm.twin == "langevin":
+        gd_loss, gd_se = a["gd_loss"], a["gd_loss_se"]
+        ax.plot(t, gd_loss, color="k", ls="--", lw=1.5, label="Langevin ensemble mean <U(x)>_L")
+        ax.fill_between(t, gd_loss - gd_se, gd_loss + gd_se, color="k", alpha=0.15, lw=0,
+                        label="+- 1 SE (Langevin)")
+        ax.plot(t, a["gd_loss_of_mean"], color="0.4", ls=":", lw=1.2,
+                label="U(<x>_L)  (averaged Langevin network)")
+    else:
+        ax.plot(t, a["gd_loss"], color="k", ls="--", lw=1.5, label="gradient descent")
     ax.set_yscale("log")
     ax.set_xlabel("t")
     ax.set_ylabel("loss U")
@@ -174,7 +186,8 @@ def plot_params_scatter(arm: ArmData, path: Path) -> Path | None:
     ax.scatter(gd, mean, s=10, color="C0", label="NE ensemble mean <x>", zorder=2)
     lo, hi = float(np.min([gd.min(), mean.min()])), float(np.max([gd.max(), mean.max()]))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x", zorder=3)
-    ax.set_xlabel("x_GD (gradient descent) at t final")
+    ax.set_xlabel("Langevin ensemble mean <x>_L at t final" if arm.twin == "langevin"
+                  else "x_GD (gradient descent) at t final")
     ax.set_ylabel("parameter value")
     ax.set_title(f"All {gd.size} parameters at t = {a['t'][-1]:.3g}\n{_title(arm)}", fontsize=10)
     ax.legend(fontsize=8)

@@ -10,12 +10,18 @@ the run, param_change = (1/N) sum_i (x_i^GD(t) - x_i(0))^2. Thresholds (module c
   |<U> - U_GD| is below LOSS_GAP_HOLDS of U_GD or below LOSS_SE_HOLDS standard errors;
 - does not hold: Delta_c / param_change >= RATIO_FAILS or relative loss gap >= LOSS_GAP_FAILS;
 - weakens: anything in between (including "small but not resolved with these realizations").
+
+With a Langevin twin (finite beta) "GD" is the twin's ensemble mean: Delta compares two noisy
+means (floor and SE of negd.analysis.delta, equation (4)), param_change is the squared
+displacement of the twin's mean minus its own noise floor (1/N) sum_i q_i^2/R_L (unbiased for
+the true mean's displacement), and the loss gap is measured against the twin's mean loss in
+units of the combined standard error sqrt(SE_NE^2 + SE_twin^2).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -63,14 +69,22 @@ SCALAR_COLUMNS = (
     "c",
     "drift_factor",
     "wall_seconds",
+    "gd_loss_se",
+    "gd_loss_of_mean",
+    "twin_grad_norm",
 )
 
 
 def arm_series(arm: ArmData) -> dict[str, np.ndarray]:
     """Scalar columns of one arm [S]: the stored ones plus Delta, floor, corrected, SE, change."""
     a = arm.arrays
-    stats = delta_stats(a["gd_params"], a["param_mean"], a["param_var"], arm.realizations)
     change = np.mean((a["gd_params"] - a["gd_params"][0]) ** 2, axis=1)
+    if arm.twin == "langevin":
+        stats = delta_stats(a["gd_params"], a["param_mean"], a["param_var"], arm.realizations,
+                            twin_var=a["gd_param_var"], twin_realizations=arm.twin_realizations)
+        change = change - np.mean(a["gd_param_var"], axis=1) / max(arm.twin_realizations, 1)
+    else:
+        stats = delta_stats(a["gd_params"], a["param_mean"], a["param_var"], arm.realizations)
     out = {k: np.asarray(a[k]) for k in SCALAR_COLUMNS}
     out.update(
         delta=np.asarray(stats.delta),
@@ -108,8 +122,13 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         (last["delta_corrected"] + 2 * last["delta_corrected_se"]) / change if change > 0 else math.nan
     )
     gap = last["ne_loss_mean"] - last["gd_loss"]
+    gap_se = math.hypot(last["ne_loss_se"], last["gd_loss_se"]) if math.isfinite(last["gd_loss_se"]) \
+        else last["ne_loss_se"]
     c = series["c"]
     above = np.nonzero(np.isfinite(c) & (c > C_SMALL))[0]
+    # Largest relative loss gap along the run (the final one can hide a transient lag).
+    gaps, gaps_se = _loss_gaps(series)
+    worst = int(np.nanargmax(np.abs(gaps))) if np.isfinite(gaps).any() else 0
     return {
         "t_final": last["t"],
         "ne_steps_done": int(series["ne_step"][-1]),
@@ -119,7 +138,12 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         "loss_of_mean_final": last["loss_of_mean"],
         "loss_gap_final": gap,
         "loss_gap_relative": abs(gap) / abs(last["gd_loss"]) if last["gd_loss"] else math.nan,
-        "loss_gap_in_se": abs(gap) / last["ne_loss_se"] if last["ne_loss_se"] > 0 else math.inf,
+        "loss_gap_in_se": abs(gap) / gap_se if gap_se > 0 else math.inf,
+        "loss_twin_se_final": last["gd_loss_se"],
+        "loss_gap_max_relative": float(gaps[worst]),
+        "loss_gap_max_in_se": float(gaps_se[worst]),
+        "t_loss_gap_max": float(series["t"][worst]),
+        "loss_twin_of_mean_final": last["gd_loss_of_mean"],
         "delta_final": last["delta"],
         "delta_floor_final": last["delta_floor"],
         "delta_corrected_final": last["delta_corrected"],
@@ -135,11 +159,22 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         "z_final": last["z"],
         "c_final": last["c"],
         "c_max": float(np.nanmax(c)) if np.isfinite(c).any() else math.nan,
+        "z_max": float(np.nanmax(series["z"])) if np.isfinite(series["z"]).any() else math.nan,
         "t_c_exceeds": float(series["t"][above[0]]) if above.size else math.nan,
         "grad_norm_initial": float(series["grad_norm"][0]),
         "grad_norm_final": last["grad_norm"],
         "wall_seconds": last["wall_seconds"],
     }
+
+
+def _loss_gaps(series: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(NE mean loss - twin loss)/twin loss per snapshot, and |gap| in combined standard errors."""
+    gap = series["ne_loss_mean"] - series["gd_loss"]
+    se = np.hypot(series["ne_loss_se"], np.nan_to_num(series["gd_loss_se"]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(series["gd_loss"] != 0, gap / series["gd_loss"], np.nan)
+        in_se = np.where(se > 0, np.abs(gap) / se, np.where(gap == 0, 0.0, np.inf))
+    return rel, in_se
 
 
 @dataclass(frozen=True)
@@ -154,6 +189,9 @@ class SigmaTrend:
     slope: float  # d log Delta_c / d log sigma (weighted least squares); NaN if < 2 usable arms
     slope_se: float
     note: str
+    loss_gap_relative: list[float] = field(default_factory=list)  # (U_NE - U_twin)/U_twin at t
+    loss_gap_in_se: list[float] = field(default_factory=list)
+    z_max: list[float] = field(default_factory=list)  # largest z = beta sigma |g| up to t
 
 
 def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -> SigmaTrend | None:
@@ -167,7 +205,7 @@ def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -
     if not avail:
         return None
     t_common = min(float(series[a.index]["t"][-1]) for a in avail)
-    sig, labels, dc, se = [], [], [], []
+    sig, labels, dc, se, gap, gap_se, z_max = [], [], [], [], [], [], []
     for a in avail:
         s = series[a.index]
         row = int(np.nonzero(s["t"] <= t_common * (1 + 1e-9))[0][-1])
@@ -175,6 +213,11 @@ def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -
         labels.append(a.label)
         dc.append(float(s["delta_corrected"][row]))
         se.append(float(s["delta_corrected_se"][row]))
+        rel, in_se = _loss_gaps(s)
+        gap.append(float(rel[row]))
+        gap_se.append(float(in_se[row]))
+        z = s["z"][: row + 1]
+        z_max.append(float(np.nanmax(z)) if np.isfinite(z).any() else math.nan)
     ok = [i for i in range(len(sig)) if dc[i] > 0 and se[i] > 0 and sig[i] > 0]
     slope, slope_se, note = math.nan, math.nan, ""
     if len(avail) < 2:
@@ -192,7 +235,7 @@ def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -
             slope_se = float(1 / math.sqrt(sxx))
         if len(ok) < len(avail):
             note = f"{len(avail) - len(ok)} arm(s) with Delta_c <= 0 left out of the fit"
-    return SigmaTrend(t_common, sig, labels, dc, se, slope, slope_se, note)
+    return SigmaTrend(t_common, sig, labels, dc, se, slope, slope_se, note, gap, gap_se, z_max)
 
 
 @dataclass(frozen=True)
@@ -216,7 +259,7 @@ def verdict(final: dict[str, float]) -> Verdict:
     reasons = [
         f"Delta_c/param_change = {ratio:.3g} (2-SE upper bound {upper:.3g}; holds below {RATIO_HOLDS}, "
         f"fails at {RATIO_FAILS})",
-        f"loss gap {100 * rel:.2f}% of U_GD = {in_se:.1f} SE (holds below {100 * LOSS_GAP_HOLDS:.0f}% "
+        f"loss gap {100 * rel:.2f}% of U_twin = {in_se:.1f} SE (holds below {100 * LOSS_GAP_HOLDS:.0f}% "
         f"or {LOSS_SE_HOLDS:.0f} SE, fails at {100 * LOSS_GAP_FAILS:.0f}%)",
     ]
     loss_ok = rel < LOSS_GAP_HOLDS or in_se < LOSS_SE_HOLDS

@@ -119,10 +119,24 @@ def _regime_text(run: RunData, final: dict) -> str:
             "z << 1: Langevin regime, twin = GD with lr beta sigma^2/2"
             if z < C_SMALL
             else "z is not small: acceptance below 1 and the drift leaves the Langevin form "
-            "(factor erfcx(z/sqrt 2)); the plain-GD twin is only approximate"
+            "(factor erfcx(z/sqrt 2)); the gradient (Langevin) twin is only approximate"
         )
         parts.append(f"z = beta sigma |g| = {_fmt(z, 3)} at the end: {regime}.")
     return " ".join(parts)
+
+
+def _twin_text(run: RunData) -> str:
+    if run.twin == "langevin":
+        r_l = run.arms[0].twin_realizations if run.arms else "?"
+        return (
+            f"Twin: **Langevin ensemble** of {r_l} realizations, x <- x - alpha grad U + "
+            "(sigma/sqrt(lambda)) xi per GD step from the shared x(0) (finite-beta NE is Langevin dynamics; "
+            "its ensemble mean, not noiseless GD, is what the NE mean should follow). Delta compares the two "
+            "ensemble means; the "
+            "floor and SE include both ensembles' sampling noise; losses are compared with the twin's mean "
+            "loss +- SE."
+        )
+    return "Twin: **noiseless** gradient descent (one run from the shared x(0))."
 
 
 def _acceptance_text(final: dict) -> str:
@@ -189,6 +203,11 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
         "steps_done": main_final.get("ne_steps_done"),
         "t_final": main_final.get("t_final"),
         "t_final_planned": main.t_final if main else None,
+        "twin": run.twin,
+        "twin_realizations": main.twin_realizations if main and run.twin == "langevin" else None,
+        "loss_twin_final": main_final.get("loss_gd_final"),
+        "loss_twin_se_final": main_final.get("loss_twin_se_final"),
+        "loss_twin_of_mean_final": main_final.get("loss_twin_of_mean_final"),
         **{
             k: main_final.get(k)
             for k in (
@@ -197,6 +216,10 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
                 "loss_ne_se_final",
                 "loss_of_mean_final",
                 "loss_gap_relative",
+                "loss_gap_in_se",
+                "loss_gap_max_relative",
+                "loss_gap_max_in_se",
+                "t_loss_gap_max",
                 "delta_final",
                 "delta_floor_final",
                 "delta_corrected_final",
@@ -209,6 +232,7 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
                 "z_final",
                 "c_final",
                 "c_max",
+                "z_max",
             )
         },
         "wall_seconds": wall,
@@ -232,6 +256,12 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
                 "delta_corrected_se_final": finals[a.index]["delta_corrected_se_final"]
                 if a.index in finals
                 else None,
+                **{
+                    k: finals[a.index][k] if a.index in finals else None
+                    for k in ("loss_gd_final", "loss_twin_se_final", "loss_ne_mean_final", "loss_ne_se_final",
+                              "loss_gap_relative", "loss_gap_in_se", "loss_gap_max_relative",
+                              "t_loss_gap_max", "delta_ratio", "z_max", "c_max")
+                },
                 "verdict": verdicts[a.index].label if a.index in verdicts else "missing",
                 "problem": a.problem,
             }
@@ -247,6 +277,9 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
             "slope": trend.slope,
             "slope_se": trend.slope_se,
             "note": trend.note,
+            "loss_gap_relative": trend.loss_gap_relative,
+            "loss_gap_in_se": trend.loss_gap_in_se,
+            "z_max": trend.z_max,
         },
         "figures": {k: str(v.relative_to(out)) for k, v in figs.items() if v is not None},
     }
@@ -287,7 +320,7 @@ def _report_lines(
             + "Numbers below are at the last snapshot each arm reached.",
             "",
         ]
-    lines += ["## Verdict", ""]
+    lines += ["## Verdict", "", _twin_text(run), ""]
     if not verdicts:
         lines += ["No arm has snapshots yet: nothing to analyse.", ""]
     for a in run.arms:
@@ -314,21 +347,44 @@ def _report_lines(
     if 0 in finals:
         f = finals[0]
         lines += ["## Main arm in numbers", "", "| quantity | value |", "| --- | --- |"]
+        langevin = run.twin == "langevin"
+        twin_rows = [
+            (
+                f"loss Langevin twin, mean of {run.arms[0].twin_realizations} realizations +- SE",
+                _pm(f["loss_gd_final"], f["loss_twin_se_final"]),
+            ),
+            ("loss of the averaged Langevin network", _fmt(f["loss_twin_of_mean_final"], 6)),
+        ] if langevin else [("loss GD", _fmt(f["loss_gd_final"], 6))]
         rows = [
             ("t reached / planned", f"{_fmt(f['t_final'], 4)} / {_fmt(run.arms[0].t_final, 4)}"),
-            ("loss GD", _fmt(f["loss_gd_final"], 6)),
+            *twin_rows,
             ("loss NE mean +- SE", _pm(f["loss_ne_mean_final"], f["loss_ne_se_final"])),
             (
-                "relative gap (NE mean - GD)/GD",
+                "relative gap (NE mean - twin)/twin" if langevin else "relative gap (NE mean - GD)/GD",
                 f"{100 * f['loss_gap_final'] / f['loss_gd_final']:+.3f}% ({f['loss_gap_in_se']:.1f} SE)"
                 if f["loss_gd_final"]
                 else "n/a",
             ),
+            (
+                "largest loss gap along the run",
+                f"{100 * f['loss_gap_max_relative']:+.2f}% ({f['loss_gap_max_in_se']:.1f} SE) at t = "
+                f"{_fmt(f['t_loss_gap_max'], 3)}",
+            ),
             ("loss of averaged network U(<x>)", _fmt(f["loss_of_mean_final"], 6)),
             ("Delta (raw)", _fmt(f["delta_final"])),
-            ("floor (1/N) sum Var(x_i)/R", _fmt(f["delta_floor_final"])),
+            (
+                "floor (1/N) sum (Var_NE(x_i)/R + Var_L(x_i)/R_L)"
+                if langevin
+                else "floor (1/N) sum Var(x_i)/R",
+                _fmt(f["delta_floor_final"]),
+            ),
             ("Delta_c = Delta - floor +- SE", _pm(f["delta_corrected_final"], f["delta_corrected_se_final"])),
-            ("param_change (1/N) sum (x_GD(t) - x(0))^2", _fmt(f["param_change_final"])),
+            (
+                "param_change (1/N) sum (<x>_L(t) - x(0))^2 - its floor"
+                if langevin
+                else "param_change (1/N) sum (x_GD(t) - x(0))^2",
+                _fmt(f["param_change_final"]),
+            ),
             (
                 "Delta_c / param_change (2-SE upper bound)",
                 f"{_fmt(f['delta_ratio'], 3)} ({_fmt(f['delta_ratio_upper'], 3)})",
@@ -347,13 +403,19 @@ def _report_lines(
             f"Corrected Delta at the common time t = {_fmt(trend.t, 4)} (latest time every available arm "
             "reached):",
             "",
-            "| arm | sigma | Delta_c +- SE |",
-            "| --- | --- | --- |",
+            "| arm | sigma | Delta_c +- SE | loss gap (NE - twin)/twin | max z up to t |",
+            "| --- | --- | --- | --- | --- |",
         ]
         lines += [
-            f"| {lab} | {_fmt(s)} | {_pm(d, e)} |"
-            for lab, s, d, e in zip(
-                trend.labels, trend.sigma, trend.delta_corrected, trend.delta_corrected_se
+            f"| {lab} | {_fmt(s)} | {_pm(d, e)} | {100 * g:+.2f}% ({gs:.1f} SE) | {_fmt(z, 3)} |"
+            for lab, s, d, e, g, gs, z in zip(
+                trend.labels,
+                trend.sigma,
+                trend.delta_corrected,
+                trend.delta_corrected_se,
+                trend.loss_gap_relative,
+                trend.loss_gap_in_se,
+                trend.z_max,
             )
         ]
         if math.isfinite(trend.slope):
@@ -367,16 +429,42 @@ def _report_lines(
         if trend.note:
             lines += ["", f"Note: {trend.note}."]
         lines += [""]
+    if finals:
+        twin = "Langevin twin +- SE" if run.twin == "langevin" else "GD"
+        lines += [
+            "Each arm at its last snapshot (the loss gap in units of the combined SE):",
+            "",
+            f"| arm | sigma | t | loss NE +- SE | loss {twin} | gap (NE - twin)/twin | Delta_c/param_change "
+            "| max z | max c | verdict |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for a in run.arms:
+            if a.index not in finals:
+                continue
+            f = finals[a.index]
+            u_twin = f["loss_gd_final"]
+            gap = (f["loss_ne_mean_final"] - u_twin) / u_twin if u_twin else math.nan
+            twin_loss = _pm(f["loss_gd_final"], f["loss_twin_se_final"]) if run.twin == "langevin" \
+                else _fmt(f["loss_gd_final"])
+            lines.append(
+                f"| {a.label} | {_fmt(a.sigma)} | {_fmt(f['t_final'], 3)} | "
+                f"{_pm(f['loss_ne_mean_final'], f['loss_ne_se_final'])} | {twin_loss} | "
+                f"{100 * gap:+.2f}% ({f['loss_gap_in_se']:.1f} SE) | {_fmt(f['delta_ratio'], 3)} | "
+                f"{_fmt(f['z_max'], 3)} | {_fmt(f['c_max'], 3)} | {verdicts[a.index].label} |"
+            )
+        lines += [""]
 
     if len(run.available_arms) > 0:
         lines += ["## Figures", ""]
+        twin_name = "Langevin ensemble mean" if run.twin == "langevin" else "gradient descent"
         captions = {
             "weights": "Parameters with the largest change: single NE trajectories (thin grey), "
-            "ensemble mean (blue), gradient descent (dashed).",
-            "loss": "Loss against t: NE mean with +-SE band, loss of the averaged network, gradient descent.",
+            f"ensemble mean (blue), {twin_name} (dashed).",
+            "loss": f"Loss against t: NE mean with +-SE band, loss of the averaged network, {twin_name}.",
             "delta": "Delta(t) raw and floor (left), floor-corrected with +-SE band (middle), "
             "corrected Delta against sigma (right).",
-            "params": "All parameters of the averaged NE network against GD at the final time (grey: initial "
+            "params": f"All parameters of the averaged NE network against the {twin_name} at the final time "
+            "(grey: initial "
             "values, showing how far the parameters moved).",
             "regime": "Acceptance measured vs predicted, and the regime parameters z, c along the run.",
         }
@@ -397,6 +485,8 @@ def _report_lines(
         "alpha",
         "lambda",
         "gd_rule",
+        "twin",
+        "twin_realizations",
         "realizations",
         "t_final",
         "n_snapshots",

@@ -1,5 +1,10 @@
 """Read a run directory (format: docs/experiments.md, "run-directory contract"), tolerating
-interrupted runs: missing arms, arms with fewer snapshots than planned, missing status.json."""
+interrupted runs: missing arms, arms with fewer snapshots than planned, missing status.json.
+
+Runs with a Langevin twin (config ``twin = "langevin"``) also hold ``gd_param_var`` [S, N],
+``gd_loss_se`` and ``gd_loss_of_mean`` [S]; runs without them (noiseless twin, or written before
+the Langevin twin existed) get ``gd_loss_se`` = 0 and ``gd_loss_of_mean`` = ``gd_loss``.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ OPTIONAL_SCALARS = (
     "acceptance_predicted",
     "drift_factor",
     "wall_seconds",
+    "twin_grad_norm",
 )
 
 
@@ -63,6 +69,8 @@ class ArmData:
     ne_steps: int | None
     arrays: dict[str, np.ndarray] | None
     problem: str | None = None  # why arrays are missing or unusable
+    twin: str = "noiseless"  # "noiseless" (one GD run) or "langevin" (an ensemble, gd_* are its mean)
+    twin_realizations: int = 1
 
     @property
     def n_snapshots(self) -> int:
@@ -96,6 +104,11 @@ class RunData:
         return to_float(self.config.get("alpha"))
 
     @property
+    def twin(self) -> str:
+        """"langevin" or "noiseless" (runs written before the field existed had a noiseless twin)."""
+        return str(self.config.get("twin") or "noiseless")
+
+    @property
     def available_arms(self) -> list[ArmData]:
         return [a for a in self.arms if a.n_snapshots > 0]
 
@@ -125,6 +138,9 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
         ne_steps=entry.get("ne_steps"),
         arrays=None,
     )
+    if str(config.get("twin") or "noiseless") == "langevin":
+        arm.twin = "langevin"
+        arm.twin_realizations = int(config.get("twin_realizations") or arm.realizations)
     path = run_dir / "arms" / str(index) / "snapshots.npz"
     if not path.exists():
         arm.problem = "not started (no snapshots.npz)"
@@ -147,6 +163,12 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
     for key in OPTIONAL_SCALARS:
         if key not in arrays:
             arrays[key] = np.full(n_snap, np.nan)
+    if arm.twin == "langevin" and "gd_param_var" not in arrays:
+        arm.problem = "snapshots.npz of a Langevin twin lacks gd_param_var"
+        return arm
+    # A noiseless twin: exact loss (SE 0), and the "averaged twin" is the twin itself.
+    arrays.setdefault("gd_loss_se", np.zeros(n_snap))
+    arrays.setdefault("gd_loss_of_mean", np.asarray(arrays["gd_loss"]))
     arrays = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
     arm.arrays = arrays
     return arm

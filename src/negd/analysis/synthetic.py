@@ -8,6 +8,11 @@ Gaussian: x = x_GD(t) + b(t) + sqrt(v(t)) eps, with a systematic gap b(t) = bias
 v(t) = variance * (sigma_i / sigma_0) * t / T. The bias of arm i scales with its sigma, so the
 true Delta-vs-sigma slope is 2 on log-log axes. The regime columns are the exact values of this
 loss: |g| = 2 |x_GD - x*| / N, tr H = 2, c = sigma tr(H) / (2 |g|), acceptance Phi(-c) (beta = inf).
+
+With ``twin="langevin"`` the twin is an ensemble of ``twin_realizations`` Gaussian realizations
+x_GD(t) + sqrt(v(t)) eps (no gap: the true Delta is unchanged), stored as its mean, variance, mean
+loss +- SE and loss of the mean, as a finite-beta run with a Langevin twin writes them (beta = 1000
+in config.json, z = beta sigma |g|; the acceptance columns keep their beta = inf form).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ def make_run_dir(
     seed: int = 0,
     interrupted: bool = False,
     experiment: str = "synthetic",
+    twin: str = "noiseless",
+    twin_realizations: int = 20,
 ) -> Path:
     """Write a contract-conforming run directory at ``path`` and return ``path``.
 
@@ -62,6 +69,9 @@ def make_run_dir(
     "interrupted", arm 0 keeps only its first half of snapshots (it stopped early) and the last
     arm was never started (no snapshots.npz); the arms in between are complete.
     """
+    if twin not in ("noiseless", "langevin"):
+        raise ValueError(f"twin: must be 'noiseless' or 'langevin', got {twin!r}")
+    langevin = twin == "langevin"
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -96,10 +106,12 @@ def make_run_dir(
         "n_params": n_params,
         "task": "sin2pi",
         "init": {"kind": "paper", "sigma0": 0.5},
-        "beta": "inf",
+        "beta": 1000.0 if langevin else "inf",
         "alpha": alpha,
         "lambda": lam0,
-        "gd_rule": "normalized",
+        "gd_rule": "gradient_descent" if langevin else "normalized",
+        "twin": twin,
+        **({"twin_realizations": twin_realizations} if langevin else {}),
         "realizations": realizations,
         "t_final": t_final,
         "n_snapshots": n_snapshots,
@@ -154,6 +166,7 @@ def make_run_dir(
                 "drift_factor",
                 "wall_seconds",
             )
+            + (("gd_param_var", "gd_loss_se", "gd_loss_of_mean") if langevin else ())
         }
         for s, t in enumerate(times[:keep]):
             x_gd = x_star + (x0 - x_star) * math.exp(-t)
@@ -161,6 +174,14 @@ def make_run_dir(
             v = variance * ratio * t / t_final
             x = x_gd + b + math.sqrt(v) * rng.normal(size=(realizations, n_params))
             losses = loss(x)
+            gd_params, gd_loss = x_gd, loss(x_gd)
+            if langevin:
+                x_l = x_gd + math.sqrt(v) * rng.normal(size=(twin_realizations, n_params))
+                gd_params, losses_l = x_l.mean(axis=0), loss(x_l)
+                gd_loss = losses_l.mean()
+                rows["gd_param_var"].append(x_l.var(axis=0, ddof=1))
+                rows["gd_loss_se"].append(losses_l.std(ddof=1) / math.sqrt(twin_realizations))
+                rows["gd_loss_of_mean"].append(loss(gd_params))
             grad_norm = 2 * float(np.linalg.norm(x_gd - x_star)) / n_params
             c = arm["sigma"] * 2.0 / (2 * grad_norm)
             predicted = float(_phi_cdf(np.array(-c)))
@@ -178,16 +199,16 @@ def make_run_dir(
                 ("ne_loss_mean", losses.mean()),
                 ("ne_loss_se", losses.std(ddof=1) / math.sqrt(realizations)),
                 ("loss_of_mean", loss(x.mean(axis=0))),
-                ("gd_loss", loss(x_gd)),
+                ("gd_loss", gd_loss),
                 ("acceptance", acc),
                 ("acceptance_se", acc_se),
                 ("param_mean", x.mean(axis=0)),
                 ("param_var", x.var(axis=0, ddof=1)),
-                ("gd_params", x_gd),
+                ("gd_params", gd_params),
                 ("trajectories", x[:trajectories].astype(np.float32)),
                 ("grad_norm", grad_norm),
                 ("trace_hessian", 2.0),
-                ("z", math.inf),
+                ("z", 1000.0 * arm["sigma"] * grad_norm if langevin else math.inf),
                 ("c", c),
                 ("acceptance_predicted", predicted),
                 ("drift_factor", math.exp(-c * c / 2)),

@@ -12,6 +12,11 @@ A configuration file (YAML or TOML) is validated field by field; every error is 
 with a did-you-mean hint. The sigma scan adds arms with sigma/f (f = 2, 4, ...) at the same
 alpha, i.e. lambda/f (beta = inf) or lambda/f^2 (finite beta), with proportionally more NE
 steps to reach the same t.
+
+The twin (field ``twin``) is ``noiseless`` (one GD run; default at beta = inf) or ``langevin``
+(default at finite beta): an ensemble of ``twin_realizations`` Langevin runs
+x <- x - alpha grad U + (sigma/sqrt(lambda)) xi from the same x(0), whose *average* is what
+finite-beta NE follows (negd.experiments.twin).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = ["Arm", "ExperimentConfig", "InitConfig", "NetworkConfig", "ScanConfig
 # Largest denominator accepted for lambda: NE and GD step counts must align at every snapshot.
 MAX_LAMBDA_DENOMINATOR = 1024
 GD_RULES = ("normalized", "gradient_descent")
+TWINS = ("noiseless", "langevin")
 INIT_KINDS = ("paper", "torch")
 DEVICES = ("cpu", "cuda")
 
@@ -213,6 +219,8 @@ class ExperimentConfig:
     scan: ScanConfig | None = None
     experiment: str = "custom"
     scale: str = "custom"
+    twin: str = "noiseless"
+    twin_realizations: int | None = None  # Langevin twin only; None = realizations
 
     @property
     def sigma(self) -> float:
@@ -228,7 +236,9 @@ class ExperimentConfig:
              "beta": "inf" if math.isinf(self.beta) else self.beta, "alpha": self.alpha, "lambda": self.lam,
              "gd_rule": self.gd_rule, "realizations": self.realizations, "t_final": self.t_final,
              "n_snapshots": self.n_snapshots, "trajectories": self.trajectories, "seed": self.seed,
-             "device": self.device}
+             "device": self.device, "twin": self.twin}
+        if self.twin == "langevin":
+            d["twin_realizations"] = self.twin_realizations
         if self.init.kind == "torch":
             d["init"] = {"kind": "torch"}
         if self.scan is not None:
@@ -275,7 +285,8 @@ def _make_arm(label: str, lam: float, alpha: float, beta: float, t_final: float,
 
 # --------------------------------------------------------------------------- parsing
 TOP_KEYS = ("network", "task", "init", "sigma", "lambda", "beta", "alpha", "gd_rule", "realizations",
-            "t_final", "steps", "n_snapshots", "trajectories", "seed", "device", "scan")
+            "t_final", "steps", "n_snapshots", "trajectories", "seed", "device", "scan", "twin",
+            "twin_realizations")
 
 
 def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "custom") -> ExperimentConfig:
@@ -357,8 +368,23 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
         if scan.realizations is not None and trajectories > scan.realizations:
             raise NegdError(f"scan.realizations: must be >= trajectories ({trajectories}), got {scan_r!r}")
 
+    twin = _choice("twin", data.get("twin", "noiseless" if math.isinf(beta) else "langevin"), TWINS)
+    twin_realizations = None
+    if twin == "langevin":
+        if math.isinf(beta):
+            raise NegdError("twin: langevin needs a finite beta (at beta = inf the twin is noiseless "
+                            "normalized GD), got 'langevin' with beta = inf")
+        if gd_rule != "gradient_descent":
+            raise NegdError(f"twin: langevin needs gd_rule = gradient_descent, got gd_rule = {gd_rule!r}")
+        # At least 2: the twin's variance (part of Delta's floor) needs two realizations.
+        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2)
+    elif data.get("twin_realizations") is not None:
+        raise NegdError(f"twin_realizations: only used with twin = langevin, got "
+                        f"{data['twin_realizations']!r} with twin = {twin}")
+
     config = ExperimentConfig(network, task, init, beta, alpha, lam, gd_rule, realizations, t_final,
-                              n_snapshots, trajectories, seed, device, scan, experiment, scale)
+                              n_snapshots, trajectories, seed, device, scan, experiment, scale, twin,
+                              twin_realizations)
     config.arms()  # validates that every arm's lambda aligns NE and GD steps
     return config
 

@@ -25,7 +25,8 @@ _SHALLOW = {"network": {"depth": 1, "width": 30, "output_bias": False}, "task": 
 _DEEP = {"network": {"depth": 8, "width": 32, "output_bias": True}, "task": "sinpi",
          "init": {"kind": "torch"}, "beta": "inf", "gd_rule": "normalized"}
 _FINITE = {"network": {"depth": 1, "width": 256, "output_bias": True}, "task": "sin2pi",
-           "init": {"kind": "paper", "sigma0": 1e-2}, "beta": 1000.0, "gd_rule": "gradient_descent"}
+           "init": {"kind": "paper", "sigma0": 1e-2}, "beta": 1000.0, "gd_rule": "gradient_descent",
+           "twin": "langevin"}
 
 EXPERIMENTS: dict[str, dict[str, dict[str, Any]]] = {
     "shallow": {
@@ -58,8 +59,10 @@ EXPERIMENTS: dict[str, dict[str, dict[str, Any]]] = {
                             "n_snapshots": 101, "trajectories": 10,
                             "scan": {"factors": [2, 4], "realizations": 250, "t_final": 2.5}},
         # sigma/2 and sigma/4 at finite beta are lambda/4 and lambda/16: scan arms are short.
+        # Langevin twin: 32 realizations (its gradient costs ~0.45 ms per realization-step of the
+        # 1-256-1 network, 1e4 GD steps: ~2.5 min; 100 would triple the run's wall time).
         "quick": _FINITE | {"alpha": 1e-3, "lambda": 1.0, "t_final": 10.0, "realizations": 100,
-                            "n_snapshots": 51, "trajectories": 8,
+                            "twin_realizations": 32, "n_snapshots": 51, "trajectories": 8,
                             "scan": {"factors": [2, 4], "realizations": 25, "t_final": 2.0}},
     },
 }

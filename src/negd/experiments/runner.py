@@ -1,9 +1,11 @@
-"""Run an experiment into a run directory: NE ensemble + noiseless gradient twin, snapshot by snapshot.
+"""Run an experiment into a run directory: NE ensemble + gradient twin, snapshot by snapshot.
 
 Whitelam et al. 2021 set-up: R neuroevolution realizations start from one shared vector x(0);
 the gradient twin (normalized GD at beta = inf, plain GD at finite beta, learning rate alpha)
 starts from the same x(0). Between two snapshots NE advances dn steps and GD lambda * dn steps,
-so both are compared at the same t = alpha * (GD steps).
+so both are compared at the same t = alpha * (GD steps). With ``twin = langevin`` (finite beta)
+the twin is an ensemble of R_L Langevin runs with noise sigma/sqrt(lambda) per GD step
+(negd.experiments.twin); the snapshots then store its mean, variance and mean loss.
 
 Every snapshot rewrites ``arms/<i>/snapshots.npz`` and ``arms/<i>/checkpoint.pt`` atomically.
 The random numbers of NE are a pure function of (seed, realization, step) (:mod:`negd.rng`), so
@@ -41,6 +43,7 @@ from negd.experiments.store import (
     write_json,
     write_status,
 )
+from negd.experiments.twin import LangevinTwin, TwinLoss, langevin_twin_rule
 from negd.models import paper_init, torch_default_init
 from negd.rules import GradientDescent, Neuroevolution, NormalizedGradientDescent
 from negd.state import State
@@ -60,6 +63,8 @@ SnapshotHook = Callable[[int, int], None]
 SCALAR_KEYS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss", "acceptance", "acceptance_se",
                "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds")
 REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor")
+# Extra arrays of a Langevin twin (run-directory contract, docs/experiments.md).
+TWIN_SCALAR_KEYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,18 @@ class _Problem:
     x0: Tensor
     device: torch.device
 
+    @property
+    def langevin(self) -> bool:
+        return self.config.twin == "langevin"
+
+    @property
+    def twin_loss_fn(self) -> MLPLoss | TwinLoss:
+        return TwinLoss(self.loss_fn) if self.langevin else self.loss_fn
+
+    @property
+    def twin_realizations(self) -> int:
+        return int(self.config.twin_realizations) if self.langevin else 1
+
     @staticmethod
     def build(config: ExperimentConfig) -> _Problem:
         device = _device(config)
@@ -121,7 +138,9 @@ class _Problem:
     def ne_rule(self, arm: Arm) -> Neuroevolution:
         return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)
 
-    def gd_rule(self) -> GradientDescent | NormalizedGradientDescent:
+    def gd_rule(self, arm: Arm) -> GradientDescent | NormalizedGradientDescent | LangevinTwin:
+        if self.langevin:
+            return langevin_twin_rule(self.config.alpha, arm.sigma, arm.lam)
         if self.config.gd_rule == "normalized":
             return NormalizedGradientDescent(alpha=self.config.alpha)
         return GradientDescent(alpha=self.config.alpha)
@@ -148,8 +167,9 @@ def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
         raise NegdError(f"--resume: {str(run_dir)!r} is not a directory")
     stored = read_json(run_dir / "config.json")
     keys = ("network", "task", "init", "beta", "alpha", "lambda", "gd_rule", "realizations", "t_final",
-            "n_snapshots", "trajectories", "seed", "device", "scan")
+            "n_snapshots", "trajectories", "seed", "device", "scan", "twin", "twin_realizations")
     user = {k: stored[k] for k in keys if k in stored and stored[k] is not None}
+    user.setdefault("twin", "noiseless")  # run directories from before the Langevin twin
     if isinstance(user.get("init"), dict) and user["init"].get("sigma0") is None:
         user["init"] = {k: v for k, v in user["init"].items() if k != "sigma0"}
     config = config_from_dict(user, experiment=stored.get("experiment", "custom"),
@@ -196,15 +216,37 @@ def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, a
            "param_mean": mean.cpu().numpy(), "param_var": var.cpu().numpy(),
            "gd_params": gd_params.to(torch.float64).cpu().numpy(),
            "trajectories": ne.params[:n_traj].to(torch.float32).cpu().numpy()}
+    if problem.langevin:
+        out.update(_twin_stats(problem, gd))
+    # The regime is checked on one twin network (realization 0 of a Langevin twin, a typical
+    # member: z = beta sigma |g| concerns each realization's gradient, not that of the mean network).
     out.update(_regime(problem, gd_params, arm, row))
     return out
 
 
+def _twin_stats(problem: _Problem, gd: State) -> dict:
+    """Mean [N], unbiased variance [N], mean loss +- SE, loss of the mean of a Langevin twin ensemble."""
+    params = gd.params.to(torch.float64)
+    r = params.shape[0]
+    loss = gd.loss.to(torch.float64)
+    mean = params.mean(dim=0)
+    with torch.no_grad():
+        loss_of_mean = float(problem.loss_fn(mean.to(gd.params.dtype)[None])[0])
+    grad = gd.extras.get("grad")
+    grad_norm = math.nan if grad is None else float(torch.linalg.vector_norm(
+        grad.to(torch.float64), dim=1).mean())
+    return {"gd_params": mean.cpu().numpy(), "gd_param_var": params.var(dim=0, unbiased=True).cpu().numpy(),
+            "gd_loss": float(loss.mean()), "gd_loss_se": float(loss.std(unbiased=True)) / math.sqrt(r),
+            "gd_loss_of_mean": loss_of_mean, "twin_grad_norm": grad_norm}
+
+
 def _stack(rows: list[dict], n_traj: int, n_params: int) -> dict[str, np.ndarray]:
-    arrays = {k: np.asarray([row[k] for row in rows], dtype=np.float64) for k in SCALAR_KEYS}
+    langevin = "gd_param_var" in rows[0]
+    scalars = SCALAR_KEYS + (TWIN_SCALAR_KEYS if langevin else ())
+    arrays = {k: np.asarray([row[k] for row in rows], dtype=np.float64) for k in scalars}
     for k in ("ne_step", "gd_step"):
         arrays[k] = np.asarray([row[k] for row in rows], dtype=np.int64)
-    for k in ("param_mean", "param_var", "gd_params"):
+    for k in ("param_mean", "param_var", "gd_params") + (("gd_param_var",) if langevin else ()):
         arrays[k] = np.stack([row[k] for row in rows]).astype(np.float64)
     arrays["trajectories"] = np.stack([row["trajectories"] for row in rows]).astype(np.float32).reshape(
         len(rows), n_traj, n_params)
@@ -265,7 +307,8 @@ def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _
              on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None]) -> None:
     config = problem.config
     folder = arm_dir(run_dir, index)
-    ne_rule, gd_rule = problem.ne_rule(arm), problem.gd_rule()
+    ne_rule, gd_rule = problem.ne_rule(arm), problem.gd_rule(arm)
+    twin_loss_fn = problem.twin_loss_fn
     n_traj = config.trajectories
     n_params = problem.x0.shape[0]
     ckpt_path, snap_path = folder / "checkpoint.pt", folder / "snapshots.npz"
@@ -280,7 +323,8 @@ def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _
         start = time.perf_counter()
         ne = ne_rule.init(problem.x0, problem.loss_fn, seed=config.seed, realizations=arm.realizations)
         with _one_thread():
-            gd = gd_rule.init(problem.x0, problem.loss_fn, seed=config.seed, realizations=1)
+            gd = gd_rule.init(problem.x0, twin_loss_fn, seed=config.seed,
+                              realizations=problem.twin_realizations)
             rows = [_snapshot_row(problem, arm, 0, ne, gd, None, 0, n_traj)]
         wall = time.perf_counter() - start
         rows[0]["wall_seconds"] = wall
@@ -296,7 +340,7 @@ def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _
         dg = arm.gd_step_of(arm.snapshots[row]) - arm.gd_step_of(arm.snapshots[row - 1])
         ne, accepted = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
         with _one_thread():
-            gd, _ = advance_counted(gd_rule, gd, problem.loss_fn, dg)
+            gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
             rows.append(_snapshot_row(problem, arm, row, ne, gd, accepted, dn, n_traj))
         wall += time.perf_counter() - start
         rows[-1]["wall_seconds"] = wall
