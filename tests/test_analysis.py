@@ -305,3 +305,14 @@ def test_report_reads_runs_without_twin_fields(tmp_path):
     build_report(lang, figures=False)
     s = json.loads((lang / "summary.json").read_text())
     assert s["arms"][0]["verdict"] == "missing" and "gd_param_var" in s["arms"][0]["problem"]
+
+
+def test_unresolved_large_delta_is_not_a_failure() -> None:
+    """Delta_c/param_change = 0.76 +- 0.39 (2 SE = 0.78): too noisy to call a failure."""
+    from negd.analysis.metrics import verdict
+
+    base = {"t_final": 1.0, "loss_gap_relative": 0.01, "loss_gap_in_se": 1.0}
+    unresolved = verdict({**base, "delta_ratio": 0.76, "delta_ratio_upper": 0.76 + 0.78})
+    assert unresolved.label == "weakens"
+    resolved = verdict({**base, "delta_ratio": 0.76, "delta_ratio_upper": 0.76 + 0.2})
+    assert resolved.label == "does not hold"
