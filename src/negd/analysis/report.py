@@ -337,7 +337,8 @@ def _report_lines(
         f"Thresholds: *holds* if (Delta_c + 2 SE)/param_change < {RATIO_HOLDS} (the data exclude a "
         f"systematic gap larger than ~{math.sqrt(RATIO_HOLDS):.0%} of the typical parameter displacement) "
         f"and the NE mean loss is within {LOSS_GAP_HOLDS:.0%} of GD or within {LOSS_SE_HOLDS:.0f} SE; "
-        f"*does not hold* if Delta_c/param_change >= {RATIO_FAILS} or the loss gap is >= "
+        f"*does not hold* if (Delta_c - 2 SE)/param_change >= {RATIO_FAILS} (a large gap the data "
+        f"resolve) or the loss gap is >= "
         f"{LOSS_GAP_FAILS:.0%} (and > {LOSS_SE_HOLDS:.0f} SE); *weakens* in between. Delta_c = Delta - floor "
         "is the floor-corrected Delta (unbiased for the systematic gap); its SE includes the floor's own "
         "estimation error and assumes weakly correlated parameters (docs/report.md).",
