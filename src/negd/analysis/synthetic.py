@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from negd.analysis.rundir import REQUIRED_ARRAYS
+
 __all__ = ["make_run_dir", "true_delta"]
 
 
@@ -145,18 +147,7 @@ def make_run_dir(
         rows: dict[str, list] = {
             k: []
             for k in (
-                "t",
-                "ne_step",
-                "gd_step",
-                "ne_loss_mean",
-                "ne_loss_se",
-                "loss_of_mean",
-                "gd_loss",
-                "acceptance",
-                "acceptance_se",
-                "param_mean",
-                "param_var",
-                "gd_params",
+                *REQUIRED_ARRAYS,
                 "trajectories",
                 "grad_norm",
                 "trace_hessian",

@@ -132,27 +132,12 @@ class LoopPeer:
         return torch.tensor(self.current)
 
 
-def _ensemble_forward(spec: negd.MLPSpec, params: Tensor, x: Tensor) -> Tensor:
-    """[R, P, out] by batched matmul; the first layer of a 1-input net is an outer product."""
-    r = params.shape[0]
-    h = x.unsqueeze(0).expand(r, -1, -1)
-    for k, ((i, o, _), (ws, bs)) in enumerate(zip(spec.layer_sizes, spec.slices())):
-        w = params[:, ws].reshape(r, o, i).transpose(1, 2)
-        if bs is not None:
-            h = torch.baddbmm(params[:, bs].unsqueeze(1), h, w)
-        else:
-            h = torch.bmm(h, w)
-        if k < spec.depth:
-            h = torch.tanh(h)
-    return h
-
-
 def _make_torch_step(workload: Workload, x: Tensor, y: Tensor):
     spec, sigma, beta = workload.spec, workload.sigma, workload.beta
 
     def step(params: Tensor, loss: Tensor) -> tuple[Tensor, Tensor]:
         proposal = params + sigma * torch.randn_like(params)
-        new = ((_ensemble_forward(spec, proposal, x) - y) ** 2).mean(dim=(1, 2))
+        new = ((spec.forward(proposal, x) - y) ** 2).mean(dim=(1, 2))
         d_u = new - loss
         if math.isinf(beta):
             accept = d_u <= 0
@@ -179,7 +164,7 @@ class TorchEnsemblePeer:
         step = _make_torch_step(workload, self.x, self.y)
         self.step = torch.compile(step, dynamic=False) if compiled else step
         with torch.no_grad():
-            self.loss = ((_ensemble_forward(workload.spec, self.params, self.x) - self.y) ** 2
+            self.loss = ((workload.spec.forward(self.params, self.x) - self.y) ** 2
                          ).mean(dim=(1, 2))
         self.realization_steps_per_step = realizations
 
