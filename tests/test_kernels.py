@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from negd.ensemble import MLPLoss
 from negd.models import MLPSpec, paper_init
 from negd.rules import GradientDescent, Neuroevolution
 from negd.tasks import get_task
+from negd.validation import NegdError
 
 pytestmark = pytest.mark.skipif(not kernels.available(),
                                 reason="C kernels unavailable (no gcc, failed build, NEGD_DISABLE_KERNELS)")
@@ -28,22 +30,60 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 @pytest.mark.parametrize("seed", [0, 1, 987654321987, 2**64 - 1])
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 90, 1031])
 def test_normal_bit_identical_to_rng(seed, n):
-    realizations = torch.tensor([0, 1, 7, 123456, 2**33 + 5])
-    for step in (0, 1, 99, 2**32 + 3):
-        expected = rng.normal(seed, realizations, step, n)
+    realizations = torch.tensor([0, 1, 7, 123456, 2**33 + 5, 2**44 - 1])
+    for step in (0, 1, 99, 2**32 + 3, 2**44 - 1):
+        expected = rng.normal_reference(seed, realizations, step, n)
         assert _same_bits(kernels.normal(seed, realizations, step, n), expected)
 
 
 def test_normal_bit_identical_many_realizations():
     realizations = torch.arange(3000)
-    assert _same_bits(kernels.normal(5, realizations, 17, 64), rng.normal(5, realizations, 17, 64))
+    assert _same_bits(kernels.normal(5, realizations, 17, 64), rng.normal_reference(5, realizations, 17, 64))
+
+
+def test_normal_per_row_steps_and_streams():
+    realizations = torch.tensor([3, 2**32 + 7, 11])
+    steps = torch.tensor([0, 2**32 + 5, 77])
+    for stream in (rng.STREAM_MUTATION, rng.STREAM_LANGEVIN, rng.STREAM_LIMIT - 1):
+        expected = rng.normal_reference(9, realizations, steps, 45, stream)
+        assert _same_bits(kernels.normal(9, realizations, steps, 45, stream), expected)
+    assert torch.equal(kernels.uniform(9, realizations, steps), rng.uniform_reference(9, realizations, steps))
+
+
+def test_normal_rows_independent_of_threads():
+    # 300 x 4000 normals >= 2^20: the kernel splits rows over threads; each row is computed alone
+    realizations = torch.arange(300) + 2**32 - 150
+    threads = torch.get_num_threads()
+    whole = kernels.normal(4, realizations, 2**32 + 1, 4000)
+    try:
+        torch.set_num_threads(1)
+        single = kernels.normal(4, realizations, 2**32 + 1, 4000)
+    finally:
+        torch.set_num_threads(threads)
+    assert _same_bits(whole, single)
+    assert _same_bits(whole[::37], rng.normal_reference(4, realizations[::37], 2**32 + 1, 4000))
 
 
 @pytest.mark.parametrize("seed", [0, 42, 2**63 + 11])
 def test_uniform_identical_to_rng(seed):
-    realizations = torch.arange(500) * 7919
-    for step in (0, 3, 2**32 + 1):
-        assert torch.equal(kernels.uniform(seed, realizations, step), rng.uniform(seed, realizations, step))
+    realizations = torch.cat([torch.arange(500) * 7919, torch.tensor([2**32 + 7, 2**44 - 1])])
+    for step in (0, 3, 2**32 + 1, 2**44 - 1):
+        assert torch.equal(kernels.uniform(seed, realizations, step),
+                           rng.uniform_reference(seed, realizations, step))
+
+
+@pytest.mark.parametrize("name, limit, call", [
+    ("realization", "2^44", lambda: kernels.normal(0, torch.tensor([0, -1]), 0, 4)),
+    ("realization", "2^44", lambda: kernels.normal(0, torch.tensor([2**44]), 0, 4)),
+    ("step", "2^44", lambda: kernels.normal(0, torch.tensor([0]), 2**44, 4)),
+    ("step", "2^44", lambda: kernels.normal(0, torch.tensor([0, 1]), torch.tensor([0, -3]), 4)),
+    ("stream", "2^8", lambda: kernels.normal(0, torch.tensor([0]), 0, 4, stream=256)),
+    ("realization", "2^44", lambda: kernels.uniform(0, torch.tensor([2**44 + 1]), 0)),
+    ("step", "2^44", lambda: kernels.uniform(0, torch.tensor([1]), -1)),
+])
+def test_counters_out_of_range_raise(name, limit, call):
+    with pytest.raises(NegdError, match=rf"^{name}: must be an integer in \[0, {re.escape(limit)}\)"):
+        call()
 
 
 def test_tanh_accuracy_and_special_values():
@@ -101,6 +141,41 @@ def test_fused_matches_reference_trajectories(spec, beta):
     assert torch.equal(fused.accepted[same], ref.accepted[same])
     torch.testing.assert_close(fused.loss[same], ref.loss[same], rtol=3e-6, atol=0)
     assert 0 < fused_counts.sum() < 64 * 50
+
+
+@pytest.mark.parametrize("beta", [math.inf, 300.0])
+def test_fused_counters_past_2_to_the_32(monkeypatch, beta):
+    # Steps 2^32 - 3 .. 2^32 + 2 and realization ids past 2^32: the fused loop must build the
+    # counters of negd.rng (high bits in word 3) at every step, as the torch loop does.
+    monkeypatch.setattr(rng, "normal", rng.normal_reference)
+    monkeypatch.setattr(rng, "uniform", rng.uniform_reference)
+    spec = SHALLOW
+    rule = Neuroevolution(0.02, beta)
+    realization = torch.tensor([5, 2**32 + 5, 2**33, 2**44 - 1] * 4)
+    state = rule.init(paper_init(spec.n_params, 0.5, seed=4), _problem(spec, "torch"), realizations=16,
+                      realization=realization, seed=3)
+    state = state.replace(step=2**32 - 3)
+    fused, fused_counts = kernels.fused_step_fn(rule, state, _problem(spec, "c"))(state, 5)
+    ref, ref_counts = _reference(rule, state, _problem(spec, "torch"), 5)
+    assert fused.step == ref.step == 2**32 + 2
+    same = (fused.params.view(torch.int32) == ref.params.view(torch.int32)).all(dim=1)
+    assert same.float().mean() >= 0.9, f"identical fraction {same.float().mean():.3f}"
+    assert torch.equal(fused_counts[same], ref_counts[same]) and fused_counts.sum() > 0
+    # realizations 5 and 2^32 + 5 see different numbers (they aliased before the high bits were used)
+    assert not torch.equal(fused.params[0], fused.params[1])
+
+
+def test_fused_counters_out_of_range_raise():
+    rule = Neuroevolution(0.02)
+    loss_fn = _problem(SHALLOW, "c")
+    state = rule.init(paper_init(SHALLOW.n_params, 0.5), loss_fn, realizations=2)
+    run = kernels.fused_step_fn(rule, state, loss_fn)
+    end, _ = run(state.replace(step=2**44 - 2), 2)  # the last step drawn is 2^44 - 1
+    assert end.step == 2**44
+    with pytest.raises(NegdError, match=r"^step: must be an integer in \[0, 2\^44\)"):
+        run(state.replace(step=2**44 - 2), 3)
+    with pytest.raises(NegdError, match=r"^realization: must be an integer in \[0, 2\^44\)"):
+        run(state.replace(realization=torch.tensor([0, 2**44])), 1)
 
 
 def test_per_parameter_sigma_matches_reference():

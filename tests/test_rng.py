@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from negd import rng
+from negd.validation import NegdError
 
 
 def _t(v: int) -> torch.Tensor:
@@ -130,3 +131,111 @@ def test_uniform_range_mean_and_layout():
     assert not torch.equal(rng.uniform(5, torch.arange(10), 10), u[:10])
     # Accept bits and mutation bits are different streams.
     assert not torch.equal(rng.uniform(5, torch.arange(10), 9, stream=rng.STREAM_MUTATION), u[:10])
+
+
+# ---------------------------------------------------------------- counter layout and range
+
+def _kernels_available() -> bool:
+    from negd import kernels
+
+    return kernels.available()
+
+
+def test_counter_words_below_2_to_the_32_are_the_plain_layout():
+    # With step, realization < 2^32 the counter is (block, step, realization, stream) exactly:
+    # numbers drawn before the high bits were folded into word 3 are unchanged.
+    step, rid = _t(2**32 - 1), torch.tensor([0, 7, 2**32 - 1])
+    w1, w2, w3 = rng.counter_words(step, rid, rng.STREAM_LANGEVIN)
+    assert torch.equal(w1, step) and torch.equal(w2, rid)
+    assert torch.equal(w3, torch.full((3,), rng.STREAM_LANGEVIN))
+    x0, _, _, _ = rng.philox4x32(torch.zeros(3, dtype=torch.int64), step, rid, _t(rng.STREAM_ACCEPT), 99)
+    for uniform in (rng.uniform, rng.uniform_reference):
+        assert torch.equal(uniform(99, rid, 2**32 - 1), x0.double() * 2.0**-32)
+
+
+def test_counter_words_fold_high_bits_into_word3():
+    step, rid = _t(2**32 + 5), torch.tensor([7, 2**32 + 7, 2**44 - 1])
+    w1, w2, w3 = rng.counter_words(step, rid, 2)
+    assert w1.item() == 5 and torch.equal(w2, rid & 0xFFFFFFFF)
+    assert w3.tolist() == [2 | 1 << 8, 2 | 1 << 8 | 1 << 20, 2 | 1 << 8 | 0xFFF << 20]
+    x0, _, _, _ = rng.philox4x32(torch.zeros(3, dtype=torch.int64), w1, w2, w3, 5)
+    assert torch.equal(rng.uniform_reference(5, rid, 2**32 + 5, stream=2), x0.double() * 2.0**-32)
+
+
+def test_high_counter_bits_give_new_numbers():
+    rid = torch.tensor([7, 2**32 + 7])
+    for normal in (rng.normal, rng.normal_reference):
+        low, high = normal(3, rid, 5, 40), normal(3, rid, 2**32 + 5, 40)
+        assert not torch.isclose(low[0], low[1]).any()  # realization 2^32 + 7 is not 7
+        assert not torch.isclose(low, high).any()  # step 2^32 + 5 is not step 5
+    u = rng.uniform_reference(3, torch.tensor([7, 2**32 + 7, 7]), torch.tensor([5, 5, 2**32 + 5]))
+    assert len(set(u.tolist())) == 3
+
+
+def test_numbers_unchanged_from_the_original_layout():
+    # sha256 of these draws as computed by the code before step/realization >= 2^32 were folded
+    # into word 3 (torch path and kernel agreed). Any change of a number below 2^32 breaks it.
+    import hashlib
+
+    for normal, uniform in ((rng.normal, rng.uniform), (rng.normal_reference, rng.uniform_reference)):
+        h = hashlib.sha256()
+        for seed, step, rids, n, stream in [(0, 0, [0], 1, 0), (12345, 7, [0, 1, 5, 2**32 - 1], 37, 0),
+                                            (2**64 - 1, 2**32 - 1, [3, 4], 769, 3), (99, 123456, [7], 5, 2)]:
+            h.update(normal(seed, torch.tensor(rids), step, n, stream=stream).numpy().tobytes())
+            h.update(uniform(seed, torch.tensor(rids), step, stream=1).numpy().tobytes())
+        assert h.hexdigest() == "1eb6482f7d7c17199d7ef9a44cf9e3f78d795987f0e78b292d46d37eb52af343"
+
+
+@pytest.mark.parametrize("fn", ["normal", "normal_reference", "uniform", "uniform_reference"])
+@pytest.mark.parametrize("name, kwargs", [
+    ("step", {"step": -1}), ("step", {"step": 2**44}), ("step", {"step": torch.tensor([0, -2])}),
+    ("step", {"step": torch.tensor([2**44, 0])}), ("step", {"step": 1.5}),
+    ("realization", {"realizations": torch.tensor([0, -1])}),
+    ("realization", {"realizations": torch.tensor([2**44, 1])}),
+    ("stream", {"stream": 256}), ("stream", {"stream": -1}),
+])
+def test_out_of_range_counters_raise(fn, name, kwargs):
+    args = {"seed": 1, "realizations": torch.tensor([0, 1]), "step": 3, **kwargs}
+    if fn.startswith("normal"):
+        args["n"] = 5
+    with pytest.raises(NegdError, match=rf"^{name}: must be an integer"):
+        getattr(rng, fn)(**args)
+
+
+def test_largest_counters_are_accepted():
+    top = torch.tensor([rng.REALIZATION_LIMIT - 1])
+    assert torch.isfinite(rng.normal(1, top, rng.STEP_LIMIT - 1, 3, stream=rng.STREAM_LIMIT - 1)).all()
+    assert 0 <= rng.uniform_reference(1, top, rng.STEP_LIMIT - 1).item() < 1
+
+
+# ---------------------------------------------------------------- kernel dispatch
+
+@pytest.mark.skipif(not _kernels_available(), reason="C kernels unavailable (no gcc or NEGD_DISABLE_KERNELS)")
+@pytest.mark.parametrize("seed", [0, 31337, 2**64 - 1])
+def test_dispatched_normals_and_uniforms_equal_reference_bitwise(seed):
+    cases = [  # realizations, step, n, stream: n off the 4/8/32 multiples, R = 1, high counters
+        (torch.tensor([0]), 0, 1, rng.STREAM_MUTATION),
+        (torch.tensor([5]), 2**32 + 5, 33, rng.STREAM_LANGEVIN),
+        (torch.tensor([2**32 + 7, 3]), 17, 7, rng.STREAM_INIT),
+        (torch.arange(9) * 1_000_003, 123, 95, rng.STREAM_MUTATION),
+        (torch.arange(4) + 2**44 - 4, 2**44 - 1, 130, rng.STREAM_ACCEPT),
+        (torch.tensor([1, 2, 3]), torch.tensor([0, 2**32 + 1, 9]), 31, rng.STREAM_LANGEVIN),
+        (torch.tensor([6, 2]), torch.tensor(4), 64, rng.STREAM_MUTATION),
+        (torch.arange(3), 2, 0, rng.STREAM_MUTATION),
+    ]
+    for realizations, step, n, stream in cases:
+        fast = rng.normal(seed, realizations, step, n, stream)
+        slow = rng.normal_reference(seed, realizations, step, n, stream)
+        assert fast.shape == slow.shape == (realizations.numel(), n) and fast.dtype == torch.float32
+        assert torch.equal(fast.view(torch.int32), slow.view(torch.int32)), (realizations, step, n, stream)
+        assert torch.equal(rng.uniform(seed, realizations, step, stream),
+                           rng.uniform_reference(seed, realizations, step, stream))
+
+
+def test_reference_path_without_kernels(monkeypatch):
+    monkeypatch.setenv("NEGD_DISABLE_KERNELS", "1")
+    realizations = torch.tensor([4, 2**32 + 4])
+    assert torch.equal(rng.normal(2, realizations, 9, 13), rng.normal_reference(2, realizations, 9, 13))
+    # non-vector layouts the kernel does not take go to the torch path
+    grid = torch.tensor([[1, 2], [3, 4]])
+    assert rng.uniform(2, grid, 9).shape == (2, 2)

@@ -24,10 +24,26 @@ from torch import Tensor
 from negd.kernels.build import kernels_disabled, load_library
 from negd.models import MLPSpec
 from negd.state import State
+from negd.validation import NegdError
 
 __all__ = ["available", "fused_step_fn", "mlp_loss", "normal", "uniform", "tanh", "kernels_disabled"]
 
 _VECTOR = 8  # points are padded to a multiple of the AVX2 width
+
+
+# Return codes of the kernel's counter checks (negd_kernels.c); 1 is "out of memory".
+_OUT_OF_MEMORY = 1
+_COUNTER_ERRORS = {2: ("realization", "2^44"), 3: ("step", "2^44"), 4: ("stream", "2^8")}
+
+
+def _raise_counter_error(code: int, what: str) -> None:
+    if code == _OUT_OF_MEMORY:
+        raise MemoryError(f"negd kernel: out of memory in {what}")
+    if code in _COUNTER_ERRORS:
+        name, limit = _COUNTER_ERRORS[code]
+        raise NegdError(f"{name}: must be an integer in [0, {limit}) (Philox counter range of negd.rng)")
+    if code:
+        raise RuntimeError(f"negd kernel: error {code} in {what}")
 
 
 def available() -> bool:
@@ -126,8 +142,7 @@ def fused_step_fn(rule, state: State, loss_fn) -> Callable[[State, int], tuple[S
                                 _ptr(accepted), _ptr(counts), _ptr(realization), r, n, state.seed,
                                 state.step, int(steps), _ptr(sigma), sigma.numel(),
                                 math.inf if math.isinf(beta) else beta, _threads())
-        if err:
-            raise MemoryError("negd kernel: out of memory in fused_ne")
+        _raise_counter_error(err, "fused_ne")
         new = state.replace(params=params, loss=loss, step=state.step + int(steps),
                             accepted=accepted.to(torch.bool))
         return new, counts
@@ -135,25 +150,45 @@ def fused_step_fn(rule, state: State, loss_fn) -> Callable[[State, int], tuple[S
     return run
 
 
-def normal(seed: int, realizations: Tensor, step: int, n: int, stream: int = 0) -> Tensor:
-    """The kernel's normals [R, n] (for tests: must equal :func:`negd.rng.normal`)."""
+def _counters(realizations: Tensor, step: int | Tensor) -> tuple[Tensor, Tensor]:
+    """Realization ids [R] and steps ([1] or [R]) as contiguous int64 CPU tensors."""
+    rid = realizations.detach().to(device="cpu", dtype=torch.int64).reshape(-1).contiguous()
+    if isinstance(step, Tensor):
+        steps = step.detach().to(device="cpu", dtype=torch.int64).reshape(-1).contiguous()
+        if steps.numel() not in (1, rid.numel()):
+            raise NegdError(f"step: a tensor of steps must have 1 or R = {rid.numel()} entries, got "
+                            f"{steps.numel()}")
+    else:
+        steps = torch.tensor([step], dtype=torch.int64)
+    return rid, steps
+
+
+def normal(seed: int, realizations: Tensor, step: int | Tensor, n: int, stream: int = 0) -> Tensor:
+    """The kernel's normals [R, n], bit for bit :func:`negd.rng.normal_reference`.
+
+    ``step``: one int, or an int tensor with one step per realization. Counters out of the range
+    of :mod:`negd.rng` raise NegdError. Parallel over realizations (torch's thread count).
+    """
     lib = load_library()
     if lib is None:
         raise RuntimeError("negd kernels unavailable")
-    rid = realizations.to(torch.int64).contiguous()
+    rid, steps = _counters(realizations, step)
     out = torch.empty(rid.shape[0], n, dtype=torch.float32)
-    lib.negd_normal(seed, _ptr(rid), rid.shape[0], step, n, stream, _ptr(out))
+    err = lib.negd_normal_rows(seed, _ptr(rid), rid.shape[0], _ptr(steps), steps.numel(), n, stream,
+                               _ptr(out), _threads())
+    _raise_counter_error(err, "normal")
     return out
 
 
-def uniform(seed: int, realizations: Tensor, step: int, stream: int = 1) -> Tensor:
-    """The kernel's uniforms [R] float64 (for tests: must equal :func:`negd.rng.uniform`)."""
+def uniform(seed: int, realizations: Tensor, step: int | Tensor, stream: int = 1) -> Tensor:
+    """The kernel's uniforms [R] float64, bit for bit :func:`negd.rng.uniform_reference`."""
     lib = load_library()
     if lib is None:
         raise RuntimeError("negd kernels unavailable")
-    rid = realizations.to(torch.int64).contiguous()
+    rid, steps = _counters(realizations, step)
     out = torch.empty(rid.shape[0], dtype=torch.float64)
-    lib.negd_uniform(seed, _ptr(rid), rid.shape[0], step, stream, _ptr(out))
+    err = lib.negd_uniform_rows(seed, _ptr(rid), rid.shape[0], _ptr(steps), steps.numel(), stream, _ptr(out))
+    _raise_counter_error(err, "uniform")
     return out
 
 

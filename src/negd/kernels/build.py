@@ -103,6 +103,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.negd_fused_ne.argtypes = [p, i64, i64, p, p, p, p, p, p, p, i64, i64, u64, i64, i64, p, i64, f64,
                                   ctypes.c_int]
     lib.negd_fused_ne.restype = ctypes.c_int
+    lib.negd_normal_rows.argtypes = [u64, p, i64, p, i64, i64, i32, p, ctypes.c_int]
+    lib.negd_normal_rows.restype = ctypes.c_int
+    lib.negd_uniform_rows.argtypes = [u64, p, i64, p, i64, i32, p]
+    lib.negd_uniform_rows.restype = ctypes.c_int
 
 
 def load_library() -> ctypes.CDLL | None:

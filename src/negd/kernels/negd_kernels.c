@@ -4,7 +4,8 @@
  * mutation x' = x + sigma xi, accepted with probability min(1, exp(-beta dU)).
  *
  * Random numbers reproduce negd/rng.py bit for bit: Philox4x32-10 on the counter
- * (block, step, realization, stream) keyed by the 64-bit seed, then a Box-Muller transform
+ * (block, step mod 2^32, realization mod 2^32, stream | (step >> 32) << 8 | (realization >> 32) << 20)
+ * keyed by the 64-bit seed (stream < 2^8, step and realization < 2^44), then a Box-Muller transform
  * written as separate IEEE float32 operations. This file MUST be compiled with
  * -ffp-contract=off so that no a*b+c of the random-number code is fused; the forward pass
  * asks for fused multiply-adds explicitly (vfma).
@@ -47,6 +48,19 @@ static inline void philox_scalar(uint32_t c[4], uint64_t seed) {
         c[0] = n0; c[1] = n1; c[2] = n2; c[3] = n3;
         k0 += PH_W0; k1 += PH_W1;
     }
+}
+
+/* Counter words 1..3 of (step, realization, stream): the layout of negd/rng.py. */
+#define COUNTER_LIMIT (INT64_C(1) << 44) /* steps and realizations: [0, 2^44) */
+#define STREAM_LIMIT 256
+typedef struct { uint32_t w1, w2, w3; } ctr_t;
+
+static inline ctr_t counter_words(int64_t step, int64_t rid, uint32_t stream) {
+    ctr_t c;
+    c.w1 = (uint32_t)step;
+    c.w2 = (uint32_t)rid;
+    c.w3 = stream | (uint32_t)((uint64_t)step >> 32) << 8 | (uint32_t)((uint64_t)rid >> 32) << 20;
+    return c;
 }
 
 /* ------------------------------------------------------------------ Box-Muller, scalar */
@@ -96,10 +110,9 @@ static inline void sincos_scalar(uint32_t bits, float *a_out, float *b_out) {
 }
 
 /* Normals of Philox blocks [b0, b1) into out[4*(b - b0) + j]. */
-static void normal_blocks_scalar(uint64_t seed, uint32_t step, uint32_t rid, uint32_t stream,
-                                 int64_t b0, int64_t b1, float *out) {
+static void normal_blocks_scalar(uint64_t seed, ctr_t w, int64_t b0, int64_t b1, float *out) {
     for (int64_t b = b0; b < b1; b++) {
-        uint32_t c[4] = {(uint32_t)b, step, rid, stream};
+        uint32_t c[4] = {(uint32_t)b, w.w1, w.w2, w.w3};
         philox_scalar(c, seed);
         float ca, sa, cb, sb;
         sincos_scalar(c[1], &ca, &sa);
@@ -187,13 +200,12 @@ static inline void sincos8(__m256i bits, __m256 *a_out, __m256 *b_out) {
 }
 
 /* 8 Philox blocks b0..b0+7 -> 32 normals in counter order. */
-static inline void normal_group8(uint64_t seed, uint32_t step, uint32_t rid, uint32_t stream, int64_t b0,
-                                 float *out) {
+static inline void normal_group8(uint64_t seed, ctr_t w, int64_t b0, float *out) {
     __m256i c[4];
     c[0] = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    c[1] = _mm256_set1_epi32((int)step);
-    c[2] = _mm256_set1_epi32((int)rid);
-    c[3] = _mm256_set1_epi32((int)stream);
+    c[1] = _mm256_set1_epi32((int)w.w1);
+    c[2] = _mm256_set1_epi32((int)w.w2);
+    c[3] = _mm256_set1_epi32((int)w.w3);
     philox8(c, seed);
     __m256 ca, sa, cb, sb;
     sincos8(c[1], &ca, &sa);
@@ -215,18 +227,32 @@ static inline void normal_group8(uint64_t seed, uint32_t step, uint32_t rid, uin
 }
 #endif
 
-/* n normals of (seed, step, rid, stream) into out; out must hold round_up(n, 32) floats. */
-static void normals(uint64_t seed, uint32_t step, uint32_t rid, uint32_t stream, int64_t n, float *out) {
+/* n normals of counter words w into out; out must hold round_up(n, 32) floats. */
+static void normals(uint64_t seed, ctr_t w, int64_t n, float *out) {
     int64_t nblocks = (n + 3) / 4;
 #ifdef NEGD_AVX2
-    for (int64_t b = 0; b < nblocks; b += 8) normal_group8(seed, step, rid, stream, b, out + 4 * b);
+    for (int64_t b = 0; b < nblocks; b += 8) normal_group8(seed, w, b, out + 4 * b);
 #else
-    normal_blocks_scalar(seed, step, rid, stream, 0, nblocks, out);
+    normal_blocks_scalar(seed, w, 0, nblocks, out);
 #endif
 }
 
-static inline uint32_t uniform_bits(uint64_t seed, uint32_t step, uint32_t rid, uint32_t stream) {
-    uint32_t c[4] = {0u, step, rid, stream};
+/* Exactly n normals of counter words w into out (no padding needed: rows of a matrix). */
+static void normals_exact(uint64_t seed, ctr_t w, int64_t n, float *out) {
+    float tail[32];
+    int64_t full = n / 32 * 32; /* normals written in place, 32 (8 blocks) at a time */
+#ifdef NEGD_AVX2
+    for (int64_t i = 0; i < full; i += 32) normal_group8(seed, w, i / 4, out + i);
+    if (full < n) normal_group8(seed, w, full / 4, tail);
+#else
+    normal_blocks_scalar(seed, w, 0, full / 4, out);
+    if (full < n) normal_blocks_scalar(seed, w, full / 4, (n + 3) / 4, tail);
+#endif
+    if (full < n) memcpy(out + full, tail, (size_t)(n - full) * sizeof(float));
+}
+
+static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
+    uint32_t c[4] = {0u, w.w1, w.w2, w.w3};
     philox_scalar(c, seed);
     return c[0];
 }
@@ -454,19 +480,60 @@ int negd_has_avx2(void) {
 #endif
 }
 
+/* Counters of a call: 0 when in range, else NEGD_BAD_REALIZATION / NEGD_BAD_STEP / NEGD_BAD_STREAM
+ * (1 is "out of memory" for the entry points that allocate). */
+#define NEGD_BAD_REALIZATION 2
+#define NEGD_BAD_STEP 3
+#define NEGD_BAD_STREAM 4
+static int check_counters(const int64_t *rid, int64_t R, const int64_t *steps, int64_t steps_len,
+                          int32_t stream) {
+    if (stream < 0 || stream >= STREAM_LIMIT) return NEGD_BAD_STREAM;
+    for (int64_t r = 0; r < R; r++)
+        if (rid[r] < 0 || rid[r] >= COUNTER_LIMIT) return NEGD_BAD_REALIZATION;
+    for (int64_t r = 0; r < steps_len; r++)
+        if (steps[r] < 0 || steps[r] >= COUNTER_LIMIT) return NEGD_BAD_STEP;
+    return 0;
+}
+
+/* Unchecked single-step entry points (kept for ABI 1). */
 void negd_normal(uint64_t seed, const int64_t *rid, int64_t R, int64_t step, int64_t n, int32_t stream,
                  float *out) {
-    float *buf = aligned_alloc(32, ROUND32(n) * sizeof(float));
-    for (int64_t r = 0; r < R; r++) {
-        normals(seed, (uint32_t)step, (uint32_t)rid[r], (uint32_t)stream, n, buf);
-        memcpy(out + r * n, buf, n * sizeof(float));
-    }
-    free(buf);
+    for (int64_t r = 0; r < R; r++) normals_exact(seed, counter_words(step, rid[r], (uint32_t)stream), n, out + r * n);
 }
 
 void negd_uniform(uint64_t seed, const int64_t *rid, int64_t R, int64_t step, int32_t stream, double *out) {
     for (int64_t r = 0; r < R; r++)
-        out[r] = (double)uniform_bits(seed, (uint32_t)step, (uint32_t)rid[r], (uint32_t)stream) * 0x1p-32;
+        out[r] = (double)uniform_bits(seed, counter_words(step, rid[r], (uint32_t)stream)) * 0x1p-32;
+}
+
+/* normals [R, n] of negd.rng.normal: row r at steps[r] (steps_len R) or steps[0] (steps_len 1).
+ * Checks the counters first (returns check_counters' code, nothing written). Parallel over rows
+ * when there is enough work; each row is computed alone, so the thread count changes nothing. */
+int negd_normal_rows(uint64_t seed, const int64_t *rid, int64_t R, const int64_t *steps, int64_t steps_len,
+                     int64_t n, int32_t stream, float *out, int nthreads) {
+    int err = check_counters(rid, R, steps, steps_len, stream);
+    if (err) return err;
+    /* threads only for big calls (>= 2^20 normals, ~2 ms): small ones (a Langevin step) run between
+     * torch ops, whose own OpenMP pool would compete with ours for the cores */
+    const int parallel = nthreads > 1 && R > 1 && R * n >= (INT64_C(1) << 20);
+#pragma omp parallel for schedule(static) num_threads(nthreads > 0 ? nthreads : 1) if (parallel)
+    for (int64_t r = 0; r < R; r++) {
+        int64_t step = steps[steps_len == 1 ? 0 : r];
+        normals_exact(seed, counter_words(step, rid[r], (uint32_t)stream), n, out + r * n);
+    }
+    return 0;
+}
+
+/* uniforms [R] of negd.rng.uniform, same conventions as negd_normal_rows. */
+int negd_uniform_rows(uint64_t seed, const int64_t *rid, int64_t R, const int64_t *steps, int64_t steps_len,
+                      int32_t stream, double *out) {
+    int err = check_counters(rid, R, steps, steps_len, stream);
+    if (err) return err;
+    for (int64_t r = 0; r < R; r++) {
+        int64_t step = steps[steps_len == 1 ? 0 : r];
+        out[r] = (double)uniform_bits(seed, counter_words(step, rid[r], (uint32_t)stream)) * 0x1p-32;
+    }
+    return 0;
 }
 
 void negd_tanh(const float *x, float *y, int64_t n) {
@@ -506,6 +573,10 @@ int negd_fused_ne(const int32_t *arch, int64_t P, int64_t ld, const float *x, co
                   float *params, float *loss, uint8_t *accepted, int64_t *counts, const int64_t *rid,
                   int64_t R, int64_t N, uint64_t seed, int64_t step0, int64_t steps,
                   const float *sigma, int64_t sigma_len, double beta, int nthreads) {
+    /* counters: realizations in range, steps step0 .. step0 + steps - 1 in [0, 2^44) */
+    if (steps < 0 || step0 < 0 || step0 > COUNTER_LIMIT - steps) return NEGD_BAD_STEP;
+    int bad = check_counters(rid, R, NULL, 0, 0);
+    if (bad) return bad;
     net_t net;
     net_from(&net, arch, P, ld, x, t);
     const int zero_temperature = isinf(beta);
@@ -525,10 +596,10 @@ int negd_fused_ne(const int32_t *arch, int64_t P, int64_t ld, const float *x, co
                 float old = loss[r];
                 int64_t count = 0;
                 uint8_t last = accepted[r];
-                uint32_t id = (uint32_t)rid[r];
                 for (int64_t s = 0; s < steps; s++) {
-                    uint32_t step = (uint32_t)(step0 + s);
-                    normals(seed, step, id, 0u, N, z);
+                    /* words 1..3 per step: the high step bits enter word 3 past 2^32 steps */
+                    const ctr_t mutation = counter_words(step0 + s, rid[r], 0u);
+                    normals(seed, mutation, N, z);
                     if (sigma_len == 1) {
                         const float sg = sigma[0];
                         for (int64_t i = 0; i < N; i++) prop[i] = p[i] + z[i] * sg;
@@ -543,7 +614,7 @@ int negd_fused_ne(const int32_t *arch, int64_t P, int64_t ld, const float *x, co
                     if (zero_temperature) {
                         ok = isfinite(fresh) && downhill;
                     } else {
-                        double u = (double)uniform_bits(seed, step, id, 1u) * 0x1p-32;
+                        double u = (double)uniform_bits(seed, counter_words(step0 + s, rid[r], 1u)) * 0x1p-32;
                         ok = isfinite(fresh) && (downhill || u < exp(-beta * d_u));
                     }
                     if (ok) {
