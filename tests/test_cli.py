@@ -93,6 +93,13 @@ def test_resume_via_cli_after_interrupt(tmp_path, capsys, monkeypatch):
     (["reproduce", "shallow", "--realizations", "0"], "realizations: must be an integer >= 1"),
     (["reproduce", "shallow", "--seed", "-3"], "seed: "),
     (["reproduce", "shallow", "--bogus"], "unrecognized arguments"),
+    (["reproduce", "finite-beta", "--twin-realizations", "1"],
+     "argument --twin-realizations: must be an integer >= 2, got '1'"),
+    (["reproduce", "finite-beta", "--twin-realizations", "2.5"], "--twin-realizations: must be an integer"),
+    (["reproduce", "finite-beta", "--twin-realizations", "-4"], "--twin-realizations: must be an integer"),
+    (["reproduce", "shallow", "--twin-realizations", "8"], "--twin-realizations: only for an experiment"),
+    (["reproduce", "finite-beta", "--twin-realizations", "8", "--resume", "/nonexistent/dir"],
+     "--twin-realizations: not allowed with --resume"),
     (["run"], "CONFIG"),
     (["run", "/nonexistent/config.yaml"], "no such file"),
     (["run", "--resume", "/nonexistent/dir"], "--resume: "),
@@ -128,3 +135,27 @@ def test_console_script_entry_point(tmp_path):
                           text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("negd: error: ")
+
+
+def test_reproduce_twin_realizations_reaches_the_config(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from negd.experiments import runner
+
+    configs = []
+
+    def fake_run(config, out, progress=True):  # records the config instead of running it
+        configs.append(config)
+        return SimpleNamespace(report_message=None, state="complete", run_dir=tmp_path, report=None)
+
+    monkeypatch.setattr(runner, "run_experiment", fake_run)
+    assert main(["reproduce", "finite-beta", "--twin-realizations", "7", "--no-progress"]) == 0
+    assert main(["reproduce", "finite-beta", "--scale", "paper", "--twin-realizations", "2"]) == 0
+    assert main(["reproduce", "finite-beta"]) == 0
+    quick, paper, default = configs
+    assert quick.twin == "langevin" and quick.twin_realizations == 7 and quick.scale == "quick"
+    assert paper.twin_realizations == 2 and paper.scale == "paper"
+    assert default.twin_realizations == 32  # the quick preset's, unchanged without the flag
+    # nothing else of the preset changes
+    assert quick.with_overrides(twin_realizations=32) == default
+    capsys.readouterr()

@@ -38,6 +38,17 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{command}: {message}" if command else message)
 
 
+def _twin_realizations(text: str) -> int:
+    """argparse type of --twin-realizations: an integer >= 2 (the twin's variance needs two)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from negd.experiments.presets import EXPERIMENTS, SCALES
 
@@ -51,6 +62,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--scale", choices=SCALES, default="quick",
                      help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
+    rep.add_argument("--twin-realizations", type=_twin_realizations, default=None, metavar="N",
+                     help="realizations of the Langevin twin (finite-beta only; integer >= 2; default: the "
+                          "preset's, 32 at quick scale)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-...)")
     rep.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -110,23 +124,36 @@ def _finish(result, resume_hint: str) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from negd.experiments.presets import preset
     from negd.experiments.runner import load_run_config, resume_experiment, run_experiment
 
     progress = not args.no_progress
     if args.resume is not None:
         if args.out is not None:
             raise NegdError("--out: not allowed with --resume (the run continues in its own directory)")
+        if args.twin_realizations is not None:
+            raise NegdError("--twin-realizations: not allowed with --resume (the run keeps its config)")
         config, _ = load_run_config(args.resume)
         if config.experiment != args.experiment:
             raise NegdError(f"--resume: {args.resume} is a {config.experiment!r} run, "
                             f"not {args.experiment!r}")
         result = resume_experiment(args.resume, progress=progress)
     else:
-        config = preset(args.experiment, args.scale, realizations=args.realizations, seed=args.seed,
-                        device=args.device, scan=not args.no_scan)
-        result = run_experiment(config, args.out, progress=progress)
+        result = run_experiment(_reproduce_config(args), args.out, progress=progress)
     return _finish(result, f"negd reproduce {args.experiment} --resume {result.run_dir}")
+
+
+def _reproduce_config(args: argparse.Namespace):
+    """The preset of ``negd reproduce`` with the command-line overrides applied."""
+    from negd.experiments.presets import preset
+
+    config = preset(args.experiment, args.scale, realizations=args.realizations, seed=args.seed,
+                    device=args.device, scan=not args.no_scan)
+    if args.twin_realizations is not None:
+        if config.twin != "langevin":
+            raise NegdError(f"--twin-realizations: only for an experiment with a Langevin twin "
+                            f"(finite-beta), not {args.experiment!r}")
+        config = config.with_overrides(twin_realizations=args.twin_realizations)
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:
