@@ -97,6 +97,28 @@ def test_ensemble_statistics_match_trajectories(tmp_path):
     np.testing.assert_allclose(z["param_var"], traj.var(axis=1, ddof=1), rtol=1e-9, atol=1e-30)
 
 
+def test_stored_delta_se_uses_every_realization(tmp_path):
+    """The runner's covariance SE of Delta_c equals negd.analysis.delta_from_samples on the whole
+    ensemble (stored here as trajectories, K = R); old run directories without it fall back."""
+    from negd.analysis import delta_from_samples, load_run
+    from negd.analysis.metrics import arm_final, arm_series
+
+    data = dict(TINY, trajectories=6, scan=None)
+    run_dir = _run(tmp_path, data=data).run_dir
+    z = _arrays(run_dir, 0)
+    expected = delta_from_samples(z["gd_params"], z["trajectories"].astype(np.float64))
+    np.testing.assert_allclose(z["delta_corrected_se_covariance"], expected.corrected_se, rtol=1e-9)
+    arm = load_run(run_dir).arms[0]
+    assert arm_final(arm, arm_series(arm))["delta_se_method"] == "covariance"
+    # A snapshots.npz written before the column existed: NaN on load, per-parameter SE in the report.
+    np.savez(run_dir / "arms" / "0" / "snapshots.npz",
+             **{k: v for k, v in z.items() if k != "delta_corrected_se_covariance"})
+    arm = load_run(run_dir).arms[0]
+    series = arm_series(arm)
+    np.testing.assert_array_equal(series["delta_corrected_se"], series["delta_corrected_se_per_parameter"])
+    assert arm_final(arm, series)["delta_se_method"] == "per-parameter"
+
+
 def test_same_seed_same_numbers_and_seed_matters(tmp_path):
     a = _arrays(_run(tmp_path, "a").run_dir, 0)
     b = _arrays(_run(tmp_path, "b").run_dir, 0)

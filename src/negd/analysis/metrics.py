@@ -74,6 +74,7 @@ SCALAR_COLUMNS = (
     "gd_loss_se",
     "gd_loss_of_mean",
     "twin_grad_norm",
+    "delta_corrected_se_covariance",
 )
 
 
@@ -88,11 +89,16 @@ def arm_series(arm: ArmData) -> dict[str, np.ndarray]:
     else:
         stats = delta_stats(a["gd_params"], a["param_mean"], a["param_var"], arm.realizations)
     out = {k: np.asarray(a[k]) for k in SCALAR_COLUMNS}
+    # The run stored the SE from the full covariance of the realizations where it could; the
+    # per-parameter SE (parameters independent) is a fallback and, on real runs, often far too small.
+    per_parameter = np.asarray(stats.corrected_se)
+    covariance = np.asarray(a["delta_corrected_se_covariance"])
     out.update(
         delta=np.asarray(stats.delta),
         delta_floor=np.asarray(stats.floor),
         delta_corrected=np.asarray(stats.corrected),
-        delta_corrected_se=np.asarray(stats.corrected_se),
+        delta_corrected_se=np.where(np.isfinite(covariance), covariance, per_parameter),
+        delta_corrected_se_per_parameter=per_parameter,
         param_change=change,
     )
     return out
@@ -150,6 +156,9 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         "delta_floor_final": last["delta_floor"],
         "delta_corrected_final": last["delta_corrected"],
         "delta_corrected_se_final": last["delta_corrected_se"],
+        "delta_corrected_se_per_parameter_final": last["delta_corrected_se_per_parameter"],
+        "delta_se_method": "covariance" if np.isfinite(series["delta_corrected_se_covariance"][-1])
+        else "per-parameter",
         "param_change_final": change,
         "delta_ratio": ratio,
         "delta_ratio_upper": ratio_upper,

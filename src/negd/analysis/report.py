@@ -341,7 +341,9 @@ def _report_lines(
         f"resolve) or the loss gap is >= "
         f"{LOSS_GAP_FAILS:.0%} (and > {LOSS_SE_HOLDS:.0f} SE); *weakens* in between. Delta_c = Delta - floor "
         "is the floor-corrected Delta (unbiased for the systematic gap); its SE includes the floor's own "
-        "estimation error and assumes weakly correlated parameters (docs/report.md).",
+        "estimation error and, where the run stored it, the correlations between parameters (from the "
+        "full covariance of the realizations; otherwise it treats parameters as independent and can be "
+        "too small; docs/report.md).",
         "",
     ]
 
@@ -380,6 +382,10 @@ def _report_lines(
                 _fmt(f["delta_floor_final"]),
             ),
             ("Delta_c = Delta - floor +- SE", _pm(f["delta_corrected_final"], f["delta_corrected_se_final"])),
+            (
+                "SE of Delta_c: method (per-parameter SE for comparison)",
+                f"{f['delta_se_method']} ({_fmt(f['delta_corrected_se_per_parameter_final'])})",
+            ),
             (
                 "param_change (1/N) sum (<x>_L(t) - x(0))^2 - its floor"
                 if langevin

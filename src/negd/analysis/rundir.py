@@ -44,6 +44,7 @@ OPTIONAL_SCALARS = (
     "drift_factor",
     "wall_seconds",
     "twin_grad_norm",
+    "delta_corrected_se_covariance",
 )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from negd.analysis.delta import delta_from_ensembles, delta_from_samples
 from negd.engine import advance_counted
 from negd.ensemble import MLPLoss
 from negd.experiments.config import Arm, ExperimentConfig, config_from_dict
@@ -43,9 +44,9 @@ from negd.experiments.store import (
     write_json,
     write_status,
 )
-from negd.experiments.twin import LangevinTwin, TwinLoss, langevin_twin_rule
+from negd.experiments.twin import TwinLoss, langevin_twin_rule
 from negd.models import paper_init, torch_default_init
-from negd.rules import GradientDescent, Neuroevolution, NormalizedGradientDescent
+from negd.rules import GradientDescent, Langevin, Neuroevolution, NormalizedGradientDescent
 from negd.state import State
 from negd.tasks import get_task
 from negd.validation import NegdError
@@ -61,7 +62,8 @@ CHUNK_SECONDS = 1.0
 SnapshotHook = Callable[[int, int], None]
 
 SCALAR_KEYS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss", "acceptance", "acceptance_se",
-               "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds")
+               "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds",
+               "delta_corrected_se_covariance")
 REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor")
 # Extra arrays of a Langevin twin (run-directory contract, docs/experiments.md).
 TWIN_SCALAR_KEYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
@@ -138,7 +140,7 @@ class _Problem:
     def ne_rule(self, arm: Arm) -> Neuroevolution:
         return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)
 
-    def gd_rule(self, arm: Arm) -> GradientDescent | NormalizedGradientDescent | LangevinTwin:
+    def gd_rule(self, arm: Arm) -> GradientDescent | NormalizedGradientDescent | Langevin:
         if self.langevin:
             return langevin_twin_rule(self.config.alpha, arm.sigma, arm.lam)
         if self.config.gd_rule == "normalized":
@@ -218,10 +220,22 @@ def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, a
            "trajectories": ne.params[:n_traj].to(torch.float32).cpu().numpy()}
     if problem.langevin:
         out.update(_twin_stats(problem, gd))
+    out["delta_corrected_se_covariance"] = _delta_se(ne, gd, problem.langevin)
     # The regime is checked on one twin network (realization 0 of a Langevin twin, a typical
     # member: z = beta sigma |g| concerns each realization's gradient, not that of the mean network).
     out.update(_regime(problem, gd_params, arm, row))
     return out
+
+
+def _delta_se(ne: State, gd: State, langevin: bool) -> float:
+    """SE of the corrected Delta from every realization (their full covariance, negd.analysis.delta (5)):
+    only the run has the realizations, the snapshots keep per-parameter means and variances."""
+    samples = ne.params.detach().to(torch.float64).cpu().numpy()
+    if langevin:
+        stats = delta_from_ensembles(gd.params.detach().to(torch.float64).cpu().numpy(), samples)
+    else:
+        stats = delta_from_samples(gd.params[0].detach().to(torch.float64).cpu().numpy(), samples)
+    return float(stats.corrected_se) if samples.shape[0] >= 3 else math.nan
 
 
 def _twin_stats(problem: _Problem, gd: State) -> dict:
@@ -243,7 +257,8 @@ def _twin_stats(problem: _Problem, gd: State) -> dict:
 def _stack(rows: list[dict], n_traj: int, n_params: int) -> dict[str, np.ndarray]:
     langevin = "gd_param_var" in rows[0]
     scalars = SCALAR_KEYS + (TWIN_SCALAR_KEYS if langevin else ())
-    arrays = {k: np.asarray([row[k] for row in rows], dtype=np.float64) for k in scalars}
+    # .get: rows resumed from a run directory written before a column existed hold NaN there
+    arrays = {k: np.asarray([row.get(k, math.nan) for row in rows], dtype=np.float64) for k in scalars}
     for k in ("ne_step", "gd_step"):
         arrays[k] = np.asarray([row[k] for row in rows], dtype=np.int64)
     for k in ("param_mean", "param_var", "gd_params") + (("gd_param_var",) if langevin else ()):
