@@ -224,6 +224,8 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
                 "delta_floor_final",
                 "delta_corrected_final",
                 "delta_corrected_se_final",
+                "delta_corrected_se_per_parameter_final",
+                "delta_se_method",
                 "param_change_final",
                 "delta_ratio",
                 "delta_ratio_upper",
