@@ -92,10 +92,6 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32, u64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint64, ctypes.c_double
     lib.negd_abi_version.restype = ctypes.c_int
     lib.negd_has_avx2.restype = ctypes.c_int
-    lib.negd_normal.argtypes = [u64, p, i64, i64, i64, i32, p]
-    lib.negd_normal.restype = None
-    lib.negd_uniform.argtypes = [u64, p, i64, i64, i32, p]
-    lib.negd_uniform.restype = None
     lib.negd_tanh.argtypes = [p, p, i64]
     lib.negd_tanh.restype = None
     lib.negd_mlp_loss.argtypes = [p, i64, i64, p, p, p, i64, i64, p, ctypes.c_int]

@@ -470,7 +470,7 @@ static void net_from(net_t *net, const int32_t *arch, int64_t P, int64_t ld, con
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-int negd_abi_version(void) { return 1; }
+int negd_abi_version(void) { return 2; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -493,17 +493,6 @@ static int check_counters(const int64_t *rid, int64_t R, const int64_t *steps, i
     for (int64_t r = 0; r < steps_len; r++)
         if (steps[r] < 0 || steps[r] >= COUNTER_LIMIT) return NEGD_BAD_STEP;
     return 0;
-}
-
-/* Unchecked single-step entry points (kept for ABI 1). */
-void negd_normal(uint64_t seed, const int64_t *rid, int64_t R, int64_t step, int64_t n, int32_t stream,
-                 float *out) {
-    for (int64_t r = 0; r < R; r++) normals_exact(seed, counter_words(step, rid[r], (uint32_t)stream), n, out + r * n);
-}
-
-void negd_uniform(uint64_t seed, const int64_t *rid, int64_t R, int64_t step, int32_t stream, double *out) {
-    for (int64_t r = 0; r < R; r++)
-        out[r] = (double)uniform_bits(seed, counter_words(step, rid[r], (uint32_t)stream)) * 0x1p-32;
 }
 
 /* normals [R, n] of negd.rng.normal: row r at steps[r] (steps_len R) or steps[0] (steps_len 1).
