@@ -268,12 +268,14 @@ def test_langevin_corrected_delta_unbiased_and_se_calibrated(bias_scale):
     assert abs(z.std(ddof=1) - 1.0) < 4 / math.sqrt(2 * n_ens) + 0.05
 
 
-def test_build_report_langevin_twin(tmp_path):
-    run = make_run_dir(tmp_path / "run", bias=1e-2, seed=1, twin="langevin", twin_realizations=20)
+@pytest.mark.parametrize("twin, name", [("langevin", "**Langevin ensemble**"),
+                                        ("matched", "**moment-matched Langevin ensemble**")])
+def test_build_report_langevin_twin(tmp_path, twin, name):
+    run = make_run_dir(tmp_path / "run", bias=1e-2, seed=1, twin=twin, twin_realizations=20)
     build_report(run)
     out = _check_outputs(run)
     s = out["summary"]
-    assert s["twin"] == "langevin" and s["twin_realizations"] == 20
+    assert s["twin"] == twin and s["twin_realizations"] == 20 and name in out["report"]
     assert s["loss_twin_final"] == s["loss_gd_final"] and s["loss_twin_se_final"] > 0
     for arm in s["arms"]:
         truth = true_delta(1e-2, arm["sigma"] / s["sigma"], 1.0, 1.0)
@@ -283,7 +285,7 @@ def test_build_report_langevin_twin(tmp_path):
     assert {"gd_loss_se", "gd_loss_of_mean"} <= set(out["table"].columns)
     for name in FIGURES:
         assert (run / "figures" / name).is_file(), name
-    large = make_run_dir(tmp_path / "large", bias=0.5, seed=1, twin="langevin")
+    large = make_run_dir(tmp_path / "large", bias=0.5, seed=1, twin=twin)
     build_report(large, figures=False)
     assert json.loads((large / "summary.json").read_text())["verdict"] == "does not hold"
 

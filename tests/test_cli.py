@@ -97,7 +97,9 @@ def test_resume_via_cli_after_interrupt(tmp_path, capsys, monkeypatch):
      "argument --twin-realizations: must be an integer >= 2, got '1'"),
     (["reproduce", "finite-beta", "--twin-realizations", "2.5"], "--twin-realizations: must be an integer"),
     (["reproduce", "finite-beta", "--twin-realizations", "-4"], "--twin-realizations: must be an integer"),
-    (["reproduce", "shallow", "--twin-realizations", "8"], "--twin-realizations: only for an experiment"),
+    (["reproduce", "shallow", "--twin-realizations", "8"], "--twin-realizations: only for an ensemble twin"),
+    (["reproduce", "shallow", "--twin", "langevin"], "twin: langevin needs a finite beta"),
+    (["reproduce", "shallow", "--twin", "exact"], "argument --twin: invalid choice"),
     (["reproduce", "finite-beta", "--twin-realizations", "8", "--resume", "/nonexistent/dir"],
      "--twin-realizations: not allowed with --resume"),
     (["run"], "CONFIG"),
@@ -158,4 +160,14 @@ def test_reproduce_twin_realizations_reaches_the_config(tmp_path, monkeypatch, c
     assert default.twin_realizations == 32  # the quick preset's, unchanged without the flag
     # nothing else of the preset changes
     assert quick.with_overrides(twin_realizations=32) == default
+    capsys.readouterr()
+    # --twin: switch the twin; an ensemble twin keeps or gets its realizations
+    assert main(["reproduce", "finite-beta", "--twin", "matched"]) == 0
+    assert main(["reproduce", "finite-beta", "--twin", "noiseless"]) == 0
+    assert main(["reproduce", "shallow", "--twin", "matched", "--twin-realizations", "5"]) == 0
+    matched, noiseless, shallow = configs[3:]
+    assert matched.twin == "matched" and matched.twin_realizations == 32
+    assert matched.with_overrides(twin="langevin") == default
+    assert noiseless.twin == "noiseless" and noiseless.twin_realizations is None
+    assert shallow.twin == "matched" and shallow.twin_realizations == 5
     capsys.readouterr()

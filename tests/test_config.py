@@ -209,15 +209,20 @@ def test_twin_defaults_and_validation():
     # The user dict round-trips the field (resume relies on it).
     assert config_from_dict(finite.to_user_dict()) == finite
     assert "twin_realizations" not in noiseless.to_user_dict()
+    # The matched twin is an ensemble at any beta, with any gd_rule (its drift follows sigma, beta).
+    matched = config_from_dict(_with(twin="matched", twin_realizations=3))
+    assert matched.twin == "matched" and matched.twin_realizations == 3
+    assert config_from_dict(matched.to_user_dict()) == matched
 
 
 @pytest.mark.parametrize("changes,pattern", [
-    ({"twin": "brownian"}, r"^twin: must be one of noiseless, langevin, got 'brownian'"),
+    ({"twin": "brownian"}, r"^twin: must be one of noiseless, langevin, matched, got 'brownian'"),
     ({"twin": "langevin"}, r"^twin: langevin needs a finite beta"),
     ({"beta": 1000, "gd_rule": "normalized", "twin": "langevin"}, r"^twin: langevin needs gd_rule"),
     ({"beta": 1000, "twin_realizations": 1}, r"^twin_realizations: must be an integer >= 2"),
     ({"beta": 1000, "twin_realizations": 2.5}, r"^twin_realizations: must be an integer >= 2"),
-    ({"twin_realizations": 4}, r"^twin_realizations: only used with twin = langevin"),
+    ({"twin_realizations": 4}, r"^twin_realizations: only used with twin = langevin or matched"),
+    ({"twin": "matched", "twin_realizations": 1}, r"^twin_realizations: must be an integer >= 2"),
     ({"twin_realisations": 4}, r"^twin_realisations: unknown key \(did you mean 'twin_realizations'\?\)"),
 ])
 def test_twin_bad_fields(changes, pattern):

@@ -27,6 +27,7 @@ HYPERPARAMETERS = {
     "gradient_descent": {"alpha": 0.05},
     "langevin": {"alpha": 0.05, "noise": 0.01},
     "normalized": {"alpha": 0.01, "noise": 0.005},
+    "matched_langevin": {"sigma": 0.01, "beta": 50.0},
 }
 SPEC = MLPSpec(depth=1, width=6)
 R = 7
@@ -148,6 +149,10 @@ BAD_HYPERPARAMETERS = [
     ("langevin", {"alpha": -1.0}, "alpha"),
     ("normalized", {"alpha": math.inf}, "alpha"),
     ("normalized", {"noise": math.nan}, "noise"),
+    ("matched_langevin", {"sigma": -0.1}, "sigma"),
+    ("matched_langevin", {"sigma": torch.tensor([0.1, 0.1])}, "sigma"),
+    ("matched_langevin", {"beta": 0.0}, "beta"),
+    ("matched_langevin", {"time_step": 0.0}, "time_step"),
 ]
 
 

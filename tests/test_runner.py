@@ -219,10 +219,11 @@ LANGEVIN = dict(TINY, beta=1000.0, network={"depth": 1, "width": 4, "output_bias
 TWIN_ARRAYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
 
 
-def test_langevin_twin_contract(tmp_path):
-    result = _run(tmp_path, data=LANGEVIN)
+@pytest.mark.parametrize("twin", ["langevin", "matched"])  # the two ensemble twins
+def test_langevin_twin_contract(tmp_path, twin):
+    result = _run(tmp_path, data=dict(LANGEVIN, twin=twin))
     config = json.loads((result.run_dir / "config.json").read_text())
-    assert config["twin"] == "langevin" and config["twin_realizations"] == 5
+    assert config["twin"] == twin and config["twin_realizations"] == 5
     assert config["gd_rule"] == "gradient_descent"
     n, s = config["n_params"], config["n_snapshots"]
     for i in range(len(config["arms"])):
@@ -253,18 +254,21 @@ def test_langevin_twin_noise_per_gd_step(tmp_path):
     assert abs(ratio.mean() - 1) < 0.25
 
 
-def test_langevin_twin_same_seed_same_numbers(tmp_path):
-    a = _arrays(_run(tmp_path, "a", data=LANGEVIN).run_dir, 0)
-    b = _arrays(_run(tmp_path, "b", data=LANGEVIN).run_dir, 0)
+@pytest.mark.parametrize("twin", ["langevin", "matched"])
+def test_langevin_twin_same_seed_same_numbers(tmp_path, twin):
+    a = _arrays(_run(tmp_path, "a", data=dict(LANGEVIN, twin=twin)).run_dir, 0)
+    b = _arrays(_run(tmp_path, "b", data=dict(LANGEVIN, twin=twin)).run_dir, 0)
     for key in a:
         if key != "wall_seconds":
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.parametrize("twin", ["langevin", "matched"])
 @pytest.mark.parametrize("stop_after", [2, 4])  # inside arm 0; inside arm 1 (arm 0 has 3 rows)
-def test_resume_equals_uninterrupted_langevin(tmp_path, stop_after):
-    full = _run(tmp_path, "full", data=LANGEVIN).run_dir
-    part = _run(tmp_path, "part", data=LANGEVIN, on_snapshot=_StopAfter(stop_after))
+def test_resume_equals_uninterrupted_langevin(tmp_path, stop_after, twin):
+    data = dict(LANGEVIN, twin=twin)
+    full = _run(tmp_path, "full", data=data).run_dir
+    part = _run(tmp_path, "part", data=data, on_snapshot=_StopAfter(stop_after))
     assert part.state == "interrupted"
     assert resume_experiment(part.run_dir, progress=False, report=False).state == "complete"
     for arm in (0, 1):
@@ -282,6 +286,16 @@ def test_noiseless_twin_at_finite_beta_keeps_the_old_contract(tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["twin"] == "noiseless"
     z = _arrays(run_dir, 0)
     assert not (set(TWIN_ARRAYS) | {"gd_param_var"}) & set(z)
+
+
+def test_matched_twin_differs_from_langevin_where_z_is_not_small(tmp_path):
+    """Same seed, same noise draws: at z ~ 1 the matched twin's drift (erfcx factor) and spread
+    (sqrt(A(z)) < 1) differ from Langevin's, so the twins' ensembles differ; NE is the same run."""
+    data = dict(LANGEVIN, scan=None, beta=3e4)
+    lang = _arrays(_run(tmp_path, "l", data=data).run_dir, 0)
+    matched = _arrays(_run(tmp_path, "m", data=dict(data, twin="matched")).run_dir, 0)
+    np.testing.assert_array_equal(lang["param_mean"], matched["param_mean"])
+    assert np.all(matched["gd_param_var"][1:] < lang["gd_param_var"][1:])
 
 
 def test_twin_loss_gradient_matches_autograd():

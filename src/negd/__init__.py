@@ -10,17 +10,19 @@ from negd.rules import (
     RULES,
     GradientDescent,
     Langevin,
+    MomentMatchedLangevin,
     Neuroevolution,
     NormalizedGradientDescent,
 )
 from negd.state import State
 from negd.tasks import get_task
-from negd.twins import gradient_twin
+from negd.twins import gradient_twin, matched_twin
 from negd.validation import NegdError
 
 __version__ = "0.1.0"
 
 __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
-           "Langevin", "Neuroevolution", "NormalizedGradientDescent", "State", "get_task",
-           "gradient_twin", "NegdError", "NeuroEvolution", "Regime", "regime_check", "__version__"]
+           "Langevin", "MomentMatchedLangevin", "Neuroevolution", "NormalizedGradientDescent", "State",
+           "get_task", "gradient_twin", "matched_twin", "NegdError", "NeuroEvolution", "Regime",
+           "regime_check", "__version__"]

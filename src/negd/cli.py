@@ -62,9 +62,13 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--scale", choices=SCALES, default="quick",
                      help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
+    rep.add_argument("--twin", choices=("noiseless", "langevin", "matched"), default=None,
+                     help="the gradient twin NE is compared with (default: the preset's: noiseless GD at "
+                          "beta = inf, a Langevin ensemble at finite beta; matched: an ensemble of "
+                          "moment-matched Langevin runs, right at any z = beta sigma |grad U|)")
     rep.add_argument("--twin-realizations", type=_twin_realizations, default=None, metavar="N",
-                     help="realizations of the Langevin twin (finite-beta only; integer >= 2; default: the "
-                          "preset's, 32 at quick scale)")
+                     help="realizations of an ensemble twin (langevin or matched; integer >= 2; default: "
+                          "the preset's, 32 for finite-beta at quick scale, else --realizations)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-...)")
     rep.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -144,14 +148,21 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _reproduce_config(args: argparse.Namespace):
     """The preset of ``negd reproduce`` with the command-line overrides applied."""
+    from negd.analysis.rundir import ENSEMBLE_TWINS
+    from negd.experiments.config import config_from_dict
     from negd.experiments.presets import preset
 
     config = preset(args.experiment, args.scale, realizations=args.realizations, seed=args.seed,
                     device=args.device, scan=not args.no_scan)
+    if args.twin is not None and args.twin != config.twin:
+        user = config.to_user_dict() | {"twin": args.twin}
+        if args.twin not in ENSEMBLE_TWINS or config.twin not in ENSEMBLE_TWINS:
+            user.pop("twin_realizations", None)  # the new twin's default
+        config = config_from_dict(user, experiment=config.experiment, scale=config.scale)
     if args.twin_realizations is not None:
-        if config.twin != "langevin":
-            raise NegdError(f"--twin-realizations: only for an experiment with a Langevin twin "
-                            f"(finite-beta), not {args.experiment!r}")
+        if config.twin not in ENSEMBLE_TWINS:
+            raise NegdError(f"--twin-realizations: only for an ensemble twin (langevin or matched), not "
+                            f"the {config.twin} twin of {args.experiment!r}")
         config = config.with_overrides(twin_realizations=args.twin_realizations)
     return config
 

@@ -9,6 +9,9 @@ Whitelam et al. 2021, small-sigma limits, time measured in neuroevolution steps:
 With per-parameter sigma_i the rates become beta sigma_i^2/2 (finite beta) and
 sigma_i^2/(sqrt(2 pi) |sigma g|) (beta = inf). ``noise=False`` returns the deterministic
 drift alone, which is what the ensemble mean of neuroevolution follows.
+
+:func:`matched_twin` gives the twin that stays right between the limits, for 0.1 < z < 10
+(:class:`negd.rules.MomentMatchedLangevin`: NE's exact linear-loss drift and spread at each z).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import math
 import torch
 
 from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
+from negd.rules.matched import MomentMatchedLangevin
 from negd.rules.neuroevolution import Neuroevolution
 from negd.theory import twin_rates
 
-__all__ = ["gradient_twin"]
+__all__ = ["gradient_twin", "matched_twin"]
 
 
 def gradient_twin(rule: Neuroevolution, *, noise: bool = True
@@ -36,3 +40,10 @@ def gradient_twin(rule: Neuroevolution, *, noise: bool = True
     if noise:
         return Langevin(alpha=alpha, noise=s)
     return GradientDescent(alpha=alpha)
+
+
+def matched_twin(rule: Neuroevolution, *, time_step: float = 1.0) -> MomentMatchedLangevin:
+    """The moment-matched Langevin twin of ``rule`` (scalar sigma): exact drift and spread for a locally
+    linear loss at every z = beta sigma |grad U|; ``time_step`` NE steps per twin step."""
+    return MomentMatchedLangevin(sigma=rule.sigma, beta=rule.beta, time_step=time_step)
+

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from negd.analysis.metrics import C_SMALL, SigmaTrend
-from negd.analysis.rundir import ArmData
+from negd.analysis.rundir import ENSEMBLE_TWINS, TWIN_LABELS, ArmData
 
 __all__ = ["plot_weights", "plot_loss", "plot_delta", "plot_params_scatter", "plot_regime"]
 
@@ -36,7 +36,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _twin_label(arm: ArmData) -> str:
-    return "Langevin ensemble mean" if arm.twin == "langevin" else "gradient descent"
+    return TWIN_LABELS[arm.twin]
 
 
 def _title(arm: ArmData) -> str:
@@ -82,13 +82,13 @@ def plot_loss(arm: ArmData, path: Path) -> Path | None:
     ax.plot(t, mean, color="C0", lw=1.8, label="NE  <U(x)>  (mean over realizations)")
     ax.fill_between(t, mean - se, mean + se, color="C0", alpha=0.3, lw=0, label="+- 1 SE")
     ax.plot(t, a["loss_of_mean"], color="C2", lw=1.4, label="U(<x>)  (averaged network)")
-    if arm.twin == "langevin":
+    if arm.twin in ENSEMBLE_TWINS:
         gd_loss, gd_se = a["gd_loss"], a["gd_loss_se"]
-        ax.plot(t, gd_loss, color="k", ls="--", lw=1.5, label="Langevin ensemble mean <U(x)>_L")
+        ax.plot(t, gd_loss, color="k", ls="--", lw=1.5, label=f"{_twin_label(arm)} <U(x)>_L")
         ax.fill_between(t, gd_loss - gd_se, gd_loss + gd_se, color="k", alpha=0.15, lw=0,
-                        label="+- 1 SE (Langevin)")
+                        label="+- 1 SE (twin)")
         ax.plot(t, a["gd_loss_of_mean"], color="0.4", ls=":", lw=1.2,
-                label="U(<x>_L)  (averaged Langevin network)")
+                label="U(<x>_L)  (averaged twin network)")
     else:
         ax.plot(t, a["gd_loss"], color="k", ls="--", lw=1.5, label="gradient descent")
     ax.set_yscale("log")
@@ -186,7 +186,7 @@ def plot_params_scatter(arm: ArmData, path: Path) -> Path | None:
     ax.scatter(gd, mean, s=10, color="C0", label="NE ensemble mean <x>", zorder=2)
     lo, hi = float(np.min([gd.min(), mean.min()])), float(np.max([gd.max(), mean.max()]))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x", zorder=3)
-    ax.set_xlabel("Langevin ensemble mean <x>_L at t final" if arm.twin == "langevin"
+    ax.set_xlabel(f"{_twin_label(arm)} <x>_L at t final" if arm.twin in ENSEMBLE_TWINS
                   else "x_GD (gradient descent) at t final")
     ax.set_ylabel("parameter value")
     ax.set_title(f"All {gd.size} parameters at t = {a['t'][-1]:.3g}\n{_title(arm)}", fontsize=10)

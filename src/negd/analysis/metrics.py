@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from negd.analysis.delta import delta_stats
-from negd.analysis.rundir import ArmData
+from negd.analysis.rundir import ENSEMBLE_TWINS, ArmData
 
 __all__ = [
     "RATIO_HOLDS",
@@ -82,7 +82,7 @@ def arm_series(arm: ArmData) -> dict[str, np.ndarray]:
     """Scalar columns of one arm [S]: the stored ones plus Delta, floor, corrected, SE, change."""
     a = arm.arrays
     change = np.mean((a["gd_params"] - a["gd_params"][0]) ** 2, axis=1)
-    if arm.twin == "langevin":
+    if arm.twin in ENSEMBLE_TWINS:
         stats = delta_stats(a["gd_params"], a["param_mean"], a["param_var"], arm.realizations,
                             twin_var=a["gd_param_var"], twin_realizations=arm.twin_realizations)
         change = change - np.mean(a["gd_param_var"], axis=1) / max(arm.twin_realizations, 1)

@@ -28,7 +28,7 @@ from negd.analysis.metrics import (
     sigma_trend,
     verdict,
 )
-from negd.analysis.rundir import RunData, load_run, to_float
+from negd.analysis.rundir import ENSEMBLE_TWINS, TWIN_LABELS, RunData, load_run, to_float
 
 __all__ = ["build_report", "json_safe"]
 
@@ -115,17 +115,30 @@ def _regime_text(run: RunData, final: dict) -> str:
     if math.isinf(beta):
         parts.append("beta = inf: the twin is normalized GD (z = inf by definition).")
     elif math.isfinite(z):
+        not_small = ("the moment-matched twin carries that factor and the acceptance A(z)"
+                     if run.twin == "matched" else "the plain Langevin twin is only approximate "
+                     "(negd reproduce --twin matched follows NE at any z)")
         regime = (
             "z << 1: Langevin regime, twin = GD with lr beta sigma^2/2"
             if z < C_SMALL
             else "z is not small: acceptance below 1 and the drift leaves the Langevin form "
-            "(factor erfcx(z/sqrt 2)); the gradient (Langevin) twin is only approximate"
+            f"(factor erfcx(z/sqrt 2)); {not_small}"
         )
         parts.append(f"z = beta sigma |g| = {_fmt(z, 3)} at the end: {regime}.")
     return " ".join(parts)
 
 
 def _twin_text(run: RunData) -> str:
+    if run.twin == "matched":
+        r_l = run.arms[0].twin_realizations if run.arms else "?"
+        return (
+            f"Twin: **moment-matched Langevin ensemble** of {r_l} realizations "
+            "(negd.rules.MomentMatchedLangevin): per GD step x <- x - (1/lambda)(beta sigma^2/2) "
+            "erfcx(z/sqrt 2) grad U + sigma sqrt(A(z)/lambda) xi, with z = beta sigma |grad U| of each "
+            "realization and A(z) = 1/2 + erfcx(z/sqrt 2)/2: neuroevolution's exact one-step drift and "
+            "spread for a locally linear loss at any z (plain Langevin is its z -> 0 limit). Delta compares "
+            "the two ensemble means; floor and SE include both ensembles' sampling noise."
+        )
     if run.twin == "langevin":
         r_l = run.arms[0].twin_realizations if run.arms else "?"
         return (
@@ -204,7 +217,7 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
         "t_final": main_final.get("t_final"),
         "t_final_planned": main.t_final if main else None,
         "twin": run.twin,
-        "twin_realizations": main.twin_realizations if main and run.twin == "langevin" else None,
+        "twin_realizations": main.twin_realizations if main and run.twin in ENSEMBLE_TWINS else None,
         "loss_twin_final": main_final.get("loss_gd_final"),
         "loss_twin_se_final": main_final.get("loss_twin_se_final"),
         "loss_twin_of_mean_final": main_final.get("loss_twin_of_mean_final"),
@@ -352,13 +365,14 @@ def _report_lines(
     if 0 in finals:
         f = finals[0]
         lines += ["## Main arm in numbers", "", "| quantity | value |", "| --- | --- |"]
-        langevin = run.twin == "langevin"
+        langevin = run.twin in ENSEMBLE_TWINS  # an ensemble twin: its mean, variance, mean loss
         twin_rows = [
             (
-                f"loss Langevin twin, mean of {run.arms[0].twin_realizations} realizations +- SE",
+                f"loss of the twin ({TWIN_LABELS[run.twin]} of {run.arms[0].twin_realizations} "
+                "realizations) +- SE",
                 _pm(f["loss_gd_final"], f["loss_twin_se_final"]),
             ),
-            ("loss of the averaged Langevin network", _fmt(f["loss_twin_of_mean_final"], 6)),
+            ("loss of the averaged twin network", _fmt(f["loss_twin_of_mean_final"], 6)),
         ] if langevin else [("loss GD", _fmt(f["loss_gd_final"], 6))]
         rows = [
             ("t reached / planned", f"{_fmt(f['t_final'], 4)} / {_fmt(run.arms[0].t_final, 4)}"),
@@ -439,7 +453,7 @@ def _report_lines(
             lines += ["", f"Note: {trend.note}."]
         lines += [""]
     if finals:
-        twin = "Langevin twin +- SE" if run.twin == "langevin" else "GD"
+        twin = "twin +- SE" if run.twin in ENSEMBLE_TWINS else "GD"
         lines += [
             "Each arm at its last snapshot (the loss gap in units of the combined SE):",
             "",
@@ -453,7 +467,7 @@ def _report_lines(
             f = finals[a.index]
             u_twin = f["loss_gd_final"]
             gap = (f["loss_ne_mean_final"] - u_twin) / u_twin if u_twin else math.nan
-            twin_loss = _pm(f["loss_gd_final"], f["loss_twin_se_final"]) if run.twin == "langevin" \
+            twin_loss = _pm(f["loss_gd_final"], f["loss_twin_se_final"]) if run.twin in ENSEMBLE_TWINS \
                 else _fmt(f["loss_gd_final"])
             lines.append(
                 f"| {a.label} | {_fmt(a.sigma)} | {_fmt(f['t_final'], 3)} | "
@@ -465,7 +479,7 @@ def _report_lines(
 
     if len(run.available_arms) > 0:
         lines += ["## Figures", ""]
-        twin_name = "Langevin ensemble mean" if run.twin == "langevin" else "gradient descent"
+        twin_name = TWIN_LABELS[run.twin]
         captions = {
             "weights": "Parameters with the largest change: single NE trajectories (thin grey), "
             f"ensemble mean (blue), {twin_name} (dashed).",

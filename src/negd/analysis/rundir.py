@@ -17,7 +17,14 @@ import numpy as np
 
 from negd.validation import NegdError
 
-__all__ = ["ArmData", "RunData", "load_run", "to_float"]
+__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS"]
+
+# Twins that are ensembles (their snapshots hold the mean, variance and mean loss of R_L runs):
+# Langevin (Whitelam et al.'s finite-beta limit) and the moment-matched Langevin of
+# negd.rules.MomentMatchedLangevin. "noiseless" is one gradient-descent run.
+ENSEMBLE_TWINS = ("langevin", "matched")
+TWIN_LABELS = {"noiseless": "gradient descent", "langevin": "Langevin ensemble mean",
+               "matched": "moment-matched Langevin ensemble mean"}
 
 # Arrays every snapshots.npz must hold (the contract); others are optional extras.
 REQUIRED_ARRAYS = (
@@ -70,7 +77,7 @@ class ArmData:
     ne_steps: int | None
     arrays: dict[str, np.ndarray] | None
     problem: str | None = None  # why arrays are missing or unusable
-    twin: str = "noiseless"  # "noiseless" (one GD run) or "langevin" (an ensemble, gd_* are its mean)
+    twin: str = "noiseless"  # "noiseless" (one GD run) or one of ENSEMBLE_TWINS (gd_* are its mean)
     twin_realizations: int = 1
 
     @property
@@ -106,7 +113,7 @@ class RunData:
 
     @property
     def twin(self) -> str:
-        """"langevin" or "noiseless" (runs written before the field existed had a noiseless twin)."""
+        """"noiseless", "langevin" or "matched" (runs written before the field existed: noiseless)."""
         return str(self.config.get("twin") or "noiseless")
 
     @property
@@ -139,8 +146,8 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
         ne_steps=entry.get("ne_steps"),
         arrays=None,
     )
-    if str(config.get("twin") or "noiseless") == "langevin":
-        arm.twin = "langevin"
+    if str(config.get("twin") or "noiseless") in ENSEMBLE_TWINS:
+        arm.twin = str(config["twin"])
         arm.twin_realizations = int(config.get("twin_realizations") or arm.realizations)
     path = run_dir / "arms" / str(index) / "snapshots.npz"
     if not path.exists():
@@ -164,8 +171,8 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
     for key in OPTIONAL_SCALARS:
         if key not in arrays:
             arrays[key] = np.full(n_snap, np.nan)
-    if arm.twin == "langevin" and "gd_param_var" not in arrays:
-        arm.problem = "snapshots.npz of a Langevin twin lacks gd_param_var"
+    if arm.twin in ENSEMBLE_TWINS and "gd_param_var" not in arrays:
+        arm.problem = f"snapshots.npz of a {arm.twin} twin (an ensemble) lacks gd_param_var"
         return arm
     # A noiseless twin: exact loss (SE 0), and the "averaged twin" is the twin itself.
     arrays.setdefault("gd_loss_se", np.zeros(n_snap))

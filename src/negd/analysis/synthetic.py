@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from negd.analysis.rundir import REQUIRED_ARRAYS
+from negd.analysis.rundir import ENSEMBLE_TWINS, REQUIRED_ARRAYS
 
 __all__ = ["make_run_dir", "true_delta"]
 
@@ -71,9 +71,9 @@ def make_run_dir(
     "interrupted", arm 0 keeps only its first half of snapshots (it stopped early) and the last
     arm was never started (no snapshots.npz); the arms in between are complete.
     """
-    if twin not in ("noiseless", "langevin"):
-        raise ValueError(f"twin: must be 'noiseless' or 'langevin', got {twin!r}")
-    langevin = twin == "langevin"
+    if twin not in ("noiseless", *ENSEMBLE_TWINS):
+        raise ValueError(f"twin: must be 'noiseless' or one of {ENSEMBLE_TWINS}, got {twin!r}")
+    langevin = twin in ENSEMBLE_TWINS  # an ensemble twin, written as a Langevin one
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

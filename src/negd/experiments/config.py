@@ -16,7 +16,9 @@ steps to reach the same t.
 The twin (field ``twin``) is ``noiseless`` (one GD run; default at beta = inf) or ``langevin``
 (default at finite beta): an ensemble of ``twin_realizations`` Langevin runs
 x <- x - alpha grad U + (sigma/sqrt(lambda)) xi from the same x(0), whose *average* is what
-finite-beta NE follows (negd.experiments.twin).
+finite-beta NE follows (negd.experiments.twin), or ``matched``: an ensemble of
+:class:`negd.rules.MomentMatchedLangevin` runs, whose drift and noise are neuroevolution's exact
+one-step moments for a locally linear loss at any z = beta sigma |grad U| (any beta).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from negd.analysis.rundir import ENSEMBLE_TWINS
 from negd.models import MLPSpec
 from negd.tasks import TASKS
 from negd.validation import NegdError
@@ -44,7 +47,7 @@ __all__ = ["Arm", "ExperimentConfig", "InitConfig", "NetworkConfig", "ScanConfig
 # Largest denominator accepted for lambda: NE and GD step counts must align at every snapshot.
 MAX_LAMBDA_DENOMINATOR = 1024
 GD_RULES = ("normalized", "gradient_descent")
-TWINS = ("noiseless", "langevin")
+TWINS = ("noiseless", *ENSEMBLE_TWINS)
 INIT_KINDS = ("paper", "torch")
 DEVICES = ("cpu", "cuda")
 
@@ -237,7 +240,7 @@ class ExperimentConfig:
              "gd_rule": self.gd_rule, "realizations": self.realizations, "t_final": self.t_final,
              "n_snapshots": self.n_snapshots, "trajectories": self.trajectories, "seed": self.seed,
              "device": self.device, "twin": self.twin}
-        if self.twin == "langevin":
+        if self.twin in ENSEMBLE_TWINS:
             d["twin_realizations"] = self.twin_realizations
         if self.init.kind == "torch":
             d["init"] = {"kind": "torch"}
@@ -370,16 +373,17 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
 
     twin = _choice("twin", data.get("twin", "noiseless" if math.isinf(beta) else "langevin"), TWINS)
     twin_realizations = None
+    if twin in ENSEMBLE_TWINS:
+        # At least 2: the twin's variance (part of Delta's floor) needs two realizations.
+        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2)
     if twin == "langevin":
         if math.isinf(beta):
             raise NegdError("twin: langevin needs a finite beta (at beta = inf the twin is noiseless "
                             "normalized GD), got 'langevin' with beta = inf")
         if gd_rule != "gradient_descent":
             raise NegdError(f"twin: langevin needs gd_rule = gradient_descent, got gd_rule = {gd_rule!r}")
-        # At least 2: the twin's variance (part of Delta's floor) needs two realizations.
-        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2)
-    elif data.get("twin_realizations") is not None:
-        raise NegdError(f"twin_realizations: only used with twin = langevin, got "
+    elif twin == "noiseless" and data.get("twin_realizations") is not None:
+        raise NegdError(f"twin_realizations: only used with twin = langevin or matched, got "
                         f"{data['twin_realizations']!r} with twin = {twin}")
 
     config = ExperimentConfig(network, task, init, beta, alpha, lam, gd_rule, realizations, t_final,

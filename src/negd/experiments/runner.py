@@ -5,7 +5,9 @@ the gradient twin (normalized GD at beta = inf, plain GD at finite beta, learnin
 starts from the same x(0). Between two snapshots NE advances dn steps and GD lambda * dn steps,
 so both are compared at the same t = alpha * (GD steps). With ``twin = langevin`` (finite beta)
 the twin is an ensemble of R_L Langevin runs with noise sigma/sqrt(lambda) per GD step
-(negd.experiments.twin); the snapshots then store its mean, variance and mean loss.
+(negd.experiments.twin), with ``twin = matched`` one of R_L moment-matched Langevin runs
+(negd.rules.MomentMatchedLangevin, time step 1/lambda NE steps); the snapshots then store the
+ensemble's mean, variance and mean loss.
 
 Every snapshot rewrites ``arms/<i>/snapshots.npz`` and ``arms/<i>/checkpoint.pt`` atomically.
 The random numbers of NE are a pure function of (seed, realization, step) (:mod:`negd.rng`), so
@@ -31,6 +33,7 @@ import torch
 from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
+from negd.analysis.rundir import ENSEMBLE_TWINS
 from negd.engine import advance_counted
 from negd.ensemble import MLPLoss
 from negd.experiments.config import Arm, ExperimentConfig, config_from_dict
@@ -46,7 +49,13 @@ from negd.experiments.store import (
 )
 from negd.experiments.twin import TwinLoss, langevin_twin_rule
 from negd.models import paper_init, torch_default_init
-from negd.rules import GradientDescent, Langevin, Neuroevolution, NormalizedGradientDescent
+from negd.rules import (
+    GradientDescent,
+    MomentMatchedLangevin,
+    Neuroevolution,
+    NormalizedGradientDescent,
+    UpdateRule,
+)
 from negd.state import State
 from negd.tasks import get_task
 from negd.validation import NegdError
@@ -115,7 +124,8 @@ class _Problem:
 
     @property
     def langevin(self) -> bool:
-        return self.config.twin == "langevin"
+        """The twin is an ensemble (Langevin or moment-matched Langevin)."""
+        return self.config.twin in ENSEMBLE_TWINS
 
     @property
     def twin_loss_fn(self) -> MLPLoss | TwinLoss:
@@ -140,7 +150,9 @@ class _Problem:
     def ne_rule(self, arm: Arm) -> Neuroevolution:
         return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)
 
-    def gd_rule(self, arm: Arm) -> GradientDescent | NormalizedGradientDescent | Langevin:
+    def gd_rule(self, arm: Arm) -> UpdateRule:
+        if self.config.twin == "matched":  # one GD step is 1/lambda NE steps
+            return MomentMatchedLangevin(sigma=arm.sigma, beta=self.config.beta, time_step=1 / arm.lam)
         if self.langevin:
             return langevin_twin_rule(self.config.alpha, arm.sigma, arm.lam)
         if self.config.gd_rule == "normalized":

@@ -5,6 +5,7 @@
 
 from negd.rules.base import LossFn, UpdateRule, value_and_grad
 from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
+from negd.rules.matched import MomentMatchedLangevin
 from negd.rules.neuroevolution import Neuroevolution, metropolis_accept
 
 RULES: dict[str, type] = {
@@ -12,7 +13,9 @@ RULES: dict[str, type] = {
     "gradient_descent": GradientDescent,
     "langevin": Langevin,
     "normalized": NormalizedGradientDescent,
+    "matched_langevin": MomentMatchedLangevin,
 }
 
 __all__ = ["RULES", "LossFn", "UpdateRule", "value_and_grad", "Neuroevolution",
-           "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent"]
+           "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent",
+           "MomentMatchedLangevin"]
