@@ -128,26 +128,24 @@ def _regime_text(run: RunData, final: dict) -> str:
     return " ".join(parts)
 
 
+_ENSEMBLE_TWIN_RULES = {
+    "langevin": "x <- x - alpha grad U + (sigma/sqrt(lambda)) xi per GD step (finite-beta NE is Langevin "
+    "dynamics; its ensemble mean, not noiseless GD, is what the NE mean should follow)",
+    "matched": "negd.rules.MomentMatchedLangevin: per GD step x <- x - (1/lambda)(beta sigma^2/2) "
+    "erfcx(z/sqrt 2) grad U + sigma sqrt(A(z)/lambda) xi, with z = beta sigma |grad U| of each "
+    "realization and A(z) = 1/2 + erfcx(z/sqrt 2)/2: neuroevolution's exact one-step drift and spread "
+    "for a locally linear loss at any z (plain Langevin is its z -> 0 limit)",
+}
+
+
 def _twin_text(run: RunData) -> str:
-    if run.twin == "matched":
+    if run.twin in ENSEMBLE_TWINS:
         r_l = run.arms[0].twin_realizations if run.arms else "?"
+        name = TWIN_LABELS[run.twin].removesuffix(" mean")
         return (
-            f"Twin: **moment-matched Langevin ensemble** of {r_l} realizations "
-            "(negd.rules.MomentMatchedLangevin): per GD step x <- x - (1/lambda)(beta sigma^2/2) "
-            "erfcx(z/sqrt 2) grad U + sigma sqrt(A(z)/lambda) xi, with z = beta sigma |grad U| of each "
-            "realization and A(z) = 1/2 + erfcx(z/sqrt 2)/2: neuroevolution's exact one-step drift and "
-            "spread for a locally linear loss at any z (plain Langevin is its z -> 0 limit). Delta compares "
-            "the two ensemble means; floor and SE include both ensembles' sampling noise."
-        )
-    if run.twin == "langevin":
-        r_l = run.arms[0].twin_realizations if run.arms else "?"
-        return (
-            f"Twin: **Langevin ensemble** of {r_l} realizations, x <- x - alpha grad U + "
-            "(sigma/sqrt(lambda)) xi per GD step from the shared x(0) (finite-beta NE is Langevin dynamics; "
-            "its ensemble mean, not noiseless GD, is what the NE mean should follow). Delta compares the two "
-            "ensemble means; the "
-            "floor and SE include both ensembles' sampling noise; losses are compared with the twin's mean "
-            "loss +- SE."
+            f"Twin: **{name}** of {r_l} realizations from the shared x(0), {_ENSEMBLE_TWIN_RULES[run.twin]}. "
+            "Delta compares the two ensemble means; the floor and SE include both ensembles' sampling noise; "
+            "losses are compared with the twin's mean loss +- SE."
         )
     return "Twin: **noiseless** gradient descent (one run from the shared x(0))."
 
