@@ -123,17 +123,17 @@ class _Problem:
     device: torch.device
 
     @property
-    def langevin(self) -> bool:
+    def ensemble_twin(self) -> bool:
         """The twin is an ensemble (Langevin or moment-matched Langevin)."""
         return self.config.twin in ENSEMBLE_TWINS
 
     @property
     def twin_loss_fn(self) -> MLPLoss | TwinLoss:
-        return TwinLoss(self.loss_fn) if self.langevin else self.loss_fn
+        return TwinLoss(self.loss_fn) if self.ensemble_twin else self.loss_fn
 
     @property
     def twin_realizations(self) -> int:
-        return int(self.config.twin_realizations) if self.langevin else 1
+        return int(self.config.twin_realizations) if self.ensemble_twin else 1
 
     @staticmethod
     def build(config: ExperimentConfig) -> _Problem:
@@ -153,7 +153,7 @@ class _Problem:
     def gd_rule(self, arm: Arm) -> UpdateRule:
         if self.config.twin == "matched":  # one GD step is 1/lambda NE steps
             return MomentMatchedLangevin(sigma=arm.sigma, beta=self.config.beta, time_step=1 / arm.lam)
-        if self.langevin:
+        if self.config.twin == "langevin":
             return langevin_twin_rule(self.config.alpha, arm.sigma, arm.lam)
         if self.config.gd_rule == "normalized":
             return NormalizedGradientDescent(alpha=self.config.alpha)
@@ -230,24 +230,27 @@ def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, a
            "param_mean": mean.cpu().numpy(), "param_var": var.cpu().numpy(),
            "gd_params": gd_params.to(torch.float64).cpu().numpy(),
            "trajectories": ne.params[:n_traj].to(torch.float32).cpu().numpy()}
-    if problem.langevin:
+    if problem.ensemble_twin:
         out.update(_twin_stats(problem, gd))
-    out["delta_corrected_se_covariance"] = _delta_se(ne, gd, problem.langevin)
+    out["delta_corrected_se_covariance"] = _delta_se(ne, gd, problem.ensemble_twin)
     # The regime is checked on one twin network (realization 0 of a Langevin twin, a typical
     # member: z = beta sigma |g| concerns each realization's gradient, not that of the mean network).
     out.update(_regime(problem, gd_params, arm, row))
     return out
 
 
-def _delta_se(ne: State, gd: State, langevin: bool) -> float:
+def _delta_se(ne: State, gd: State, ensemble_twin: bool) -> float:
     """SE of the corrected Delta from every realization (their full covariance, negd.analysis.delta (5)):
-    only the run has the realizations, the snapshots keep per-parameter means and variances."""
+    only the run has the realizations, the snapshots keep per-parameter means and variances. NaN
+    (the report then uses the per-parameter SE) when an ensemble has fewer than the 3 it needs."""
+    if ne.params.shape[0] < 3 or (ensemble_twin and gd.params.shape[0] < 3):
+        return math.nan
     samples = ne.params.detach().to(torch.float64).cpu().numpy()
-    if langevin:
+    if ensemble_twin:
         stats = delta_from_ensembles(gd.params.detach().to(torch.float64).cpu().numpy(), samples)
     else:
         stats = delta_from_samples(gd.params[0].detach().to(torch.float64).cpu().numpy(), samples)
-    return float(stats.corrected_se) if samples.shape[0] >= 3 else math.nan
+    return float(stats.corrected_se)
 
 
 def _twin_stats(problem: _Problem, gd: State) -> dict:
@@ -267,13 +270,13 @@ def _twin_stats(problem: _Problem, gd: State) -> dict:
 
 
 def _stack(rows: list[dict], n_traj: int, n_params: int) -> dict[str, np.ndarray]:
-    langevin = "gd_param_var" in rows[0]
-    scalars = SCALAR_KEYS + (TWIN_SCALAR_KEYS if langevin else ())
+    ensemble_twin = "gd_param_var" in rows[0]
+    scalars = SCALAR_KEYS + (TWIN_SCALAR_KEYS if ensemble_twin else ())
     # .get: rows resumed from a run directory written before a column existed hold NaN there
     arrays = {k: np.asarray([row.get(k, math.nan) for row in rows], dtype=np.float64) for k in scalars}
     for k in ("ne_step", "gd_step"):
         arrays[k] = np.asarray([row[k] for row in rows], dtype=np.int64)
-    for k in ("param_mean", "param_var", "gd_params") + (("gd_param_var",) if langevin else ()):
+    for k in ("param_mean", "param_var", "gd_params") + (("gd_param_var",) if ensemble_twin else ()):
         arrays[k] = np.stack([row[k] for row in rows]).astype(np.float64)
     arrays["trajectories"] = np.stack([row["trajectories"] for row in rows]).astype(np.float32).reshape(
         len(rows), n_traj, n_params)

@@ -29,15 +29,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from negd import rng
+from negd import rng, theory
 from negd.rules.base import LossFn, as_ensemble_params, init_state, value_and_grad
 from negd.state import State
 from negd.validation import NegdError, check_beta, check_positive
 
 __all__ = ["MomentMatchedLangevin"]
-
-_SQRT2 = math.sqrt(2.0)
-
 
 @dataclass(frozen=True)
 class MomentMatchedLangevin:
@@ -62,14 +59,10 @@ class MomentMatchedLangevin:
         return init_state(params, loss, seed=seed, realization=realization, extras={"grad": grad})
 
     def drift_and_spread(self, grad: Tensor) -> tuple[Tensor, Tensor]:
-        """Per NE step: the mean displacement [R, N] and A(z) [R, 1], in float64."""
+        """Per NE step: the mean displacement [R, N] and A(z) [R, 1], in float64 (negd.theory)."""
         g = grad.to(torch.float64)
-        norm = torch.linalg.vector_norm(g, dim=1, keepdim=True)
-        if math.isinf(self.beta):  # z = inf: normalized drift, half the moves accepted
-            unit = torch.where(norm > 0, g / norm.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
-            return -(self.sigma / math.sqrt(2 * math.pi)) * unit, torch.full_like(norm, 0.5)
-        tail = torch.special.erfcx(self.beta * self.sigma * norm / _SQRT2)
-        return -(self.beta * self.sigma**2 / 2) * tail * g, 0.5 + tail / 2
+        z = theory.z_parameter(torch.linalg.vector_norm(g, dim=1, keepdim=True), self.sigma, self.beta)
+        return theory.linear_mean_displacement(g, self.sigma, self.beta), theory.linear_acceptance(z)
 
     def step(self, state: State, loss_fn: LossFn) -> State:
         grad = state.extras.get("grad")
