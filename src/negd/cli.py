@@ -72,6 +72,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-...)")
     rep.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    rep.add_argument("--dtype", choices=("auto", "float32", "float64"), default=None,
+                     help="parameter dtype (default auto: float64 where sigma is too small for float32; "
+                          "losses are float64 in any case)")
     rep.add_argument("--no-scan", action="store_true", help="skip the sigma/2, sigma/4 arms")
     rep.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue an interrupted run")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -136,6 +139,8 @@ def _reproduce(args: argparse.Namespace) -> int:
             raise NegdError("--out: not allowed with --resume (the run continues in its own directory)")
         if args.twin_realizations is not None:
             raise NegdError("--twin-realizations: not allowed with --resume (the run keeps its config)")
+        if args.dtype is not None:
+            raise NegdError("--dtype: not allowed with --resume (the run keeps its parameter dtype)")
         config, _ = load_run_config(args.resume)
         if config.experiment != args.experiment:
             raise NegdError(f"--resume: {args.resume} is a {config.experiment!r} run, "
@@ -159,6 +164,8 @@ def _reproduce_config(args: argparse.Namespace):
         if args.twin not in ENSEMBLE_TWINS or config.twin not in ENSEMBLE_TWINS:
             user.pop("twin_realizations", None)  # the new twin's default
         config = config_from_dict(user, experiment=config.experiment, scale=config.scale)
+    if args.dtype is not None and args.dtype != "auto":
+        config = config.with_overrides(dtype=args.dtype)
     if args.twin_realizations is not None:
         if config.twin not in ENSEMBLE_TWINS:
             raise NegdError(f"--twin-realizations: only for an ensemble twin (langevin or matched), not "

@@ -52,6 +52,10 @@ OPTIONAL_SCALARS = (
     "wall_seconds",
     "twin_grad_norm",
     "delta_corrected_se_covariance",
+    "tie_fraction",
+    "loss_error",
+    "decision_risk",
+    "quantization",
 )
 
 

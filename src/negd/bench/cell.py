@@ -105,7 +105,7 @@ def _memory_cell(spec: dict) -> dict:
     elapsed = time.perf_counter() - t0
     return {"status": "ok", "realizations": r, "steps": steps, "seconds": elapsed,
             "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
-            "fused": negd.kernels.fused_step_fn(rule, state, loss_fn) is not None}
+            "fused": negd.engine.fused_step_fn(rule, state, loss_fn) is not None}
 
 
 def run_cell(spec: dict) -> dict:

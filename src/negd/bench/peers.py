@@ -7,7 +7,7 @@ until the work is done), ``losses()`` and ``realization_steps_per_step`` (how ma
 realization-steps one ``run`` step performs).
 
 * ``negd``: :func:`negd.advance` of :class:`negd.Neuroevolution` on an ``MLPLoss(backend="auto")``
-  (the fused C kernel when :func:`negd.kernels.fused_step_fn` offers one, the torch loop
+  (the fused C kernel when :func:`negd.engine.fused_step_fn` offers one, the torch loop
   otherwise);
 * ``loop``: the authors' style, one ``nn.Module`` per trajectory: deep-copy the state dict,
   mutate in place with ``torch.randn``, evaluate, restore on reject. It is a Python loop over
@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 import negd
-from negd import kernels
 from negd.bench.workloads import Workload, initial_params
+from negd.engine import fused_step_fn
 from negd.validation import NegdError
 
 __all__ = ["Peer", "PEERS", "make_peer", "jax_available", "jax_loss_fn", "LOOP_REALIZATIONS"]
@@ -71,7 +71,7 @@ class NegdPeer:
         params = initial_params(workload, realizations, seed).to(device)
         self.state = self.rule.init(params, self.loss_fn, seed=seed)
         self.realization_steps_per_step = realizations
-        self.fused = kernels.fused_step_fn(self.rule, self.state, self.loss_fn) is not None
+        self.fused = fused_step_fn(self.rule, self.state, self.loss_fn) is not None
 
     def run(self, steps: int) -> None:
         self.state = negd.advance(self.rule, self.state, self.loss_fn, steps)

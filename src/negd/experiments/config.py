@@ -19,6 +19,10 @@ x <- x - alpha grad U + (sigma/sqrt(lambda)) xi from the same x(0), whose *avera
 finite-beta NE follows (negd.experiments.twin), or ``matched``: an ensemble of
 :class:`negd.rules.MomentMatchedLangevin` runs, whose drift and noise are neuroevolution's exact
 one-step moments for a locally linear loss at any z = beta sigma |grad U| (any beta).
+
+The parameter dtype (field ``dtype``) is ``float32``, ``float64`` or ``auto`` (default): float64
+when the smallest sigma of the run is below 100 float32 units of a parameter near 1, where float32
+would quantize the moves (:func:`negd.resolution.auto_dtype`). Losses are float64 in any case.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from __future__ import annotations
 import difflib
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from negd.analysis.rundir import ENSEMBLE_TWINS
 from negd.models import MLPSpec
+from negd.resolution import DTYPES, auto_dtype
 from negd.tasks import TASKS
 from negd.validation import NegdError
 
@@ -50,6 +55,7 @@ GD_RULES = ("normalized", "gradient_descent")
 TWINS = ("noiseless", *ENSEMBLE_TWINS)
 INIT_KINDS = ("paper", "torch")
 DEVICES = ("cpu", "cuda")
+DTYPE_CHOICES = ("auto", *DTYPES)
 
 
 # --------------------------------------------------------------------------- field checks
@@ -224,6 +230,7 @@ class ExperimentConfig:
     scale: str = "custom"
     twin: str = "noiseless"
     twin_realizations: int | None = None  # Langevin twin only; None = realizations
+    dtype: str = "float32"  # parameter dtype, resolved ("auto" is decided by config_from_dict)
 
     @property
     def sigma(self) -> float:
@@ -239,7 +246,7 @@ class ExperimentConfig:
              "beta": "inf" if math.isinf(self.beta) else self.beta, "alpha": self.alpha, "lambda": self.lam,
              "gd_rule": self.gd_rule, "realizations": self.realizations, "t_final": self.t_final,
              "n_snapshots": self.n_snapshots, "trajectories": self.trajectories, "seed": self.seed,
-             "device": self.device, "twin": self.twin}
+             "device": self.device, "twin": self.twin, "dtype": self.dtype}
         if self.twin in ENSEMBLE_TWINS:
             d["twin_realizations"] = self.twin_realizations
         if self.init.kind == "torch":
@@ -289,7 +296,7 @@ def _make_arm(label: str, lam: float, alpha: float, beta: float, t_final: float,
 # --------------------------------------------------------------------------- parsing
 TOP_KEYS = ("network", "task", "init", "sigma", "lambda", "beta", "alpha", "gd_rule", "realizations",
             "t_final", "steps", "n_snapshots", "trajectories", "seed", "device", "scan", "twin",
-            "twin_realizations")
+            "twin_realizations", "dtype")
 
 
 def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "custom") -> ExperimentConfig:
@@ -386,10 +393,13 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
         raise NegdError(f"twin_realizations: only used with twin = langevin or matched, got "
                         f"{data['twin_realizations']!r} with twin = {twin}")
 
+    dtype = _choice("dtype", data.get("dtype", "auto"), DTYPE_CHOICES)
     config = ExperimentConfig(network, task, init, beta, alpha, lam, gd_rule, realizations, t_final,
                               n_snapshots, trajectories, seed, device, scan, experiment, scale, twin,
-                              twin_realizations)
-    config.arms()  # validates that every arm's lambda aligns NE and GD steps
+                              twin_realizations, "float32" if dtype == "auto" else dtype)
+    arms = config.arms()  # validates that every arm's lambda aligns NE and GD steps
+    if dtype == "auto":
+        config = replace(config, dtype=auto_dtype(min(a.sigma for a in arms)))
     return config
 
 

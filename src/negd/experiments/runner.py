@@ -34,7 +34,7 @@ from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
 from negd.analysis.rundir import ENSEMBLE_TWINS
-from negd.engine import advance_counted
+from negd.engine import Tally, advance_counted, advance_tallied
 from negd.ensemble import MLPLoss
 from negd.experiments.config import Arm, ExperimentConfig, config_from_dict
 from negd.experiments.store import (
@@ -49,6 +49,7 @@ from negd.experiments.store import (
 )
 from negd.experiments.twin import TwinLoss, langevin_twin_rule
 from negd.models import paper_init, torch_default_init
+from negd.resolution import DTYPES
 from negd.rules import (
     GradientDescent,
     MomentMatchedLangevin,
@@ -72,8 +73,9 @@ SnapshotHook = Callable[[int, int], None]
 
 SCALAR_KEYS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss", "acceptance", "acceptance_se",
                "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds",
-               "delta_corrected_se_covariance")
-REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor")
+               "delta_corrected_se_covariance", "tie_fraction", "loss_error", "decision_risk", "quantization")
+REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "loss_error",
+               "decision_risk", "quantization")
 # Extra arrays of a Langevin twin (run-directory contract, docs/experiments.md).
 TWIN_SCALAR_KEYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
 
@@ -145,7 +147,7 @@ class _Problem:
             x0 = paper_init(spec.n_params, config.init.sigma0, seed=config.seed)
         else:
             x0 = torch_default_init(spec, seed=config.seed)
-        return _Problem(config, loss_fn, x0.to(device), device)
+        return _Problem(config, loss_fn, x0.to(device=device, dtype=DTYPES[config.dtype]), device)
 
     def ne_rule(self, arm: Arm) -> Neuroevolution:
         return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)
@@ -181,9 +183,10 @@ def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
         raise NegdError(f"--resume: {str(run_dir)!r} is not a directory")
     stored = read_json(run_dir / "config.json")
     keys = ("network", "task", "init", "beta", "alpha", "lambda", "gd_rule", "realizations", "t_final",
-            "n_snapshots", "trajectories", "seed", "device", "scan", "twin", "twin_realizations")
+            "n_snapshots", "trajectories", "seed", "device", "scan", "twin", "twin_realizations", "dtype")
     user = {k: stored[k] for k in keys if k in stored and stored[k] is not None}
     user.setdefault("twin", "noiseless")  # run directories from before the Langevin twin
+    user.setdefault("dtype", "float32")  # run directories from before float64 parameters
     if isinstance(user.get("init"), dict) and user["init"].get("sigma0") is None:
         user["init"] = {k: v for k, v in user["init"].items() if k != "sigma0"}
     config = config_from_dict(user, experiment=stored.get("experiment", "custom"),
@@ -206,7 +209,7 @@ def _regime(problem: _Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[st
     return {k: float(getattr(check, k)) for k in REGIME_KEYS}
 
 
-def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, accepted: Tensor | None,
+def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, tally: Tally | None,
                   dn: int, n_traj: int) -> dict:
     params = ne.params.to(torch.float64)
     r = params.shape[0]
@@ -217,16 +220,18 @@ def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, a
     loss_se = float(loss.std(unbiased=True)) / math.sqrt(r) if r > 1 else math.nan
     with torch.no_grad():
         loss_of_mean = float(problem.loss_fn(mean.to(ne.params.dtype)[None])[0])
-    if accepted is None:
-        acc, acc_se = math.nan, math.nan
+    if tally is None:
+        acc, acc_se, ties = math.nan, math.nan, math.nan
     else:
-        rate = accepted.to(torch.float64) / dn
+        rate = tally.accepted.to(torch.float64) / dn
         acc = float(rate.mean())
         acc_se = float(rate.std(unbiased=True)) / math.sqrt(r) if r > 1 else math.nan
+        # proposals whose loss equalled the current one exactly: moves the loss did not resolve
+        ties = float(tally.ties.sum()) / (r * dn)
     gd_params = gd.params[0]
     out = {"t": problem.config.alpha * arm.gd_step_of(ne.step), "ne_step": ne.step, "gd_step": gd.step,
            "ne_loss_mean": float(loss.mean()), "ne_loss_se": loss_se, "loss_of_mean": loss_of_mean,
-           "gd_loss": float(gd.loss[0]), "acceptance": acc, "acceptance_se": acc_se,
+           "gd_loss": float(gd.loss[0]), "acceptance": acc, "acceptance_se": acc_se, "tie_fraction": ties,
            "param_mean": mean.cpu().numpy(), "param_var": var.cpu().numpy(),
            "gd_params": gd_params.to(torch.float64).cpu().numpy(),
            "trajectories": ne.params[:n_traj].to(torch.float32).cpu().numpy()}
@@ -317,20 +322,22 @@ class _Progress:
 
 
 def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: _Progress,
-                pace: dict) -> tuple[State, Tensor]:
+                pace: dict) -> tuple[State, Tally]:
     """``steps`` NE steps in chunks of about CHUNK_SECONDS (same numbers as one call: counter-based RNG)."""
-    counts = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
+    accepted = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
+    ties = accepted.clone()
     done = 0
     while done < steps:
         chunk = min(steps - done, max(1, int(pace.get("steps_per_s", 1.0) * CHUNK_SECONDS)))
         start = time.perf_counter()
-        state, c = advance_counted(rule, state, loss_fn, chunk)
+        state, tally = advance_tallied(rule, state, loss_fn, chunk)
         elapsed = max(time.perf_counter() - start, 1e-6)
         pace["steps_per_s"] = chunk / elapsed
-        counts += c.to(counts.device)
+        accepted += tally.accepted.to(accepted.device)
+        ties += tally.ties.to(ties.device)
         done += chunk
         progress.update(chunk * state.n_realizations)
-    return state, counts
+    return state, Tally(accepted, ties)
 
 
 def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _Progress,
@@ -368,10 +375,10 @@ def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _
         start = time.perf_counter()
         dn = arm.snapshots[row] - arm.snapshots[row - 1]
         dg = arm.gd_step_of(arm.snapshots[row]) - arm.gd_step_of(arm.snapshots[row - 1])
-        ne, accepted = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
+        ne, tally = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
         with _one_thread():
             gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
-            rows.append(_snapshot_row(problem, arm, row, ne, gd, accepted, dn, n_traj))
+            rows.append(_snapshot_row(problem, arm, row, ne, gd, tally, dn, n_traj))
         wall += time.perf_counter() - start
         rows[-1]["wall_seconds"] = wall
         _save(folder, rows, n_traj, n_params, ne, gd, wall)
@@ -435,10 +442,10 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
                         f"continue that run with --resume {run_dir}")
     problem = _Problem.build(config)
     arms = config.arms()
-    from negd import kernels
+    from negd.engine import fused_step_fn
 
     probe = problem.ne_rule(arms[0]).init(problem.x0, problem.loss_fn, seed=config.seed, realizations=1)
-    kernel = kernels.fused_step_fn(problem.ne_rule(arms[0]), probe, problem.loss_fn) is not None
+    kernel = fused_step_fn(problem.ne_rule(arms[0]), probe, problem.loss_fn) is not None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", _resolved_config(config, arms, kernel))
     write_status(run_dir, "running", [], 0.0)

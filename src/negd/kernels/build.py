@@ -25,6 +25,8 @@ from pathlib import Path
 __all__ = ["load_library", "kernels_disabled", "cache_dir", "SOURCE", "CFLAGS"]
 
 SOURCE = Path(__file__).with_name("negd_kernels.c")
+# Every file the build reads: all of them enter the cache key.
+SOURCES = (SOURCE, Path(__file__).with_name("negd_mlp.h"))
 # -ffp-contract=off: the random-number code must not fuse a*b+c (bit-identical to negd.rng);
 # the forward pass uses explicit FMA intrinsics instead.
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
@@ -59,7 +61,7 @@ def _compiler() -> str | None:
 
 
 def _build(cc: str) -> Path:
-    source = SOURCE.read_bytes()
+    source = b"".join(path.read_bytes() for path in SOURCES)
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
     digest = hashlib.sha256(source + " ".join(CFLAGS).encode() + version.encode()
                             + _cpu_signature().encode()).hexdigest()[:20]
@@ -92,13 +94,14 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32, u64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint64, ctypes.c_double
     lib.negd_abi_version.restype = ctypes.c_int
     lib.negd_has_avx2.restype = ctypes.c_int
-    lib.negd_tanh.argtypes = [p, p, i64]
-    lib.negd_tanh.restype = None
-    lib.negd_mlp_loss.argtypes = [p, i64, i64, p, p, p, i64, i64, p, ctypes.c_int]
-    lib.negd_mlp_loss.restype = ctypes.c_int
-    lib.negd_fused_ne.argtypes = [p, i64, i64, p, p, p, p, p, p, p, i64, i64, u64, i64, i64, p, i64, f64,
-                                  ctypes.c_int]
-    lib.negd_fused_ne.restype = ctypes.c_int
+    for suffix in ("f32", "f64"):
+        getattr(lib, f"negd_tanh_{suffix}").argtypes = [p, p, i64]
+        getattr(lib, f"negd_tanh_{suffix}").restype = None
+        getattr(lib, f"negd_mlp_loss_{suffix}").argtypes = [p, i64, i64, p, p, p, i64, i64, p, ctypes.c_int]
+        getattr(lib, f"negd_mlp_loss_{suffix}").restype = ctypes.c_int
+        getattr(lib, f"negd_fused_ne_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, p, p, p, i64, i64,
+                                                            u64, i64, i64, p, i64, f64, ctypes.c_int]
+        getattr(lib, f"negd_fused_ne_{suffix}").restype = ctypes.c_int
     lib.negd_normal_rows.argtypes = [u64, p, i64, p, i64, i64, i32, p, ctypes.c_int]
     lib.negd_normal_rows.restype = ctypes.c_int
     lib.negd_uniform_rows.argtypes = [u64, p, i64, p, i64, i32, p]
