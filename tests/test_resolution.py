@@ -168,3 +168,17 @@ def test_moves_that_change_nothing_are_ties_not_acceptances(backend):
     out, tally = advance_tallied(rule, state, loss_fn, 5)
     assert int(tally.accepted.sum()) == 0 and int(tally.ties.sum()) == 20
     assert torch.equal(out.params, state.params) and bool(out.tied.all())
+
+
+def test_verdict_states_unresolved_rounding():
+    from negd.analysis.metrics import verdict
+
+    final = {"delta_ratio": 0.01, "delta_ratio_upper": 0.02, "loss_gap_relative": 0.001, "loss_gap_in_se": 0.5,
+             "t_final": 3.0, "resolution_tie_fraction": 0.0, "resolution_decision_risk_max": 0.017,
+             "resolution_quantization_max": 2e-4, "resolution_ok": False}
+    v = verdict(final)
+    assert v.label == "holds" and not v.resolved
+    assert "rounding can flip 1.7% of accept decisions" in v.sentence and "dtype float64" in v.sentence
+    ok = verdict(final | {"resolution_decision_risk_max": 0.001, "resolution_ok": True})
+    assert ok.resolved and ok.sentence == "correspondence holds"
+    assert any(r.startswith("resolution: exact ties 0%") for r in ok.reasons)

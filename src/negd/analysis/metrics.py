@@ -283,28 +283,41 @@ def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -
 class Verdict:
     label: str  # "holds" | "weakens" | "does not hold" | "undetermined"
     reasons: list[str]
-    resolved: bool = True  # False: rounding can change the run's decisions or moves (module docstring)
+    caveat: str | None = None  # rounding beyond the limits of negd.resolution (module docstring)
+
+    @property
+    def resolved(self) -> bool:
+        return self.caveat is None
 
     @property
     def sentence(self) -> str:
         text = "correspondence " + self.label
-        if not self.resolved:
-            text += " (unreliable: rounding changes the dynamics, see resolution)"
-        return text
+        return f"{text} ({self.caveat})" if self.caveat else text
 
 
-def _resolution_reason(final: dict) -> str | None:
+def _percent(v: float) -> str:
+    return f"{100 * v:.2g}%" if math.isfinite(v) else "n/a"
+
+
+def _resolution_reason(final: dict) -> tuple[str | None, str | None]:
+    """The resolution line of the reasons, and the caveat of the verdict when a limit is exceeded."""
     keys = ("resolution_tie_fraction", "resolution_decision_risk_max", "resolution_quantization_max")
     ties, risk, quant = (final.get(k, math.nan) for k in keys)
     if not any(math.isfinite(v) for v in (ties, risk, quant)):
-        return None
-    fmt = lambda v: f"{100 * v:.2g}%" if math.isfinite(v) else "n/a"  # noqa: E731
-    text = (f"resolution: exact ties {fmt(ties)} of proposals, decision risk {fmt(risk)} (limit "
-            f"{100 * DECISION_RISK_MAX:g}%), move quantization {fmt(quant)} "
+        return None, None
+    text = (f"resolution: exact ties {_percent(ties)} of proposals, decision risk {_percent(risk)} (limit "
+            f"{100 * DECISION_RISK_MAX:g}%), move quantization {_percent(quant)} "
             f"(limit {100 * QUANTIZATION_MAX:g}%)")
-    if not final.get("resolution_ok", True):
-        text += ": rounding can change the decisions or the moves; rerun with dtype float64"
-    return text
+    if final.get("resolution_ok", True):
+        return text, None
+    at_risk = max(v for v in (ties, risk) if math.isfinite(v)) if math.isfinite(ties) or math.isfinite(risk) \
+        else math.nan
+    problems = []
+    if at_risk > DECISION_RISK_MAX:
+        problems.append(f"rounding can flip {_percent(at_risk)} of accept decisions")
+    if quant > QUANTIZATION_MAX:
+        problems.append(f"parameter rounding distorts moves by {_percent(quant)}")
+    return text, "; ".join(problems) + ": rerun with dtype float64 to rule it out"
 
 
 def verdict(final: dict[str, float]) -> Verdict:
@@ -319,14 +332,13 @@ def verdict(final: dict[str, float]) -> Verdict:
         f"loss gap {100 * rel:.2f}% of U_twin = {in_se:.1f} SE (holds below {100 * LOSS_GAP_HOLDS:.0f}% "
         f"or {LOSS_SE_HOLDS:.0f} SE, fails at {100 * LOSS_GAP_FAILS:.0f}%)",
     ]
-    resolution = _resolution_reason(final)
+    resolution, caveat = _resolution_reason(final)
     if resolution is not None:
         reasons.append(resolution)
-    resolved = bool(final.get("resolution_ok", True))
     loss_ok = rel < LOSS_GAP_HOLDS or in_se < LOSS_SE_HOLDS
     lower = ratio - (upper - ratio)  # the 2-SE lower bound of Delta_c / param_change
     if lower >= RATIO_FAILS or (rel >= LOSS_GAP_FAILS and in_se >= LOSS_SE_HOLDS):
-        return Verdict("does not hold", reasons, resolved)
+        return Verdict("does not hold", reasons, caveat)
     if upper < RATIO_HOLDS and loss_ok:
-        return Verdict("holds", reasons, resolved)
-    return Verdict("weakens", reasons, resolved)
+        return Verdict("holds", reasons, caveat)
+    return Verdict("weakens", reasons, caveat)
