@@ -2,7 +2,7 @@
 
 Conditioned stochastic mutation of Whitelam, Selin, Park & Tamblyn, "Correspondence between
 neuroevolution and gradient descent", Nat. Commun. 12, 6317 (2021), applied to the parameters
-of an ordinary ``nn.Module``. One call of :meth:`NeuroEvolution.step` is one step of the
+of an ordinary ``nn.Module``. One call of :meth:`Neuroevolution.step` is one step of the
 algorithm:
 
 1. add sigma_g * xi to every parameter in place, xi ~ N(0, I) and sigma_g the ``sigma`` of the
@@ -37,7 +37,7 @@ from negd import rng
 from negd.rules.neuroevolution import metropolis_accept
 from negd.validation import NegdError, check_beta, check_positive
 
-__all__ = ["NeuroEvolution"]
+__all__ = ["Neuroevolution"]
 
 # Key of the optimizer-wide entry of ``self.state`` (torch keeps non-tensor keys as they are
 # in state_dict()/load_state_dict(), and does not cast their values to the parameters' dtype,
@@ -62,7 +62,7 @@ def _check_group_sigma(value: Any, index: int) -> float:
     return check_positive(where, value)
 
 
-class NeuroEvolution(Optimizer):
+class Neuroevolution(Optimizer):
     """Neuroevolution (conditioned stochastic mutation) of a model's parameters.
 
     Args:
@@ -158,7 +158,7 @@ class NeuroEvolution(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = state_dict.get("state", {}).get(_STATE_KEY)
         if saved is None or not {"seed", "step", "loss", "accepted"} <= set(saved):
-            raise NegdError("state_dict: not a NeuroEvolution state dict (state['negd'] with seed, "
+            raise NegdError("state_dict: not a Neuroevolution state dict (state['negd'] with seed, "
                             "step, loss and accepted is missing)")
         super().load_state_dict(state_dict)
         entry = deepcopy(saved)  # torch keeps non-parameter entries by reference
@@ -187,7 +187,7 @@ class NeuroEvolution(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Tensor:  # type: ignore[override]
         """One mutation + accept/reject step (see class docstring); returns the kept loss."""
         if closure is None:
-            raise NegdError("closure: NeuroEvolution.step needs a closure that returns the loss")
+            raise NegdError("closure: Neuroevolution.step needs a closure that returns the loss")
         beta = self._beta()
         params = self._parameters()
         entry = self._negd
