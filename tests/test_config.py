@@ -68,9 +68,13 @@ def test_lambda_fraction_aligns_snapshots():
     arm = c.arms()[0]
     assert arm.ne_steps == 500 and arm.gd_steps == 50
     assert all(s % 10 == 0 for s in arm.snapshots)
-    c = config_from_dict(_with(**{"lambda": 3}, t_final=0.05))
+    c = config_from_dict(_with(**{"lambda": 3}, t_final=0.051))
     arm = c.arms()[0]
     assert arm.gd_steps % 3 == 0 and arm.gd_step_of(arm.ne_steps) == arm.gd_steps
+    assert arm.t_final == pytest.approx(0.051, rel=1e-12)
+    # 50 GD steps are not a multiple of lambda = 3: refused rather than run to another t_final
+    with pytest.raises(NegdError, match="t_final: 0.05 is not reached exactly"):
+        config_from_dict(_with(**{"lambda": 3}, t_final=0.05))
     assert snapshot_ne_steps(4, 1, 11) == (0, 1, 2, 3, 4)  # fewer steps than rows
 
 
