@@ -12,6 +12,14 @@ algorithm:
    beta = inf accepts iff dU <= 0; a non-finite loss is never accepted);
 4. otherwise copy the old values back.
 
+A step whose mutation changes no parameter at all (sigma below the resolution of the parameters'
+dtype, e.g. sigma = 1e-30) is counted as rejected, without calling the closure, and counted in
+:attr:`Neuroevolution.unchanged_steps`; half-precision parameters (bfloat16, float16) whose
+resolution swallows most mutations of the given sigma get a warning at construction. If the
+closure raises (KeyboardInterrupt included), the parameters are restored before the exception
+propagates, and the optimizer's state is as before the step. The closure must return a
+floating-point loss: an integer or boolean loss is refused (it would compare truncated values).
+
 Random numbers come from the counter-based generator of :mod:`negd.rng`: the noise of step t
 is ``rng.normal(seed, [0], t, N)`` for the flat vector of all N parameters of all groups (in
 group order, then parameter order), and the Metropolis uniform is ``rng.uniform(seed, [0], t)``.
@@ -25,6 +33,7 @@ losses are computed the same way.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from copy import deepcopy
 from typing import Any
@@ -60,6 +69,20 @@ def _check_group_sigma(value: Any, index: int) -> float:
         value = value.item()
     where = "sigma" if index == 0 else f"sigma (param group {index})"
     return check_positive(where, value)
+
+
+def _warn_if_unresolved(p: Tensor, sigma: float, index: int) -> None:
+    """Warn when a half-precision parameter cannot resolve most mutations of scale ``sigma``:
+    x + sigma xi rounds back to x where sigma is below half the spacing of the dtype at |x|."""
+    if p.dtype not in (torch.bfloat16, torch.float16) or p.numel() == 0:
+        return
+    typical = float(p.detach().abs().float().median())
+    spacing = typical * torch.finfo(p.dtype).eps
+    if sigma < spacing:
+        warnings.warn(f"negd: param group {index} holds {str(p.dtype).removeprefix('torch.')} parameters "
+                      f"(spacing {spacing:.2g} at their median |x| = {typical:.2g}); most mutations of "
+                      f"sigma = {sigma:g} round away: use float32 parameters or a larger sigma",
+                      RuntimeWarning, stacklevel=4)
 
 
 class Neuroevolution(Optimizer):
@@ -106,6 +129,7 @@ class Neuroevolution(Optimizer):
             if not p.is_floating_point():
                 raise NegdError(f"params: neuroevolution needs real floating-point parameters, "
                                 f"got {p.dtype} in param group {index}")
+            _warn_if_unresolved(p, group["sigma"], index)
 
     def _beta(self) -> float:
         """The one beta of all groups, re-validated (schedulers may have changed it)."""
@@ -134,6 +158,11 @@ class Neuroevolution(Optimizer):
     def accepted(self) -> int:
         """Number of accepted proposals so far."""
         return self._negd["accepted"]
+
+    @property
+    def unchanged_steps(self) -> int:
+        """Steps whose mutation changed no parameter (rounded away): counted as rejected."""
+        return self._negd.get("unchanged", 0)
 
     @property
     def acceptance_rate(self) -> float:
@@ -173,10 +202,18 @@ class Neuroevolution(Optimizer):
     def _evaluate(self, closure: Callable[[], Any]) -> Tensor:
         with torch.no_grad():
             out = closure()
-        loss = torch.as_tensor(out).detach()
+        try:
+            loss = torch.as_tensor(out).detach()
+        except (TypeError, ValueError, RuntimeError):
+            raise NegdError(f"closure: must return the scalar loss of the current parameters (a float or "
+                            f"a 0-d float tensor), got {type(out).__name__}") from None
         if loss.numel() != 1 or loss.is_complex():
             raise NegdError(f"closure: must return the scalar loss of the current parameters, got "
                             f"{type(out).__name__} of shape {list(loss.shape)}")
+        if not loss.is_floating_point():
+            raise NegdError(f"closure: must return a floating-point loss, got {type(out).__name__} "
+                            f"({str(loss.dtype).removeprefix('torch.')}): an integer loss would compare "
+                            f"truncated values; return float(loss) or a float tensor")
         return loss.reshape(())
 
     def _parameters(self) -> list[tuple[Tensor, float]]:
@@ -206,7 +243,22 @@ class Neuroevolution(Optimizer):
             p.add_(noise.to(dtype=p.dtype, device=p.device))
             pos += p.numel()
 
-        new_loss = self._evaluate(closure)
+        if all(torch.equal(p, old) for (p, _), old in zip(params, backups)):
+            # Nothing moved (sigma below the dtype's resolution): not an accepted move.
+            if entry.get("unchanged", 0) == 0:
+                warnings.warn(f"negd: step {entry['step']} changed no parameter (sigma below the "
+                              f"resolution of the parameters' dtype); such steps count as rejected "
+                              f"(Neuroevolution.unchanged_steps)", RuntimeWarning, stacklevel=2)
+            entry["unchanged"] = entry.get("unchanged", 0) + 1
+            entry["step"] += 1
+            return entry["loss"]
+        try:
+            new_loss = self._evaluate(closure)
+        except BaseException:
+            # KeyboardInterrupt included: never leave an unvetted mutation in the model.
+            for (p, _), old in zip(params, backups):
+                p.copy_(old)
+            raise
         u = None if math.isinf(beta) else rng.uniform(entry["seed"], realization, entry["step"])
         accept = bool(metropolis_accept(new_loss.reshape(1), old_loss.reshape(1), beta, u)[0])
         if accept:
