@@ -44,6 +44,11 @@ MAX_LAMBDA_DENOMINATOR = 1024
 # as sigma = 1e30 must be refused, not scheduled for 4e32 gradient steps).
 MAX_STEPS = 10**10
 MAX_WORK = 10**13
+# Sizes far beyond any experiment (each would exhaust memory long before it ran).
+MAX_REALIZATIONS = 10**8
+MAX_SNAPSHOTS = 100_000
+MAX_LAYERS = 1_000
+MAX_WIDTH = 100_000
 GD_RULES = ("normalized", "gradient_descent")
 TWINS = ("noiseless", *ENSEMBLE_TWINS)
 INIT_KINDS = ("paper", "torch")
@@ -86,12 +91,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:80] + "...(truncated)"
 
 
-def _integer(name: str, value: Any, minimum: int) -> int:
+def _integer(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if (isinstance(value, bool) or not isinstance(value, int | float)
             or (isinstance(value, float) and not value.is_integer())):
         raise NegdError(f"{name}: must be an integer >= {minimum}, got {_short(value)}")
     if int(value) < minimum:
         raise NegdError(f"{name}: must be an integer >= {minimum}, got {_short(value)}")
+    if maximum is not None and int(value) > maximum:
+        raise NegdError(f"{name}: must be an integer in [{minimum}, {maximum:.0e}], got {_short(value)}")
     return int(value)
 
 
@@ -326,8 +333,8 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     output_bias = net.get("output_bias", True)
     if not isinstance(output_bias, bool):
         raise NegdError(f"network.output_bias: must be true or false, got {_short(output_bias)}")
-    network = NetworkConfig(_integer("network.depth", net.get("depth", 1), 1),
-                            _integer("network.width", net.get("width", 30), 1), output_bias)
+    network = NetworkConfig(_integer("network.depth", net.get("depth", 1), 1, MAX_LAYERS),
+                            _integer("network.width", net.get("width", 30), 1, MAX_WIDTH), output_bias)
 
     task = _choice("task", data.get("task", "sin2pi"), tuple(sorted(TASKS)))
 
@@ -359,17 +366,17 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
         lam = _positive("lambda", data.get("lambda", 1.0))
     _as_fraction("lambda", lam)
 
-    realizations = _integer("realizations", data.get("realizations", 100), 1)
+    realizations = _integer("realizations", data.get("realizations", 100), 1, MAX_REALIZATIONS)
     if "t_final" in data and "steps" in data:
         raise NegdError("t_final: give either t_final or steps (NE steps), not both")
     if "steps" in data:
-        steps = _integer("steps", data["steps"], 1)
+        steps = _integer("steps", data["steps"], 1, MAX_STEPS)
         t_final = steps * lam * alpha
     else:
         t_final = _positive("t_final", data.get("t_final", 1.0))
     if not t_final / alpha >= 0.5:
         raise NegdError(f"t_final: {_short(t_final)} is shorter than one GD step (alpha = {alpha!r})")
-    n_snapshots = _integer("n_snapshots", data.get("n_snapshots", 51), 2)
+    n_snapshots = _integer("n_snapshots", data.get("n_snapshots", 51), 2, MAX_SNAPSHOTS)
     trajectories = _integer("trajectories", data.get("trajectories", 4), 0)
     if trajectories > realizations:
         raise NegdError(f"trajectories: must be <= realizations ({realizations}), got {_short(trajectories)}")
@@ -393,8 +400,8 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
             checked.append(v)
         scan_r = scan_d.get("realizations")
         scan_t = scan_d.get("t_final")
-        scan = ScanConfig(tuple(checked),
-                          None if scan_r is None else _integer("scan.realizations", scan_r, 1),
+        scan_r = None if scan_r is None else _integer("scan.realizations", scan_r, 1, MAX_REALIZATIONS)
+        scan = ScanConfig(tuple(checked), scan_r,
                           None if scan_t is None else _positive("scan.t_final", scan_t))
         if scan.realizations is not None and trajectories > scan.realizations:
             raise NegdError(f"scan.realizations: must be >= trajectories ({trajectories}), got "
@@ -404,7 +411,8 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     twin_realizations = None
     if twin in ENSEMBLE_TWINS:
         # At least 2: the twin's variance (part of Delta's floor) needs two realizations.
-        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2)
+        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2,
+                                     MAX_REALIZATIONS)
     if twin == "langevin":
         if math.isinf(beta):
             raise NegdError("twin: langevin needs a finite beta (at beta = inf the twin is noiseless "
