@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -239,3 +240,16 @@ def test_finite_beta_preset_uses_langevin_twin():
         c = preset("finite-beta", scale)
         assert c.twin == "langevin" and c.twin_realizations >= 2
     assert preset("shallow").twin == "noiseless" and preset("deep").twin == "noiseless"
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"lambda": 1000, "alpha": 1e-3, "t_final": 0.2}, "t_final: 0.2 is not reached exactly"),
+    ({"sigma": 1e30, "lambda": _DROP}, "3.99e+32 GD steps"),
+    ({"realizations": 10**6, "t_final": 1e4, "alpha": 1e-4}, "realization-steps"),
+    ({"scan": {"factors": [1000], "t_final": 0.0001}}, "scan.t_final (sigma/1000)"),
+])
+def test_derived_step_counts_are_validated(changes, needle):
+    """Issue 11, defect 4: lambda 1000, alpha 1e-3, t_final 0.2 ran to t = 1; sigma 1e30 scheduled
+    4e32 gradient steps."""
+    with pytest.raises(NegdError, match=re.escape(needle)):
+        config_from_dict(_with(**changes))

@@ -238,3 +238,53 @@ def test_bad_group_and_closure_errors():
         opt.step(lambda: torch.ones(3))
     with pytest.raises(NegdError, match="params"):
         optim.Neuroevolution([torch.zeros(3, dtype=torch.int64)], sigma=0.1)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("closure failed"), KeyboardInterrupt()])
+def test_closure_raising_after_the_mutation_restores_the_parameters(error):
+    """Issue 11, defect 5: an exception (Ctrl-C included) in the closure after the mutation left the
+    unvetted mutation in the model and a stale stored loss."""
+    model = make_model()
+    x = torch.linspace(-1, 1, 20)[:, None]
+    closure = closure_for(model, x, torch.sin(x))
+    opt = optim.Neuroevolution(model.parameters(), sigma=0.1, seed=3)
+    run(opt, closure, 5)
+    before, loss, steps = flat_params(model).clone(), float(opt.loss), opt.steps
+
+    def failing():
+        raise error
+
+    with pytest.raises(type(error)):
+        opt.step(failing)
+    assert torch.equal(flat_params(model), before)
+    assert float(opt.loss) == loss == float(closure().detach()) and opt.steps == steps
+    # and it continues exactly as if the failed call had not happened
+    twin = make_model()
+    load_flat_params(twin, before)
+    twin_opt = optim.Neuroevolution(twin.parameters(), sigma=0.1, seed=3)
+    twin_opt.load_state_dict(opt.state_dict())
+    assert run(opt, closure, 5) == run(twin_opt, closure_for(twin, x, torch.sin(x)), 5)
+
+
+@pytest.mark.parametrize("value", [2, True, torch.tensor(2), torch.tensor([1], dtype=torch.int32)])
+def test_integer_losses_are_refused(value):
+    """Issue 11, defect 5: an integer loss was truncated (2 compared where 2.61 was meant)."""
+    opt = optim.Neuroevolution([nn.Parameter(torch.zeros(2))], sigma=0.1)
+    with pytest.raises(NegdError, match="closure: must return a floating-point loss"):
+        opt.step(lambda: value)
+
+
+def test_moves_that_change_nothing_are_not_accepted():
+    """Issue 11, defect 8: with sigma = 1e-30 every move changed nothing and counted as accepted."""
+    p = nn.Parameter(torch.ones(4))
+    opt = optim.Neuroevolution([p], sigma=1e-30)
+    with pytest.warns(RuntimeWarning, match="changed no parameter"):
+        for _ in range(10):
+            opt.step(lambda: (p ** 2).sum())
+    assert opt.accepted == 0 and opt.unchanged_steps == 10 and opt.steps == 10
+
+
+def test_bfloat16_parameters_that_cannot_resolve_sigma_warn():
+    """Issue 11, defect 8: bf16 parameters at sigma = 1e-3 'accepted' everything while nothing moved."""
+    with pytest.warns(RuntimeWarning, match="bfloat16 parameters .* round away"):
+        optim.Neuroevolution([nn.Parameter(torch.ones(8, dtype=torch.bfloat16))], sigma=1e-3)
