@@ -16,20 +16,26 @@ settings and on the same compute path. Two records make that checkable:
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from negd.analysis.runfiles import short
+from negd.analysis.runfiles import CorruptFile, short
+from negd.experiments.config import TOP_KEYS, Arm, ExperimentConfig, config_from_dict
+from negd.experiments.store import read_json_object, write_json
 from negd.validation import NegdError
 
-__all__ = ["settings_of", "settings_hash", "compute_path", "differences", "check_flags"]
+__all__ = ["settings_of", "settings_hash", "compute_path", "differences", "check_flags", "load_run_config",
+           "check_compute_path"]
 
 
-def settings_of(config, arms) -> dict:
+def settings_of(config: ExperimentConfig, arms: list[Arm]) -> dict:
     """Everything in the configuration that affects the numbers, as plain JSON values."""
     return {"experiment": config.experiment, "scale": config.scale, **config.to_user_dict(),
             "arms": [a.to_json() for a in arms]}
@@ -76,3 +82,59 @@ def check_flags(recorded: Mapping[str, Any], given: Mapping[str, Any], run_dir) 
     if conflicts:
         raise NegdError(f"--resume: {'; '.join(conflicts)}: a resumed run keeps the settings it was "
                         f"started with; drop these flags, or start a new run instead of --resume {run_dir}")
+
+
+def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
+    """The configuration and arms of an existing run directory (for --resume)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise NegdError(f"--resume: {str(run_dir)!r} is not a directory")
+    path = run_dir / "config.json"
+    stored = read_json_object(path)
+    # Every configuration field (sigma is derived from lambda, steps from t_final).
+    keys = [k for k in TOP_KEYS if k not in ("sigma", "steps")]
+    user = {k: stored[k] for k in keys if k in stored and stored[k] is not None}
+    user.setdefault("twin", "noiseless")  # run directories from before the Langevin twin
+    if isinstance(user.get("init"), dict) and user["init"].get("sigma0") is None:
+        user["init"] = {k: v for k, v in user["init"].items() if k != "sigma0"}
+    names = {k: stored.get(k, "custom") for k in ("experiment", "scale")}
+    if not all(isinstance(v, str) for v in names.values()):
+        raise CorruptFile(path, f"experiment/scale must be names, got {short(names)}",
+                          "restore it or start a new run")
+    try:
+        config = config_from_dict(user, **names)
+        arms = [Arm.from_json(a) for a in stored["arms"]]
+    except NegdError as e:
+        raise CorruptFile(path, str(e), "restore it from a copy or start a new run") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CorruptFile(path, f"arms are damaged ({type(e).__name__}: {short(str(e))})",
+                          "restore it from a copy or start a new run") from None
+    if arms != config.arms():
+        raise NegdError(f"--resume: the arms in {path} do not follow from its settings")
+    recorded = stored.get("settings_hash")
+    if recorded is not None and recorded != settings_hash(settings_of(config, arms)):
+        raise NegdError(f"{path}: was edited after the run started (its settings no longer match the hash "
+                        f"recorded at the start); restore it, or start a new run")
+    return config, arms
+
+
+def check_compute_path(run_dir: Path, path: dict, allow_change: bool) -> None:
+    config_path = run_dir / "config.json"
+    stored = read_json_object(config_path)
+    recorded = stored.get("compute_path")
+    if not isinstance(recorded, dict):  # run directories from before the compute path was recorded
+        recorded = {"kernel": stored["kernel"]} if isinstance(stored.get("kernel"), bool) else {}
+    changed = differences(recorded, path, common_only=True)
+    if not changed:
+        return
+    if not allow_change:
+        raise NegdError(f"--resume: this run was computed on another path ({'; '.join(changed)}); its "
+                        f"numbers would mix two paths: resume it where it ran, or pass --allow-path-change "
+                        f"to continue anyway (recorded in config.json)")
+    changes = stored.get("path_changes") if isinstance(stored.get("path_changes"), list) else []
+    changes.append({"from": recorded, "to": path, "at": _dt.datetime.now().astimezone().isoformat(
+        timespec="seconds")})
+    stored.update({"path_changes": changes, "compute_path": path, "kernel": path["kernel"]})
+    write_json(config_path, stored)
+    print(f"negd: continuing on another compute path ({'; '.join(changed)}), recorded in {config_path}",
+          file=sys.stderr)

@@ -35,16 +35,21 @@ from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
 from negd.analysis.rundir import ENSEMBLE_TWINS
-from negd.analysis.runfiles import CorruptFile, short
+from negd.analysis.runfiles import CorruptFile
 from negd.engine import advance_counted
 from negd.ensemble import MLPLoss
-from negd.experiments.config import TOP_KEYS, Arm, ExperimentConfig, config_from_dict
+from negd.experiments.config import Arm, ExperimentConfig
 from negd.experiments.lock import LOCK_NAME, run_dir_lock
-from negd.experiments.provenance import compute_path, differences, settings_hash, settings_of
+from negd.experiments.provenance import (
+    check_compute_path,
+    compute_path,
+    load_run_config,
+    settings_hash,
+    settings_of,
+)
 from negd.experiments.restore import ArmShape, Restored, restore_arm
 from negd.experiments.store import (
     arm_dir,
-    read_json_object,
     save_checkpoint,
     save_snapshots,
     write_json,
@@ -177,40 +182,6 @@ def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> d
     d["settings_hash"] = settings_hash(settings_of(config, arms))
     d["created"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     return d
-
-
-def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
-    """The configuration and arms of an existing run directory (for --resume)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise NegdError(f"--resume: {str(run_dir)!r} is not a directory")
-    path = run_dir / "config.json"
-    stored = read_json_object(path)
-    # Every configuration field (sigma is derived from lambda, steps from t_final).
-    keys = [k for k in TOP_KEYS if k not in ("sigma", "steps")]
-    user = {k: stored[k] for k in keys if k in stored and stored[k] is not None}
-    user.setdefault("twin", "noiseless")  # run directories from before the Langevin twin
-    if isinstance(user.get("init"), dict) and user["init"].get("sigma0") is None:
-        user["init"] = {k: v for k, v in user["init"].items() if k != "sigma0"}
-    names = {k: stored.get(k, "custom") for k in ("experiment", "scale")}
-    if not all(isinstance(v, str) for v in names.values()):
-        raise CorruptFile(path, f"experiment/scale must be names, got {short(names)}",
-                          "restore it or start a new run")
-    try:
-        config = config_from_dict(user, **names)
-        arms = [Arm.from_json(a) for a in stored["arms"]]
-    except NegdError as e:
-        raise CorruptFile(path, str(e), "restore it from a copy or start a new run") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CorruptFile(path, f"arms are damaged ({type(e).__name__}: {short(str(e))})",
-                          "restore it from a copy or start a new run") from None
-    if arms != config.arms():
-        raise NegdError(f"--resume: the arms in {path} do not follow from its settings")
-    recorded = stored.get("settings_hash")
-    if recorded is not None and recorded != settings_hash(settings_of(config, arms)):
-        raise NegdError(f"{path}: was edited after the run started (its settings no longer match the hash "
-                        f"recorded at the start); restore it, or start a new run")
-    return config, arms
 
 
 # --------------------------------------------------------------------------- one snapshot row
@@ -501,30 +472,8 @@ def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: Snap
     with run_dir_lock(run_dir):
         config, arms = load_run_config(run_dir)  # again under the lock
         problem = _Problem.build(config)
-        _check_compute_path(run_dir, _compute_path(problem, arms), allow_path_change)
+        check_compute_path(run_dir, _compute_path(problem, arms), allow_path_change)
         return _execute(problem, arms, run_dir, progress, on_snapshot, report)
-
-
-def _check_compute_path(run_dir: Path, path: dict, allow_change: bool) -> None:
-    config_path = run_dir / "config.json"
-    stored = read_json_object(config_path)
-    recorded = stored.get("compute_path")
-    if not isinstance(recorded, dict):  # run directories from before the compute path was recorded
-        recorded = {"kernel": stored["kernel"]} if isinstance(stored.get("kernel"), bool) else {}
-    changed = differences(recorded, path, common_only=True)
-    if not changed:
-        return
-    if not allow_change:
-        raise NegdError(f"--resume: this run was computed on another path ({'; '.join(changed)}); its "
-                        f"numbers would mix two paths: resume it where it ran, or pass --allow-path-change "
-                        f"to continue anyway (recorded in config.json)")
-    changes = stored.get("path_changes") if isinstance(stored.get("path_changes"), list) else []
-    changes.append({"from": recorded, "to": path, "at": _dt.datetime.now().astimezone().isoformat(
-        timespec="seconds")})
-    stored.update({"path_changes": changes, "compute_path": path, "kernel": path["kernel"]})
-    write_json(config_path, stored)
-    print(f"negd: continuing on another compute path ({'; '.join(changed)}), recorded in {config_path}",
-          file=sys.stderr)
 
 
 def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: bool,
