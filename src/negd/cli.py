@@ -214,6 +214,8 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise NegdError(f"report: {str(args.run_dir)!r} is not a directory")
+    if not (args.run_dir / "config.json").is_file():
+        raise NegdError(f"report: {str(args.run_dir)!r} is not a run directory (no config.json)")
     try:
         from negd.analysis import build_report
     except ImportError as e:

@@ -507,9 +507,10 @@ def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: b
     finally:
         # Reached on success, Ctrl-C and errors alike: the status always tells what exists.
         progress.close()
-        write_status(run_dir, state, complete, sum(walls), report="pending" if report else None)
+        write_status(run_dir, state, complete, sum(walls))
     if not report:
         return RunResult(run_dir, state, None, None)
+    write_status(run_dir, state, complete, sum(walls), report="pending")
     try:
         report_path, message = _build_report(run_dir)
     except KeyboardInterrupt:
