@@ -99,3 +99,15 @@ def test_differences_names_changed_keys():
     assert differences({"a": 1, "b": [1, 2]}, {"a": 1, "b": [1, 3], "c": 0}) == ["b: [1, 2] -> [1, 3]",
                                                                                "c: None -> 0"]
     assert differences({"kernel": True}, {"kernel": True, "torch": "2"}, common_only=True) == []
+
+
+def test_field_added_to_negd_later_does_not_invalidate_older_runs(tmp_path, monkeypatch):
+    """The settings are derived from the configuration: a field that a later negd adds (say
+    ``dtype``) is recorded for new runs and ignored for runs that started without it."""
+    from negd.experiments.config import ExperimentConfig
+
+    out = _interrupted(tmp_path)
+    original = ExperimentConfig.to_user_dict
+    monkeypatch.setattr(ExperimentConfig, "to_user_dict", lambda self: original(self) | {"dtype": "float32"})
+    assert "dtype" in settings_of(*load_run_config(out))
+    assert resume_experiment(out, progress=False, report=False).state == "complete"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from negd.analysis.rundir import ENSEMBLE_TWINS
+from negd.experiments.config_file import MAX_MESSAGE, read_config_file
 from negd.models import MLPSpec
 from negd.tasks import TASKS
 from negd.validation import NegdError
@@ -434,8 +435,6 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read (bounded: negd.experiments.config_file) and validate a YAML (.yaml/.yml) or TOML (.toml)
     configuration file; every error is one line of at most MAX_MESSAGE characters."""
-    from negd.experiments.config_file import MAX_MESSAGE, read_config_file
-
     data = read_config_file(Path(path))
     try:
         return config_from_dict(data)

@@ -31,8 +31,8 @@ from negd.experiments.config import TOP_KEYS, Arm, ExperimentConfig, config_from
 from negd.experiments.store import read_json_object, write_json
 from negd.validation import NegdError
 
-__all__ = ["settings_of", "settings_hash", "compute_path", "differences", "check_flags", "load_run_config",
-           "check_compute_path"]
+__all__ = ["settings_of", "settings_hash", "settings_record", "compute_path", "differences", "check_flags",
+           "load_run_config", "check_compute_path"]
 
 
 def settings_of(config: ExperimentConfig, arms: list[Arm]) -> dict:
@@ -45,8 +45,16 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
 
 
-def settings_hash(settings: Mapping) -> str:
-    return hashlib.sha256(_canonical(settings).encode()).hexdigest()
+def settings_hash(settings: Mapping, keys: list[str] | None = None) -> str:
+    """SHA-256 of ``settings`` (only ``keys`` when given: the keys recorded when the run started,
+    so that a configuration field added to negd later does not invalidate older runs)."""
+    chosen = settings if keys is None else {k: settings.get(k) for k in keys}
+    return hashlib.sha256(_canonical(chosen).encode()).hexdigest()
+
+
+def settings_record(settings: Mapping) -> dict:
+    """The entries of config.json that fingerprint the settings."""
+    return {"settings_hash": settings_hash(settings), "settings_keys": sorted(settings)}
 
 
 def compute_path(*, kernel: bool, params: torch.Tensor, loss: torch.Tensor, device: torch.device,
@@ -59,10 +67,17 @@ def compute_path(*, kernel: bool, params: torch.Tensor, loss: torch.Tensor, devi
             "torch": torch.__version__, "negd": negd.__version__, **extra}
 
 
-def differences(recorded: Mapping, current: Mapping, *, common_only: bool = False) -> list[str]:
+def differences(recorded: Mapping, current: Mapping, *, common_only: bool = False,
+                recorded_only: bool = False) -> list[str]:
     """``key: recorded -> current`` for every top-level key whose value differs (JSON-equal values
-    are equal); ``common_only`` ignores keys missing on either side (older run directories)."""
-    keys = sorted(set(recorded) & set(current)) if common_only else sorted(set(recorded) | set(current))
+    are equal). ``common_only`` ignores keys missing on either side, ``recorded_only`` keys that
+    were not recorded (fields that did not exist when an older run directory was written)."""
+    if common_only:
+        keys = sorted(set(recorded) & set(current))
+    elif recorded_only:
+        keys = sorted(recorded)
+    else:
+        keys = sorted(set(recorded) | set(current))
     out = []
     for key in keys:
         before, after = recorded.get(key), current.get(key)
@@ -111,8 +126,9 @@ def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
                           "restore it from a copy or start a new run") from None
     if arms != config.arms():
         raise NegdError(f"--resume: the arms in {path} do not follow from its settings")
-    recorded = stored.get("settings_hash")
-    if recorded is not None and recorded != settings_hash(settings_of(config, arms)):
+    recorded, keys = stored.get("settings_hash"), stored.get("settings_keys")
+    keys = keys if isinstance(keys, list) and all(isinstance(k, str) for k in keys) else None
+    if recorded is not None and recorded != settings_hash(settings_of(config, arms), keys):
         raise NegdError(f"{path}: was edited after the run started (its settings no longer match the hash "
                         f"recorded at the start); restore it, or start a new run")
     return config, arms

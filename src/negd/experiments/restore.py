@@ -89,7 +89,7 @@ def _check_owner(path: Path, ckpt: dict, shape: ArmShape) -> None:
         raise CorruptFile(path, "has damaged settings", RECOMPUTE) from None
     if not isinstance(recorded, dict):
         raise CorruptFile(path, "has damaged settings", RECOMPUTE)
-    changed = differences(recorded, shape.settings)
+    changed = differences(recorded, shape.settings, recorded_only=True)
     if changed:
         raise NegdError(f"{path.parent.parent.parent / 'config.json'}: differs from the settings arm "
                         f"{shape.index} was computed with ({'; '.join(changed[:3])}); config.json was edited "

@@ -44,8 +44,8 @@ from negd.experiments.provenance import (
     check_compute_path,
     compute_path,
     load_run_config,
-    settings_hash,
     settings_of,
+    settings_record,
 )
 from negd.experiments.restore import ArmShape, Restored, restore_arm
 from negd.experiments.store import (
@@ -179,7 +179,7 @@ def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> d
     d["versions"] = _versions()
     d["kernel"] = path["kernel"]
     d["compute_path"] = path
-    d["settings_hash"] = settings_hash(settings_of(config, arms))
+    d.update(settings_record(settings_of(config, arms)))
     d["created"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     return d
 
