@@ -286,5 +286,5 @@ def test_moves_that_change_nothing_are_not_accepted():
 
 def test_bfloat16_parameters_that_cannot_resolve_sigma_warn():
     """Issue 11, defect 8: bf16 parameters at sigma = 1e-3 'accepted' everything while nothing moved."""
-    with pytest.warns(RuntimeWarning, match="bfloat16 parameters .* round away"):
+    with pytest.warns(RuntimeWarning, match="are bfloat16 .* round away"):
         optim.Neuroevolution([nn.Parameter(torch.ones(8, dtype=torch.bfloat16))], sigma=1e-3)

@@ -265,3 +265,12 @@ def test_langevin_noise_uses_its_own_stream():
     state = rule.step(rule.init(torch.zeros(4, 5), flat, seed=6), flat)
     xi = rng.normal(6, torch.arange(4), 0, 5, stream=rng.STREAM_LANGEVIN)
     assert torch.equal(state.params, 0.2 * xi)
+
+
+def test_half_precision_params_that_swallow_sigma_warn():
+    """Issue 11, defect 8: bf16 parameters at sigma = 1e-3 'accepted' every move while nothing moved."""
+    from negd.rules import Neuroevolution as NE
+
+    with pytest.warns(RuntimeWarning, match="are bfloat16 .* round away"):
+        NE(sigma=1e-3).init(torch.ones(8, dtype=torch.bfloat16), lambda p: (p.float() ** 2).sum(1),
+                            realizations=2)

@@ -44,7 +44,7 @@ from torch.optim import Optimizer
 
 from negd import rng
 from negd.rules.neuroevolution import metropolis_accept
-from negd.validation import NegdError, check_beta, check_positive
+from negd.validation import NegdError, check_beta, check_positive, warn_if_sigma_unresolved
 
 __all__ = ["Neuroevolution"]
 
@@ -69,20 +69,6 @@ def _check_group_sigma(value: Any, index: int) -> float:
         value = value.item()
     where = "sigma" if index == 0 else f"sigma (param group {index})"
     return check_positive(where, value)
-
-
-def _warn_if_unresolved(p: Tensor, sigma: float, index: int) -> None:
-    """Warn when a half-precision parameter cannot resolve most mutations of scale ``sigma``:
-    x + sigma xi rounds back to x where sigma is below half the spacing of the dtype at |x|."""
-    if p.dtype not in (torch.bfloat16, torch.float16) or p.numel() == 0:
-        return
-    typical = float(p.detach().abs().float().median())
-    spacing = typical * torch.finfo(p.dtype).eps
-    if sigma < spacing:
-        warnings.warn(f"negd: param group {index} holds {str(p.dtype).removeprefix('torch.')} parameters "
-                      f"(spacing {spacing:.2g} at their median |x| = {typical:.2g}); most mutations of "
-                      f"sigma = {sigma:g} round away: use float32 parameters or a larger sigma",
-                      RuntimeWarning, stacklevel=4)
 
 
 class Neuroevolution(Optimizer):
@@ -129,7 +115,7 @@ class Neuroevolution(Optimizer):
             if not p.is_floating_point():
                 raise NegdError(f"params: neuroevolution needs real floating-point parameters, "
                                 f"got {p.dtype} in param group {index}")
-            _warn_if_unresolved(p, group["sigma"], index)
+            warn_if_sigma_unresolved(p, group["sigma"], f"parameters of param group {index}", 5)
 
     def _beta(self) -> float:
         """The one beta of all groups, re-validated (schedulers may have changed it)."""

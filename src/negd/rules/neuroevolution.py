@@ -26,7 +26,7 @@ from torch import Tensor
 from negd import rng
 from negd.rules.base import LossFn, as_ensemble_params, evaluate, init_state
 from negd.state import State
-from negd.validation import check_beta, check_sigma
+from negd.validation import check_beta, check_sigma, warn_if_sigma_unresolved
 
 __all__ = ["Neuroevolution", "metropolis_accept"]
 
@@ -63,6 +63,7 @@ class Neuroevolution:
              realizations: int | None = None, realization: Tensor | None = None) -> State:
         params = as_ensemble_params(params, realizations)
         check_sigma(self.sigma, params.shape[1])
+        warn_if_sigma_unresolved(params, self.sigma)
         return init_state(params, evaluate(loss_fn, params), seed=seed, realization=realization)
 
     def mutation(self, state: State) -> Tensor:
