@@ -94,10 +94,21 @@ def test_second_resume_refused_while_a_writer_holds_the_lock(tmp_path, config_fi
     assert resume_experiment(out, progress=False, report=False).state == "complete"
 
 
+def _phase(out: Path) -> str:
+    """Where a run is: start-up (no status yet), computing, or writing the report."""
+    try:
+        status = json.loads((out / "status.json").read_text())
+    except (OSError, ValueError):
+        return "start-up"
+    return "report" if status.get("report") == "pending" else "computing"
+
+
 def _kill_and_resume(tmp_path: Path, config_file: Path, kills: int, kernels: bool, rng: random.Random,
-                     name: str, max_delay: float) -> tuple[Path, int]:
+                     name: str, max_delay: float, phases: dict | None = None) -> tuple[Path, int]:
     """Start `negd run`, kill -9 it at random moments, `--resume`, repeat; finish uninterrupted.
-    Returns the run directory and the number of kills that landed (the process was still running)."""
+    Returns the run directory and the number of kills that landed (the process was still running);
+    ``phases`` counts where they landed."""
+    phases = {} if phases is None else phases
     out = tmp_path / name
     env = negd_env(kernels)
     landed = 0
@@ -106,6 +117,7 @@ def _kill_and_resume(tmp_path: Path, config_file: Path, kills: int, kernels: boo
         proc = start(args, env, tmp_path)
         time.sleep(rng.uniform(0.2, max_delay))
         if proc.poll() is None:
+            phases[_phase(out)] = phases.get(_phase(out), 0) + 1
             proc.send_signal(signal.SIGKILL)
             landed += 1
         proc.communicate()
@@ -135,13 +147,14 @@ def test_kill9_at_random_moments_resumes_identically(tmp_path, config_file, monk
 def test_soak_50_kills(tmp_path, config_file, monkeypatch, kernels):
     reference = _reference(tmp_path, config_file, monkeypatch, kernels=kernels)
     rng = random.Random(2026 + kernels)
-    total, runs = 0, 0
+    total, runs, phases = 0, 0, {}
     while total < SOAK_KILLS:
-        out, landed = _kill_and_resume(tmp_path, config_file, 5, kernels, rng, f"soak{runs}", 6.0)
+        out, landed = _kill_and_resume(tmp_path, config_file, 5, kernels, rng, f"soak{runs}", 6.0, phases)
         assert_same_numbers(out, reference)
         total += landed
         runs += 1
-    print(f"soak ({'kernel' if kernels else 'torch'}): {total} kill -9 over {runs} runs, all identical")
+    print(f"soak ({'kernel' if kernels else 'torch'}): {total} kill -9 over {runs} runs (landed in: "
+          f"{phases}), all resumed identical to the uninterrupted run")
 
 
 def test_sigterm_during_report_leaves_status_not_complete(tmp_path, config_file, monkeypatch, capsys):

@@ -101,7 +101,7 @@ def _print_verdict(run_dir: Path) -> None:
     report = run_dir / "report.md"
     if report.exists():
         lines, inside = [], False
-        for line in report.read_text().splitlines():
+        for line in report.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("#"):
                 inside = "verdict" in line.lower()
             elif inside and line.lstrip().startswith(("-", "*")):
@@ -112,8 +112,8 @@ def _print_verdict(run_dir: Path) -> None:
     summary = run_dir / "summary.json"
     if summary.exists():
         try:
-            verdict = json.loads(summary.read_text()).get("verdict")
-        except (json.JSONDecodeError, AttributeError):
+            verdict = json.loads(summary.read_text(encoding="utf-8", errors="replace")).get("verdict")
+        except (ValueError, AttributeError):  # damaged summary.json: no verdict line
             verdict = None
         if verdict:
             print(f"verdict: {verdict}")
