@@ -274,3 +274,17 @@ def test_half_precision_params_that_swallow_sigma_warn():
     with pytest.warns(RuntimeWarning, match="are bfloat16 .* round away"):
         NE(sigma=1e-3).init(torch.ones(8, dtype=torch.bfloat16), lambda p: (p.float() ** 2).sum(1),
                             realizations=2)
+
+
+def test_proposals_that_change_nothing_are_not_accepted():
+    """Issue 11, defect 8: moves with sigma = 1e-30 changed nothing and were counted as accepted."""
+    from negd.rules import Neuroevolution as NE
+
+    rule, loss = NE(sigma=1e-30), lambda p: (p ** 2).sum(1)
+    state = rule.init(torch.ones(5), loss, realizations=3)
+    for _ in range(4):
+        state = rule.step(state, loss)
+        assert not state.accepted.any()
+    assert torch.equal(state.params, torch.ones(3, 5))
+    moving = NE(sigma=0.1).step(NE(sigma=0.1).init(torch.ones(5), loss, realizations=64), loss)
+    assert 0 < int(moving.accepted.sum()) < 64  # ordinary moves: accepted about half the time

@@ -10,7 +10,8 @@ descent", Nature Communications 12, 6317 (2021), steps 1-4 of their algorithm:
    (a move of exactly equal loss is accepted);
 4. otherwise keep x.
 
-A proposal whose loss is NaN or infinite is always rejected. For small sigma the ensemble
+A proposal whose loss is NaN or infinite is always rejected, and so is one that changes no
+parameter (sigma below the resolution of the parameters' dtype). For small sigma the ensemble
 follows dx/dt = -(beta sigma^2/2) grad U + noise (finite beta) or
 dx/dt = -(sigma/sqrt(2 pi)) grad U/|grad U| + noise (beta = inf); see :mod:`negd.theory`.
 """
@@ -78,7 +79,10 @@ class Neuroevolution:
         u = None
         if not math.isinf(self.beta):
             u = rng.uniform(state.seed, state.realization, state.step)
-        accept = metropolis_accept(new_loss, state.loss, self.beta, u)
+        # A proposal that rounds back to x (sigma below the dtype's resolution, e.g. 1e-30) is
+        # not a move: it would be "accepted" at dU = 0 while nothing changes.
+        moved = (proposal != state.params).any(dim=1)
+        accept = metropolis_accept(new_loss, state.loss, self.beta, u) & moved
         return state.replace(
             params=torch.where(accept[:, None], proposal, state.params),
             loss=torch.where(accept, new_loss.to(state.loss.dtype), state.loss),
