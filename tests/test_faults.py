@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from negd import kernels as negd_kernels
 from negd.cli import main
 from negd.experiments.config import load_config
 from negd.experiments.runner import resume_experiment, run_experiment
-from tests.runtools import FAULT_YAML, assert_same_numbers, negd_env, run, start
+from tests.runtools import FAULT_YAML, assert_same_numbers, fault_yaml, negd_env, run, start
 
 SOAK_KILLS = 50
 
@@ -31,7 +32,7 @@ SOAK_KILLS = 50
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "fault.yaml"
-    path.write_text(FAULT_YAML)
+    path.write_text(fault_yaml(negd_kernels.available()))
     return path
 
 
@@ -137,7 +138,8 @@ def test_kill9_at_random_moments_resumes_identically(tmp_path, config_file, monk
     """kill -9 during start-up, computation, snapshot writes or the report, then --resume: the
     numbers equal an uninterrupted run's."""
     reference = _reference(tmp_path, config_file, monkeypatch)
-    out, landed = _kill_and_resume(tmp_path, config_file, 3, True, random.Random(11), "killed", 5.0)
+    kernel = negd_kernels.available()
+    out, landed = _kill_and_resume(tmp_path, config_file, 3, kernel, random.Random(11), "killed", 5.0)
     assert landed >= 1
     assert_same_numbers(out, reference)
 
@@ -145,10 +147,9 @@ def test_kill9_at_random_moments_resumes_identically(tmp_path, config_file, monk
 @pytest.mark.skipif(os.environ.get("NEGD_SOAK") != "1", reason="soak: set NEGD_SOAK=1 (several minutes)")
 @pytest.mark.parametrize("kernels", [True, False], ids=["kernel", "torch"])
 def test_soak_50_kills(tmp_path, config_file, monkeypatch, kernels):
-    if not kernels:  # the torch path is ~50x slower per step here: fewer steps, same two arms
+    if not kernels:
         config_file = tmp_path / "torch.yaml"
-        config_file.write_text(FAULT_YAML.replace("t_final: 0.4", "t_final: 0.08").replace("n_snapshots: 9",
-                                                                                           "n_snapshots: 5"))
+        config_file.write_text(fault_yaml(False))
     reference = _reference(tmp_path, config_file, monkeypatch, kernels=kernels)
     rng = random.Random(2026 + kernels)
     total, runs, phases = 0, 0, {}
