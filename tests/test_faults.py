@@ -178,7 +178,8 @@ def test_sigterm_during_report_leaves_status_not_complete(tmp_path, config_file,
     out = tmp_path / "D"
     assert main(["run", str(config_file), "--out", str(out), "--no-progress"]) == 130
     err = capsys.readouterr().err
-    assert f"negd report {out}" in err
+    assert "interrupted while writing the report (every arm is complete)" in err
+    assert f"resume with: negd run --resume {out}" in err
     state = json.loads((out / "status.json").read_text())
     assert state["state"] != "complete" and state["report"] == "interrupted"
     assert not (out / "report.md").exists()

@@ -516,7 +516,8 @@ def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: b
     except KeyboardInterrupt:
         # A run is "complete" only with its report: say what is missing and how to get it.
         write_status(run_dir, "interrupted", complete, sum(walls), report="interrupted")
+        done = "every arm is complete" if state == "complete" else "the arms are incomplete"
         return RunResult(run_dir, "interrupted", None,
-                         f"interrupted while writing the report; rebuild it with: negd report {run_dir}")
+                         f"interrupted while writing the report ({done}); resuming writes it")
     write_status(run_dir, state, complete, sum(walls), report="written" if report_path else "failed")
     return RunResult(run_dir, state, report_path, message)
