@@ -95,31 +95,51 @@ def test_second_resume_refused_while_a_writer_holds_the_lock(tmp_path, config_fi
     assert resume_experiment(out, progress=False, report=False).state == "complete"
 
 
-def _phase(out: Path) -> str:
-    """Where a run is: start-up (no status yet), computing, or writing the report."""
+def _status_mtime(out: Path) -> int:
+    try:
+        return (out / "status.json").stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _phase(out: Path, started: int) -> str:
+    """Where the process is: start-up (has not written status.json yet), computing, or report."""
+    if _status_mtime(out) <= started:
+        return "start-up"
     try:
         status = json.loads((out / "status.json").read_text())
     except (OSError, ValueError):
-        return "start-up"
+        return "computing"
     return "report" if status.get("report") == "pending" else "computing"
 
 
 def _kill_and_resume(tmp_path: Path, config_file: Path, kills: int, kernels: bool, rng: random.Random,
                      name: str, max_delay: float, phases: dict | None = None) -> tuple[Path, int]:
-    """Start `negd run`, kill -9 it at random moments, `--resume`, repeat; finish uninterrupted.
-    Returns the run directory and the number of kills that landed (the process was still running);
-    ``phases`` counts where they landed."""
+    """Start `negd run`, kill -9 it at a random moment, `--resume`, repeat; finish uninterrupted.
+
+    One kill in four lands anywhere from the start (start-up included); the others land a random
+    time (0 to ``max_delay`` s) after the process first wrote status.json, i.e. while it computes,
+    writes snapshots or builds the report. Returns the run directory and the number of kills that
+    landed (the process was still running); ``phases`` counts where they landed."""
     phases = {} if phases is None else phases
     out = tmp_path / name
     env = negd_env(kernels)
     landed = 0
     args = ["run", str(config_file), "--out", str(out)]
-    for _ in range(kills):
+    for k in range(kills):
+        started = _status_mtime(out)
         proc = start(args, env, tmp_path)
-        time.sleep(rng.uniform(0.2, max_delay))
+        if k % 4 == 3:
+            time.sleep(rng.uniform(0.1, 4.0))
+        else:
+            deadline = time.monotonic() + 300
+            while _status_mtime(out) <= started and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, max_delay))
         if proc.poll() is None:
-            phases[_phase(out)] = phases.get(_phase(out), 0) + 1
+            phase = _phase(out, started)
             proc.send_signal(signal.SIGKILL)
+            phases[phase] = phases.get(phase, 0) + 1
             landed += 1
         proc.communicate()
         if (out / "config.json").exists():
@@ -139,7 +159,7 @@ def test_kill9_at_random_moments_resumes_identically(tmp_path, config_file, monk
     numbers equal an uninterrupted run's."""
     reference = _reference(tmp_path, config_file, monkeypatch)
     kernel = negd_kernels.available()
-    out, landed = _kill_and_resume(tmp_path, config_file, 3, kernel, random.Random(11), "killed", 5.0)
+    out, landed = _kill_and_resume(tmp_path, config_file, 3, kernel, random.Random(11), "killed", 3.0)
     assert landed >= 1
     assert_same_numbers(out, reference)
 
@@ -154,7 +174,8 @@ def test_soak_50_kills(tmp_path, config_file, monkeypatch, kernels):
     rng = random.Random(2026 + kernels)
     total, runs, phases = 0, 0, {}
     while total < SOAK_KILLS:
-        out, landed = _kill_and_resume(tmp_path, config_file, 5, kernels, rng, f"soak{runs}", 6.0, phases)
+        out, landed = _kill_and_resume(tmp_path, config_file, 5, kernels, rng, f"soak{runs}",
+                                       4.0 if kernels else 15.0, phases)
         assert_same_numbers(out, reference)
         total += landed
         runs += 1
