@@ -104,3 +104,13 @@ def test_targets_are_judged_from_the_rows():
     assert met == {"shallow R=1000jax": True, "shallow R=1000": False, "deep R=100": True,
                    "mutation step <= 0.5x gradient step cost (worst cell, R >= 100)": False,
                    "shallow R=100,000": True}
+
+
+def test_unwritable_out_fails_before_running(tmp_path, capsys):
+    """Issue 11, defect 8: `negd bench --out` into an unwritable folder ran the whole benchmark, then
+    lost its JSON and exited 0."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli.main(["--quick", "--out", str(blocker / "results.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out: cannot write into" in err[0], err

@@ -102,3 +102,14 @@ def test_bad_chunk_size_raises_negd_error(cls, data):
     for bad in (0, -3, 2.5):
         with pytest.raises(NegdError, match="chunk_size"):
             cls(model_or_spec, x, y, chunk_size=bad)
+
+
+@pytest.mark.parametrize("layer", [torch.nn.Dropout(0.1), torch.nn.BatchNorm1d(4)])
+def test_module_loss_refuses_training_mode_dropout_and_batchnorm(layer, data):
+    """Issue 11, defect 8: Dropout or BatchNorm gave raw vmap errors; eval mode works."""
+    x, y = data
+    model = torch.nn.Sequential(torch.nn.Linear(1, 4), layer, torch.nn.Linear(4, 1))
+    with pytest.raises(NegdError, match=rf"model: {type(layer).__name__} layer '1' is in training mode"):
+        ModuleLoss(model, x, y)
+    loss = ModuleLoss(model.eval(), x, y)
+    assert loss(torch.zeros(3, loss.n_params)).shape == (3,)

@@ -52,6 +52,17 @@ def _chunked(fn: Callable[[Tensor], Tensor], params: Tensor, chunk: int) -> Tens
     return torch.cat([fn(p) for p in params.split(chunk)])
 
 
+def _check_deterministic(model: nn.Module) -> None:
+    """Refuse layers that make the loss random or mutate buffers in training mode (Dropout,
+    BatchNorm): the loss must be a pure function of the parameters, and vmap cannot run them."""
+    stateful = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+    for name, module in model.named_modules():
+        if module.training and isinstance(module, stateful):
+            raise NegdError(f"model: {type(module).__name__} layer {name or '(root)'!r} is in training mode, "
+                            f"where its output is random or it updates running statistics; call "
+                            f"model.eval() before building ModuleLoss")
+
+
 class ModuleLoss:
     """Loss of any ``nn.Module`` for a batch of flat parameter vectors.
 
@@ -63,6 +74,7 @@ class ModuleLoss:
     def __init__(self, model: nn.Module, inputs: Tensor, targets: Tensor,
                  loss: Callable[[Tensor, Tensor], Tensor] | None = None,
                  chunk_size: int = 1024) -> None:
+        _check_deterministic(model)
         self.model = model
         self.names = [n for n, _ in model.named_parameters()]
         self.shapes = [p.shape for _, p in model.named_parameters()]
