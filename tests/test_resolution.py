@@ -175,7 +175,8 @@ def test_verdict_states_unresolved_rounding():
 
     final = {"delta_ratio": 0.01, "delta_ratio_upper": 0.02, "loss_gap_relative": 0.001,
              "loss_gap_in_se": 0.5, "t_final": 3.0, "resolution_tie_fraction": 0.0,
-             "resolution_decision_risk_max": 0.017, "resolution_quantization_max": 2e-4, "resolution_ok": False}
+             "resolution_decision_risk_max": 0.017, "resolution_quantization_max": 2e-4,
+             "resolution_ok": False}
     v = verdict(final)
     assert v.label == "holds" and not v.resolved
     assert "rounding can flip 1.7% of accept decisions" in v.sentence and "dtype float64" in v.sentence
