@@ -135,7 +135,9 @@ def _check_keys(section: str, data: Any, allowed: tuple[str, ...]) -> dict:
         if key not in allowed:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             more = f" (did you mean {hint[0]!r}?)" if hint else ""
-            name = f"{section}.{key}" if section else str(key)
+            # a key that is not a plain name (newlines, control characters, huge) is shown by its repr
+            shown = str(key) if isinstance(key, str) and key.isprintable() and len(key) <= 60 else _short(key)
+            name = f"{section}.{shown}" if section else shown
             raise NegdError(f"{name}: unknown key{more}; allowed keys {where}{', '.join(allowed)}")
     return data
 
