@@ -28,6 +28,7 @@ HYPERPARAMETERS = {
     "langevin": {"alpha": 0.05, "noise": 0.01},
     "normalized": {"alpha": 0.01, "noise": 0.005},
     "matched_langevin": {"sigma": 0.01, "beta": 50.0},
+    "population": {"sigma": 0.05, "k": 3},
 }
 SPEC = MLPSpec(depth=1, width=6)
 R = 7
@@ -153,6 +154,10 @@ BAD_HYPERPARAMETERS = [
     ("matched_langevin", {"sigma": torch.tensor([0.1, 0.1])}, "sigma"),
     ("matched_langevin", {"beta": 0.0}, "beta"),
     ("matched_langevin", {"time_step": 0.0}, "time_step"),
+    ("population", {"k": 0}, "k"),
+    ("population", {"selection": "best"}, "selection"),
+    ("population", {"sigma": -0.1}, "sigma"),
+    ("population", {"beta": 0.0}, "beta"),
 ]
 
 
@@ -163,7 +168,7 @@ def test_bad_hyperparameters_raise_negd_error(name, kwargs, field):
 
 
 @pytest.mark.parametrize("name, field", [("neuroevolution", "sigma"), ("gradient_descent", "alpha"),
-                                         ("langevin", "noise")])
+                                         ("langevin", "noise"), ("population", "sigma")])
 def test_per_parameter_hyperparameter_of_wrong_length(name, field, loss_fn, start):
     rule = make_rule(name, **{field: torch.full((SPEC.n_params + 1,), 0.01)})
     with pytest.raises(NegdError, match=field):

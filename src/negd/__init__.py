@@ -13,10 +13,11 @@ from negd.rules import (
     MomentMatchedLangevin,
     Neuroevolution,
     NormalizedGradientDescent,
+    Population,
 )
 from negd.state import State
 from negd.tasks import get_task
-from negd.twins import gradient_twin, matched_twin
+from negd.twins import gradient_twin, matched_twin, population_twin
 from negd.validation import NegdError
 
 __version__ = "0.1.0"
@@ -24,5 +25,6 @@ __version__ = "0.1.0"
 __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
            "Langevin", "MomentMatchedLangevin", "Neuroevolution", "NormalizedGradientDescent", "State",
-           "get_task", "gradient_twin", "matched_twin", "NegdError", "NeuroEvolution", "Regime",
+           "get_task", "gradient_twin", "matched_twin", "population_twin", "Population",
+           "NegdError", "NeuroEvolution", "Regime",
            "regime_check", "__version__"]

@@ -7,6 +7,7 @@ from negd.rules.base import LossFn, UpdateRule, value_and_grad
 from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
 from negd.rules.matched import MomentMatchedLangevin
 from negd.rules.neuroevolution import Neuroevolution, metropolis_accept
+from negd.rules.population import Population
 
 RULES: dict[str, type] = {
     "neuroevolution": Neuroevolution,
@@ -14,8 +15,9 @@ RULES: dict[str, type] = {
     "langevin": Langevin,
     "normalized": NormalizedGradientDescent,
     "matched_langevin": MomentMatchedLangevin,
+    "population": Population,
 }
 
 __all__ = ["RULES", "LossFn", "UpdateRule", "value_and_grad", "Neuroevolution",
            "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent",
-           "MomentMatchedLangevin"]
+           "MomentMatchedLangevin", "Population"]
