@@ -29,6 +29,7 @@ HYPERPARAMETERS = {
     "normalized": {"alpha": 0.01, "noise": 0.005},
     "matched_langevin": {"sigma": 0.01, "beta": 50.0},
     "population": {"sigma": 0.05, "k": 3},
+    "adaptive_mc": {"sigma": 0.05, "epsilon": 0.2, "n_reset": 3},
 }
 SPEC = MLPSpec(depth=1, width=6)
 R = 7
@@ -158,6 +159,11 @@ BAD_HYPERPARAMETERS = [
     ("population", {"selection": "best"}, "selection"),
     ("population", {"sigma": -0.1}, "sigma"),
     ("population", {"beta": 0.0}, "beta"),
+    ("adaptive_mc", {"epsilon": 0.0}, "epsilon"),
+    ("adaptive_mc", {"epsilon": 1.5}, "epsilon"),
+    ("adaptive_mc", {"n_reset": 0}, "n_reset"),
+    ("adaptive_mc", {"shrink": 1.0}, "shrink"),
+    ("adaptive_mc", {"sigma": torch.tensor([0.1, 0.2])}, "sigma"),
 ]
 
 

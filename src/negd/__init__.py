@@ -8,6 +8,7 @@ from negd.optim import NeuroEvolution
 from negd.regime import Regime, regime_check
 from negd.rules import (
     RULES,
+    AdaptiveMC,
     GradientDescent,
     Langevin,
     MomentMatchedLangevin,
@@ -26,5 +27,5 @@ __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "M
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
            "Langevin", "MomentMatchedLangevin", "Neuroevolution", "NormalizedGradientDescent", "State",
            "get_task", "gradient_twin", "matched_twin", "population_twin", "Population",
-           "NegdError", "NeuroEvolution", "Regime",
+           "AdaptiveMC", "NegdError", "NeuroEvolution", "Regime",
            "regime_check", "__version__"]

@@ -3,6 +3,7 @@
 ``RULES`` maps a name to each rule class, so configurations and tests can go over all of them.
 """
 
+from negd.rules.adaptive import AdaptiveMC
 from negd.rules.base import LossFn, UpdateRule, value_and_grad
 from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
 from negd.rules.matched import MomentMatchedLangevin
@@ -16,8 +17,9 @@ RULES: dict[str, type] = {
     "normalized": NormalizedGradientDescent,
     "matched_langevin": MomentMatchedLangevin,
     "population": Population,
+    "adaptive_mc": AdaptiveMC,
 }
 
 __all__ = ["RULES", "LossFn", "UpdateRule", "value_and_grad", "Neuroevolution",
            "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent",
-           "MomentMatchedLangevin", "Population"]
+           "MomentMatchedLangevin", "Population", "AdaptiveMC"]
