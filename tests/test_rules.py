@@ -30,6 +30,8 @@ HYPERPARAMETERS = {
     "matched_langevin": {"sigma": 0.01, "beta": 50.0},
     "population": {"sigma": 0.05, "k": 3},
     "adaptive_mc": {"sigma": 0.05, "epsilon": 0.2, "n_reset": 3},
+    "minibatch_neuroevolution": {"sigma": 0.05, "mode": "stale"},
+    "minibatch_gradient": {"base": Langevin(alpha=0.05, noise=0.01)},
 }
 SPEC = MLPSpec(depth=1, width=6)
 R = 7
@@ -164,6 +166,10 @@ BAD_HYPERPARAMETERS = [
     ("adaptive_mc", {"n_reset": 0}, "n_reset"),
     ("adaptive_mc", {"shrink": 1.0}, "shrink"),
     ("adaptive_mc", {"sigma": torch.tensor([0.1, 0.2])}, "sigma"),
+    ("minibatch_neuroevolution", {"mode": "fresh"}, "mode"),
+    ("minibatch_neuroevolution", {"sigma": 0.0}, "sigma"),
+    ("minibatch_neuroevolution", {"beta": 0.0}, "beta"),
+    ("minibatch_gradient", {"base": Neuroevolution(0.1)}, "base"),
 ]
 
 

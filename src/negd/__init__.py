@@ -3,6 +3,7 @@ gradient descent (Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021))
 
 from negd.engine import advance, advance_counted
 from negd.ensemble import MLPLoss, ModuleLoss, loss_for
+from negd.minibatch import MinibatchLoss
 from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
 from negd.optim import NeuroEvolution
 from negd.regime import Regime, regime_check
@@ -11,6 +12,8 @@ from negd.rules import (
     AdaptiveMC,
     GradientDescent,
     Langevin,
+    MinibatchGradient,
+    MinibatchNeuroevolution,
     MomentMatchedLangevin,
     Neuroevolution,
     NormalizedGradientDescent,
@@ -27,5 +30,6 @@ __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "M
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
            "Langevin", "MomentMatchedLangevin", "Neuroevolution", "NormalizedGradientDescent", "State",
            "get_task", "gradient_twin", "matched_twin", "population_twin", "Population",
-           "AdaptiveMC", "NegdError", "NeuroEvolution", "Regime",
+           "AdaptiveMC", "MinibatchLoss", "MinibatchNeuroevolution", "MinibatchGradient",
+           "NegdError", "NeuroEvolution", "Regime",
            "regime_check", "__version__"]

@@ -7,6 +7,7 @@ from negd.rules.adaptive import AdaptiveMC
 from negd.rules.base import LossFn, UpdateRule, value_and_grad
 from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
 from negd.rules.matched import MomentMatchedLangevin
+from negd.rules.minibatch import MinibatchGradient, MinibatchNeuroevolution
 from negd.rules.neuroevolution import Neuroevolution, metropolis_accept
 from negd.rules.population import Population
 
@@ -18,8 +19,11 @@ RULES: dict[str, type] = {
     "matched_langevin": MomentMatchedLangevin,
     "population": Population,
     "adaptive_mc": AdaptiveMC,
+    "minibatch_neuroevolution": MinibatchNeuroevolution,
+    "minibatch_gradient": MinibatchGradient,
 }
 
 __all__ = ["RULES", "LossFn", "UpdateRule", "value_and_grad", "Neuroevolution",
            "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent",
-           "MomentMatchedLangevin", "Population", "AdaptiveMC"]
+           "MomentMatchedLangevin", "Population", "AdaptiveMC",
+           "MinibatchNeuroevolution", "MinibatchGradient"]
