@@ -32,6 +32,7 @@ HYPERPARAMETERS = {
     "adaptive_mc": {"sigma": 0.05, "epsilon": 0.2, "n_reset": 3},
     "minibatch_neuroevolution": {"sigma": 0.05, "mode": "stale"},
     "minibatch_gradient": {"base": Langevin(alpha=0.05, noise=0.01)},
+    "curvature_twin": {"sigma": 0.05, "n_probes": 3, "refresh": 2},
 }
 SPEC = MLPSpec(depth=1, width=6)
 R = 7
@@ -85,7 +86,7 @@ def test_same_seed_same_numbers(name, loss_fn, start):
     b = run(rule, start, loss_fn, 5, seed=9)
     assert torch.equal(a.params, b.params) and torch.equal(a.loss, b.loss)
     assert torch.equal(a.accepted, b.accepted)
-    if name != "gradient_descent":  # the only deterministic rule
+    if name not in ("gradient_descent", "curvature_twin"):  # deterministic moves
         c = run(rule, start, loss_fn, 5, seed=10)
         assert not torch.equal(a.params, c.params)
 
@@ -170,6 +171,11 @@ BAD_HYPERPARAMETERS = [
     ("minibatch_neuroevolution", {"sigma": 0.0}, "sigma"),
     ("minibatch_neuroevolution", {"beta": 0.0}, "beta"),
     ("minibatch_gradient", {"base": Neuroevolution(0.1)}, "base"),
+    ("curvature_twin", {"sigma": torch.tensor([0.1, 0.1])}, "sigma"),
+    ("curvature_twin", {"n_probes": 1}, "n_probes"),
+    ("curvature_twin", {"refresh": 0}, "refresh"),
+    ("curvature_twin", {"curvature": "full"}, "curvature"),
+    ("curvature_twin", {"time_step": -1.0}, "time_step"),
 ]
 
 

@@ -5,6 +5,7 @@
 
 from negd.rules.adaptive import AdaptiveMC
 from negd.rules.base import LossFn, UpdateRule, value_and_grad
+from negd.rules.curvature import CurvatureAwareTwin
 from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
 from negd.rules.matched import MomentMatchedLangevin
 from negd.rules.minibatch import MinibatchGradient, MinibatchNeuroevolution
@@ -21,9 +22,10 @@ RULES: dict[str, type] = {
     "adaptive_mc": AdaptiveMC,
     "minibatch_neuroevolution": MinibatchNeuroevolution,
     "minibatch_gradient": MinibatchGradient,
+    "curvature_twin": CurvatureAwareTwin,
 }
 
 __all__ = ["RULES", "LossFn", "UpdateRule", "value_and_grad", "Neuroevolution",
            "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent",
            "MomentMatchedLangevin", "Population", "AdaptiveMC",
-           "MinibatchNeuroevolution", "MinibatchGradient"]
+           "MinibatchNeuroevolution", "MinibatchGradient", "CurvatureAwareTwin"]
