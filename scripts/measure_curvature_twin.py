@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--times", type=float, nargs="+", default=[3.0, 3.5, 4.0])
     parser.add_argument("--refresh", type=int, default=50)
     parser.add_argument("--probes", type=int, default=16)
+    parser.add_argument("--curvature", choices=["c_perp", "c"], default="c_perp")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -43,7 +44,8 @@ def main() -> None:
     sigma = math.sqrt(2 * math.pi) * lam * alpha
     ne = Neuroevolution(sigma)
     normalized = NormalizedGradientDescent(alpha=alpha)
-    curved = CurvatureAwareTwin(sigma, time_step=1 / lam, n_probes=args.probes, refresh=args.refresh)
+    curved = CurvatureAwareTwin(sigma, time_step=1 / lam, n_probes=args.probes, refresh=args.refresh,
+                                curvature=args.curvature)
 
     ne_state = ne.init(x0, loss_fn, seed=0, realizations=args.realizations)
     gd_state = normalized.init(x0, loss_fn, realizations=1)
@@ -58,7 +60,7 @@ def main() -> None:
         samples = ne_state.params.double().numpy()
         row = {"t": t, "ne_loss": float(ne_state.loss.double().mean()),
                "ne_loss_se": float(ne_state.loss.double().std() / math.sqrt(args.realizations)),
-               "c_perp": float(curved.c(cv_state)[0])}
+               "c": float(curved.c(cv_state)[0])}
         for name, twin in (("normalized", gd_state), ("curvature", cv_state)):
             x = twin.params[0].double()
             stats = delta_from_samples(x.numpy(), samples)
@@ -68,16 +70,16 @@ def main() -> None:
                          "ratio": float(stats.corrected) / change,
                          "ratio_se": float(stats.corrected_se) / change}
         rows.append(row)
-        print(f"t = {t}: NE loss {row['ne_loss']:.5g} +- {row['ne_loss_se']:.2g}, c_perp {row['c_perp']:.3f}"
-              f"  ({time.perf_counter() - start:.0f} s)")
+        print(f"t = {t}: NE loss {row['ne_loss']:.5g} +- {row['ne_loss_se']:.2g}, "
+              f"{args.curvature} {row['c']:.3f}  ({time.perf_counter() - start:.0f} s)")
         for name in ("normalized", "curvature"):
             d = row[name]
             print(f"   {name:10s} loss {d['loss']:.5g}  Delta_c/param_change {d['ratio']:.4f} +- "
                   f"{d['ratio_se']:.4f}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"sigma": sigma, "lambda": lam, "realizations": args.realizations, "rows": rows}, f,
-                      indent=1)
+            json.dump({"curvature": args.curvature, "sigma": sigma, "lambda": lam,
+                       "realizations": args.realizations, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,36 @@ def test_bad_hyperparameters(kwargs, field):
     with pytest.raises(NegdError, match=field) as info:
         AdaptiveMC(**{"sigma": 0.1, **kwargs})
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("m_along", [0.0, -0.7, 1.2])
+def test_one_step_means_match_the_mean_field_twin(m_along):
+    # Linear loss U = g.x in N = 10, mu = sigma (m_along u + 0.5 v), v a unit vector across g. One aMC
+    # step of R realizations: mean dx and dmu per coordinate within 4 SE (chi^2 over the N
+    # coordinates: mean N, SD sqrt(2N), 4 SD) of E[dx] = Phi(-m) mu - sigma phi(m) u and
+    # E[dmu] = -epsilon sigma phi(m) u, m = g.mu/(sigma |g|) = m_along.
+    from negd.rules.adaptive_twin import amc_mean_step
+
+    n, r, sigma, eps = 10, 40_000, 0.1, 0.3
+    gen = torch.Generator().manual_seed(3)
+    g = torch.randn(n, generator=gen, dtype=torch.float64)
+    u = g / g.norm()
+    v = torch.randn(n, generator=gen, dtype=torch.float64)
+    v = v - (v @ u) * u
+    v = v / v.norm()
+    mu = sigma * (m_along * u + 0.5 * v)
+    rule = AdaptiveMC(sigma, epsilon=eps)
+    state = rule.init(torch.zeros(n, dtype=torch.float64), lambda p: p @ g, seed=9, realizations=r)
+    state = state.replace(extras={**state.extras, "amc_mu": mu.expand(r, n).clone()})
+    new = rule.step(state, lambda p: p @ g)
+    dx, dmu, acc = amc_mean_step(mu[None], (mu @ g)[None], torch.zeros(1, dtype=torch.float64), g[None],
+                                 sigma, eps)
+    assert abs(new.accepted.double().mean().item() - acc.item()) <= 4 * math.sqrt(0.25 / r)
+    for measured, predicted in ((new.params, dx[0]), (new.extras["amc_mu"] - mu, dmu[0])):
+        scores = (measured.mean(0) - predicted) / (measured.std(0) / math.sqrt(r))
+        assert abs((scores**2).sum().item() - n) <= 4 * math.sqrt(2 * n)
+    assert abs(acc.item() - theory_cdf(-m_along)) < 1e-12
+
+
+def theory_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2))

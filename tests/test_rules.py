@@ -33,6 +33,7 @@ HYPERPARAMETERS = {
     "minibatch_neuroevolution": {"sigma": 0.05, "mode": "stale"},
     "minibatch_gradient": {"base": Langevin(alpha=0.05, noise=0.01)},
     "curvature_twin": {"sigma": 0.05, "n_probes": 3, "refresh": 2},
+    "adaptive_mc_twin": {"sigma": 0.01, "epsilon": 0.2},
 }
 SPEC = MLPSpec(depth=1, width=6)
 R = 7
@@ -86,7 +87,7 @@ def test_same_seed_same_numbers(name, loss_fn, start):
     b = run(rule, start, loss_fn, 5, seed=9)
     assert torch.equal(a.params, b.params) and torch.equal(a.loss, b.loss)
     assert torch.equal(a.accepted, b.accepted)
-    if name not in ("gradient_descent", "curvature_twin"):  # deterministic moves
+    if name not in ("gradient_descent", "curvature_twin", "adaptive_mc_twin"):  # deterministic
         c = run(rule, start, loss_fn, 5, seed=10)
         assert not torch.equal(a.params, c.params)
 
@@ -176,6 +177,8 @@ BAD_HYPERPARAMETERS = [
     ("curvature_twin", {"refresh": 0}, "refresh"),
     ("curvature_twin", {"curvature": "full"}, "curvature"),
     ("curvature_twin", {"time_step": -1.0}, "time_step"),
+    ("adaptive_mc_twin", {"epsilon": 0.0}, "epsilon"),
+    ("adaptive_mc_twin", {"sigma": -1.0}, "sigma"),
 ]
 
 

@@ -4,6 +4,7 @@
 """
 
 from negd.rules.adaptive import AdaptiveMC
+from negd.rules.adaptive_twin import AdaptiveMCTwin
 from negd.rules.base import LossFn, UpdateRule, value_and_grad
 from negd.rules.curvature import CurvatureAwareTwin
 from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
@@ -23,9 +24,11 @@ RULES: dict[str, type] = {
     "minibatch_neuroevolution": MinibatchNeuroevolution,
     "minibatch_gradient": MinibatchGradient,
     "curvature_twin": CurvatureAwareTwin,
+    "adaptive_mc_twin": AdaptiveMCTwin,
 }
 
 __all__ = ["RULES", "LossFn", "UpdateRule", "value_and_grad", "Neuroevolution",
            "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent",
            "MomentMatchedLangevin", "Population", "AdaptiveMC",
-           "MinibatchNeuroevolution", "MinibatchGradient", "CurvatureAwareTwin"]
+           "MinibatchNeuroevolution", "MinibatchGradient", "CurvatureAwareTwin",
+           "AdaptiveMCTwin"]
