@@ -19,7 +19,7 @@ import time
 import torch
 
 from negd import MLPLoss, MLPSpec, get_task, paper_init
-from negd.analysis.delta import delta_from_samples
+from negd.analysis.delta import delta_from_ensembles, delta_from_samples
 from negd.engine import advance
 from negd.rules import CurvatureAwareTwin, Neuroevolution, NormalizedGradientDescent
 
@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--refresh", type=int, default=50)
     parser.add_argument("--probes", type=int, default=16)
     parser.add_argument("--curvature", choices=["c_perp", "c"], default="c_perp")
+    parser.add_argument("--noisy-twin", action="store_true",
+                        help="also an ensemble of normalized twins with noise sigma/sqrt(2) per NE step")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -50,6 +52,9 @@ def main() -> None:
     ne_state = ne.init(x0, loss_fn, seed=0, realizations=args.realizations)
     gd_state = normalized.init(x0, loss_fn, realizations=1)
     cv_state = curved.init(x0, loss_fn, seed=0, realizations=1)
+    # Noise sigma/sqrt 2 per NE step is sigma/sqrt(2 lambda) per GD step (1/lambda NE steps).
+    noisy = NormalizedGradientDescent(alpha=alpha, noise=sigma / math.sqrt(2 * lam))
+    noisy_state = noisy.init(x0, loss_fn, seed=7, realizations=args.realizations) if args.noisy_twin else None
     rows = []
     start = time.perf_counter()
     for t in args.times:
@@ -58,6 +63,8 @@ def main() -> None:
         gd_state = advance(normalized, gd_state, loss_fn, gd_steps - gd_state.step)
         cv_state = advance(curved, cv_state, loss_fn, gd_steps - cv_state.step)
         samples = ne_state.params.double().numpy()
+        if noisy_state is not None:
+            noisy_state = advance(noisy, noisy_state, loss_fn, gd_steps - noisy_state.step)
         row = {"t": t, "ne_loss": float(ne_state.loss.double().mean()),
                "ne_loss_se": float(ne_state.loss.double().std() / math.sqrt(args.realizations)),
                "c": float(curved.c(cv_state)[0])}
@@ -69,12 +76,21 @@ def main() -> None:
                          "delta_c_se": float(stats.corrected_se), "param_change": change,
                          "ratio": float(stats.corrected) / change,
                          "ratio_se": float(stats.corrected_se) / change}
+        if noisy_state is not None:
+            xs = noisy_state.params.double()
+            stats = delta_from_ensembles(xs.numpy(), samples)
+            change = float(((xs.mean(0) - x0.double()) ** 2).mean())
+            row["normalized+noise"] = {"loss": float(noisy_state.loss.double().mean()),
+                                       "delta_c": float(stats.corrected),
+                                       "delta_c_se": float(stats.corrected_se), "param_change": change,
+                                       "ratio": float(stats.corrected) / change,
+                                       "ratio_se": float(stats.corrected_se) / change}
         rows.append(row)
         print(f"t = {t}: NE loss {row['ne_loss']:.5g} +- {row['ne_loss_se']:.2g}, "
               f"{args.curvature} {row['c']:.3f}  ({time.perf_counter() - start:.0f} s)")
-        for name in ("normalized", "curvature"):
+        for name in [k for k in ("normalized", "curvature", "normalized+noise") if k in row]:
             d = row[name]
-            print(f"   {name:10s} loss {d['loss']:.5g}  Delta_c/param_change {d['ratio']:.4f} +- "
+            print(f"   {name:16s} loss {d['loss']:.5g}  Delta_c/param_change {d['ratio']:.4f} +- "
                   f"{d['ratio_se']:.4f}")
     if args.out:
         with open(args.out, "w") as f:
