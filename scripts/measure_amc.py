@@ -20,8 +20,9 @@ import time
 import torch
 
 from negd import MLPLoss, MLPSpec, get_task, paper_init
+from negd.analysis.delta import delta_from_samples
 from negd.engine import advance
-from negd.rules import AdaptiveMC, Neuroevolution, NormalizedGradientDescent
+from negd.rules import AdaptiveMC, AdaptiveMCTwin, Neuroevolution, NormalizedGradientDescent
 
 
 def steps_to_reach(rule, loss_fn, x0, target: float, realizations: int, max_steps: int, every: int,
@@ -36,12 +37,37 @@ def steps_to_reach(rule, loss_fn, x0, target: float, realizations: int, max_step
     return reached, float(state.loss.double().mean())
 
 
+def compare_with_twin(loss_fn, x0, sigma: float, epsilon: float, realizations: int,
+                      checkpoints: list[int]) -> list[dict]:
+    """aMC ensemble mean vs the mean-field twin (negd.rules.AdaptiveMCTwin): Delta_c/param_change."""
+    amc, twin = AdaptiveMC(sigma, epsilon=epsilon), AdaptiveMCTwin(sigma, epsilon=epsilon)
+    a = amc.init(x0, loss_fn, seed=1, realizations=realizations)
+    b = twin.init(x0, loss_fn, realizations=1)
+    rows = []
+    for n in checkpoints:
+        a = advance(amc, a, loss_fn, n - a.step)
+        b = advance(twin, b, loss_fn, n - b.step)
+        x = b.params[0].double()
+        stats = delta_from_samples(x.numpy(), a.params.double().numpy())
+        change = float(((x - x0.double()) ** 2).mean())
+        shrunk = int((a.extras["amc_sigma"] < sigma).sum())
+        rows.append({"steps": n, "amc_loss": float(a.loss.double().mean()),
+                     "amc_loss_se": float(a.loss.double().std() / math.sqrt(realizations)),
+                     "twin_loss": float(b.loss[0]), "ratio": float(stats.corrected) / change,
+                     "ratio_se": float(stats.corrected_se) / change, "realizations_shrunk": shrunk})
+        print(f"  aMC vs twin, {n} steps: loss {rows[-1]['amc_loss']:.5g} +- {rows[-1]['amc_loss_se']:.2g} "
+              f"vs {rows[-1]['twin_loss']:.5g}; Delta_c/param_change {rows[-1]['ratio']:.4f} +- "
+              f"{rows[-1]['ratio_se']:.4f}; sigma shrunk in {shrunk}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--realizations", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=150_000)
     parser.add_argument("--every", type=int, default=500)
     parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--twin-realizations", type=int, default=100)
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -76,6 +102,9 @@ def main() -> None:
     for row in results["rows"][1:]:
         row["ratio_to_ne"] = row["median_evaluations"] / ne
         print(f"{row['rule']}: {row['ratio_to_ne']:.3f} x the evaluations of neuroevolution")
+    print("aMC ensemble against its mean-field twin (same sigma):")
+    results["twin"] = compare_with_twin(loss_fn, x0, sigma, args.epsilon, args.twin_realizations,
+                                        [250, 500, 1000, 2000, 3000])
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
