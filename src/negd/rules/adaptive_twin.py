@@ -19,10 +19,13 @@ linear loss m = u.mu/sigma goes to -inf like -sqrt(2 ln(epsilon t)): aMC then mo
 |m| Phi(|m|) + phi(m) over phi(0).
 
 This rule iterates those means deterministically (one gradient at x + mu and one loss at the new x
-per step). Left out: the sigma^2 tr H/2 shift of b (c, as for the paper's rule), the spread of mu
-over realizations (its components across g' random-walk with stationary variance
-epsilon sigma^2/(2 - epsilon) each) and the shrinking of sigma after ``n_reset`` rejections; so it
-describes aMC before its first shrink.
+per step). Left out: the sigma^2 tr H/2 shift of b (c, as for the paper's rule), the shrinking of
+sigma after ``n_reset`` rejections, and above all the spread of mu over realizations: since
+mu <- mu + epsilon sigma xi on acceptance, its components across g' perform an unbiased random walk
+(variance epsilon^2 sigma^2 per accepted move, no restoring force but the loss), so each realization
+soon carries a persistent random direction that the mean field does not have. Measured on the
+shallow task (docs/variants.md) this twin is much slower than the aMC ensemble: the mean-field
+picture explains the momentum, not the speed.
 """
 
 from __future__ import annotations
