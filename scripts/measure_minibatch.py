@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--realizations", type=int, default=64)
     parser.add_argument("--path", type=float, default=1.0)
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[4e-3, 2e-3, 1e-3])
+    parser.add_argument("--sigmas", type=float, nargs="*", default=[4e-3, 2e-3, 1e-3])
     parser.add_argument("--stale-sigma", type=float, default=0.05)
     parser.add_argument("--stale-realizations", type=int, default=20_000)
     parser.add_argument("--stale-steps", type=int, default=300)
