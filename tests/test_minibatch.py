@@ -126,3 +126,19 @@ def test_bad_input(data):
         MinibatchGradient(Neuroevolution(0.1))
     with pytest.raises(NegdError, match="s:"):
         stale_beta_eff(0.0)
+
+
+@pytest.mark.parametrize("make", [lambda: MinibatchNeuroevolution(0.05, mode="stale"),
+                                  lambda: MinibatchNeuroevolution(0.05, mode="paired"),
+                                  lambda: minibatch_twin(MinibatchNeuroevolution(0.05))])
+def test_chunked_minibatch_runs_equal_the_whole_ensemble(make, data):
+    loss = MinibatchLoss.for_mlp(SPEC, *data, batch_size=8)
+    rule = make()
+    whole = rule.init(paper_init(SPEC.n_params, 0.5, seed=1, realizations=6), loss, seed=4)
+    parts = [whole.chunk(0, 2), whole.chunk(2, 6)]
+    for _ in range(5):
+        whole = rule.step(whole, loss)
+        parts = [rule.step(p, loss) for p in parts]
+    joined = type(whole).concat(parts)
+    assert torch.allclose(joined.params, whole.params, rtol=0, atol=1e-7)
+    assert torch.equal(joined.accepted, whole.accepted)
