@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--curvature", choices=["c_perp", "c"], default="c_perp")
     parser.add_argument("--noisy-twin", action="store_true",
                         help="also an ensemble of normalized twins with noise sigma/sqrt(2) per NE step")
+    parser.add_argument("--noisy-realizations", type=int, default=16)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -54,7 +55,8 @@ def main() -> None:
     cv_state = curved.init(x0, loss_fn, seed=0, realizations=1)
     # Noise sigma/sqrt 2 per NE step is sigma/sqrt(2 lambda) per GD step (1/lambda NE steps).
     noisy = NormalizedGradientDescent(alpha=alpha, noise=sigma / math.sqrt(2 * lam))
-    noisy_state = noisy.init(x0, loss_fn, seed=7, realizations=args.realizations) if args.noisy_twin else None
+    noisy_state = (noisy.init(x0, loss_fn, seed=7, realizations=args.noisy_realizations)
+                   if args.noisy_twin else None)
     rows = []
     start = time.perf_counter()
     for t in args.times:
