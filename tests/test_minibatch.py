@@ -142,3 +142,26 @@ def test_chunked_minibatch_runs_equal_the_whole_ensemble(make, data):
     joined = type(whole).concat(parts)
     assert torch.allclose(joined.params, whole.params, rtol=0, atol=1e-7)
     assert torch.equal(joined.accepted, whole.accepted)
+
+
+def test_paired_mode_follows_its_sgd_twin(data):
+    # 1-6-1 net, B = 8 of 40 points, 300 realizations, sigma = 0.01, path length 0.25: the ensemble
+    # mean is within 4 SE of the normalized-SGD twin run on the same batches (Delta_c of the paired
+    # differences; the gap's shrinking with sigma is measured in scripts/measure_minibatch.py).
+    import numpy as np
+
+    from negd.analysis.delta import delta_from_samples
+    from negd.engine import advance
+
+    loss = MinibatchLoss.for_mlp(SPEC, *data, batch_size=8)
+    x0 = paper_init(SPEC.n_params, 0.5, seed=1)
+    rule = MinibatchNeuroevolution(0.01)
+    twin = minibatch_twin(rule)
+    steps = round(0.25 * math.sqrt(2 * math.pi) / 0.01)
+    ne = advance(rule, rule.init(x0, loss, seed=1, realizations=300), loss, steps)
+    sgd = advance(twin, twin.init(x0, loss, seed=1, realizations=300), loss, steps)
+    d = (ne.params - sgd.params).double().numpy()
+    stats = delta_from_samples(np.zeros(d.shape[1]), d)
+    change = float(((sgd.params.double().mean(0) - x0.double()) ** 2).mean())
+    assert abs(stats.corrected) <= 4 * stats.corrected_se
+    assert stats.corrected_se < 0.01 * change  # the test can see a gap of 4% of the displacement
