@@ -28,6 +28,12 @@ HYPERPARAMETERS = {
     "langevin": {"alpha": 0.05, "noise": 0.01},
     "normalized": {"alpha": 0.01, "noise": 0.005},
     "matched_langevin": {"sigma": 0.01, "beta": 50.0},
+    "population": {"sigma": 0.05, "k": 3},
+    "adaptive_mc": {"sigma": 0.05, "epsilon": 0.2, "n_reset": 3},
+    "minibatch_neuroevolution": {"sigma": 0.05, "mode": "stale"},
+    "minibatch_gradient": {"base": Langevin(alpha=0.05, noise=0.01)},
+    "curvature_twin": {"sigma": 0.05, "n_probes": 3, "refresh": 2},
+    "adaptive_mc_twin": {"sigma": 0.01, "epsilon": 0.2},
 }
 SPEC = MLPSpec(depth=1, width=6)
 R = 7
@@ -81,7 +87,7 @@ def test_same_seed_same_numbers(name, loss_fn, start):
     b = run(rule, start, loss_fn, 5, seed=9)
     assert torch.equal(a.params, b.params) and torch.equal(a.loss, b.loss)
     assert torch.equal(a.accepted, b.accepted)
-    if name != "gradient_descent":  # the only deterministic rule
+    if name not in ("gradient_descent", "curvature_twin", "adaptive_mc_twin"):  # deterministic
         c = run(rule, start, loss_fn, 5, seed=10)
         assert not torch.equal(a.params, c.params)
 
@@ -153,6 +159,26 @@ BAD_HYPERPARAMETERS = [
     ("matched_langevin", {"sigma": torch.tensor([0.1, 0.1])}, "sigma"),
     ("matched_langevin", {"beta": 0.0}, "beta"),
     ("matched_langevin", {"time_step": 0.0}, "time_step"),
+    ("population", {"k": 0}, "k"),
+    ("population", {"selection": "best"}, "selection"),
+    ("population", {"sigma": -0.1}, "sigma"),
+    ("population", {"beta": 0.0}, "beta"),
+    ("adaptive_mc", {"epsilon": 0.0}, "epsilon"),
+    ("adaptive_mc", {"epsilon": 1.5}, "epsilon"),
+    ("adaptive_mc", {"n_reset": 0}, "n_reset"),
+    ("adaptive_mc", {"shrink": 1.0}, "shrink"),
+    ("adaptive_mc", {"sigma": torch.tensor([0.1, 0.2])}, "sigma"),
+    ("minibatch_neuroevolution", {"mode": "fresh"}, "mode"),
+    ("minibatch_neuroevolution", {"sigma": 0.0}, "sigma"),
+    ("minibatch_neuroevolution", {"beta": 0.0}, "beta"),
+    ("minibatch_gradient", {"base": Neuroevolution(0.1)}, "base"),
+    ("curvature_twin", {"sigma": torch.tensor([0.1, 0.1])}, "sigma"),
+    ("curvature_twin", {"n_probes": 1}, "n_probes"),
+    ("curvature_twin", {"refresh": 0}, "refresh"),
+    ("curvature_twin", {"curvature": "full"}, "curvature"),
+    ("curvature_twin", {"time_step": -1.0}, "time_step"),
+    ("adaptive_mc_twin", {"epsilon": 0.0}, "epsilon"),
+    ("adaptive_mc_twin", {"sigma": -1.0}, "sigma"),
 ]
 
 
@@ -163,7 +189,7 @@ def test_bad_hyperparameters_raise_negd_error(name, kwargs, field):
 
 
 @pytest.mark.parametrize("name, field", [("neuroevolution", "sigma"), ("gradient_descent", "alpha"),
-                                         ("langevin", "noise")])
+                                         ("langevin", "noise"), ("population", "sigma")])
 def test_per_parameter_hyperparameter_of_wrong_length(name, field, loss_fn, start):
     rule = make_rule(name, **{field: torch.full((SPEC.n_params + 1,), 0.01)})
     with pytest.raises(NegdError, match=field):

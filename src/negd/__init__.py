@@ -8,19 +8,24 @@ exported at the top level, so that the rule ``negd.Neuroevolution`` has no look-
 from negd import optim
 from negd.engine import advance, advance_counted
 from negd.ensemble import MLPLoss, ModuleLoss, loss_for
+from negd.minibatch import MinibatchLoss
 from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
 from negd.regime import Regime, regime_check
 from negd.rules import (
     RULES,
+    AdaptiveMC,
     GradientDescent,
     Langevin,
+    MinibatchGradient,
+    MinibatchNeuroevolution,
     MomentMatchedLangevin,
     Neuroevolution,
     NormalizedGradientDescent,
+    Population,
 )
 from negd.state import State
 from negd.tasks import get_task
-from negd.twins import gradient_twin, matched_twin
+from negd.twins import gradient_twin, matched_twin, population_twin
 from negd.validation import NegdError
 
 __version__ = "0.1.0"
@@ -28,5 +33,7 @@ __version__ = "0.1.0"
 __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
            "Langevin", "MomentMatchedLangevin", "Neuroevolution", "NormalizedGradientDescent", "State",
-           "get_task", "gradient_twin", "matched_twin", "NegdError", "optim", "Regime",
+           "get_task", "gradient_twin", "matched_twin", "population_twin", "Population",
+           "AdaptiveMC", "MinibatchLoss", "MinibatchNeuroevolution", "MinibatchGradient",
+           "NegdError", "optim", "Regime",
            "regime_check", "__version__"]

@@ -70,9 +70,10 @@ class MLPSpec:
         return nn.Sequential(*layers)
 
     def forward(self, params: Tensor, x: Tensor) -> Tensor:
-        """Outputs [R, P, out] of R parameter vectors [R, N] on inputs x [P, in] (batched matmul)."""
+        """Outputs [R, P, out] of R parameter vectors [R, N] on inputs x [P, in] (batched matmul);
+        x [R, P, in] gives each realization its own inputs (minibatches, negd.minibatch)."""
         r = params.shape[0]
-        h = x.to(params.dtype).unsqueeze(0).expand(r, -1, -1)
+        h = x.to(params.dtype) if x.dim() == 3 else x.to(params.dtype).unsqueeze(0).expand(r, -1, -1)
         for k, ((i, o, _), (ws, bs)) in enumerate(zip(self.layer_sizes, self.slices())):
             w = params[:, ws].reshape(r, o, i).transpose(1, 2)  # [R, in, out]
             if bs is not None:

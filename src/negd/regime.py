@@ -50,7 +50,7 @@ from negd.rules.base import LossFn, as_ensemble_params, value_and_grad
 from negd.theory import curvature_acceptance, twin_drift_factor
 from negd.validation import NegdError, check_beta, check_int, check_positive, check_sigma
 
-__all__ = ["Regime", "regime_check", "hutchinson_trace"]
+__all__ = ["Regime", "regime_check", "hutchinson_trace", "hessian_vector_products"]
 
 # Rows (realizations x probes) evaluated in one double-backward pass.
 _MAX_ROWS_PER_PASS = 128
@@ -121,7 +121,7 @@ def _rademacher(generator: torch.Generator, shape: tuple[int, ...], dtype: torch
     return (bits * 2 - 1).to(dtype=dtype, device=device)
 
 
-def _hessian_vector_products(loss_fn: LossFn, params: Tensor, probes: Tensor) -> Tensor:
+def hessian_vector_products(loss_fn: LossFn, params: Tensor, probes: Tensor) -> Tensor:
     """H_r v for probes [K, R, N] -> [K, R, N], by double backward on K copies of the ensemble.
 
     Realizations are independent, so the Hessian of the summed loss over rows is block diagonal
@@ -169,10 +169,10 @@ def hutchinson_trace(loss_fn: LossFn, params: Tensor, *, n_probes: int = 8, seed
             u = exclude.to(params.dtype)
             v = v - (v * u).sum(-1, keepdim=True) * u
         if scale is None:
-            hv = _hessian_vector_products(loss_fn, params, v)
+            hv = hessian_vector_products(loss_fn, params, v)
         else:  # (S H S) v = S (H (S v))
             s = scale.to(params.dtype)
-            hv = _hessian_vector_products(loss_fn, params, v * s) * s
+            hv = hessian_vector_products(loss_fn, params, v * s) * s
         quad.append((v * hv).sum(-1).to(torch.float64))
         sq.append((hv * hv).sum(-1).to(torch.float64))
         done += k
@@ -234,7 +234,7 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     unit = grad if unit_scale is None else grad * unit_scale
     unit = unit / grad_norm[:, None].clamp_min(torch.finfo(unit.dtype).tiny)
     direction = unit if unit_scale is None else unit * unit_scale
-    a_unit = _hessian_vector_products(loss_fn, params, direction.to(params.dtype)[None])[0]
+    a_unit = hessian_vector_products(loss_fn, params, direction.to(params.dtype)[None])[0]
     a_unit = a_unit.to(torch.float64) * (1.0 if unit_scale is None else unit_scale)
     grad_curvature = (unit * a_unit).sum(1)
     trace_perp, trace_se, trace_sq_perp = hutchinson_trace(

@@ -12,6 +12,10 @@ drift alone, which is what the ensemble mean of neuroevolution follows.
 
 :func:`matched_twin` gives the twin that stays right between the limits, for 0.1 < z < 10
 (:class:`negd.rules.MomentMatchedLangevin`: NE's exact linear-loss drift and spread at each z).
+
+:func:`population_twin` gives the beta = inf twin of population selection
+(:class:`negd.rules.Population`): normalized gradient descent with alpha = sigma E[M_K] (comma) or
+sigma E[max(0, M_K)] (elitist) and noise sigma sqrt(acceptance) (:mod:`negd.theory_population`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ import torch
 from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
 from negd.rules.matched import MomentMatchedLangevin
 from negd.rules.neuroevolution import Neuroevolution
+from negd.rules.population import Population
 from negd.theory import twin_rates
+from negd.theory_population import population_twin_rates
+from negd.validation import NegdError
 
-__all__ = ["gradient_twin", "matched_twin"]
+__all__ = ["gradient_twin", "matched_twin", "population_twin"]
 
 
 def gradient_twin(rule: Neuroevolution, *, noise: bool = True
@@ -47,3 +54,15 @@ def matched_twin(rule: Neuroevolution, *, time_step: float = 1.0) -> MomentMatch
     linear loss at every z = beta sigma |grad U|; ``time_step`` NE steps per twin step."""
     return MomentMatchedLangevin(sigma=rule.sigma, beta=rule.beta, time_step=time_step)
 
+
+
+def population_twin(rule: Population, *, noise: bool = True) -> NormalizedGradientDescent:
+    """The beta = inf twin of a population rule (scalar sigma): normalized gradient descent with
+    alpha = sigma E[.] and noise sigma sqrt(acceptance), the spread across g of one step."""
+    if not math.isinf(rule.beta):
+        raise NegdError(f"beta: the population twin is the beta = inf one, got beta = {rule.beta}; at "
+                        f"finite beta use negd.theory_population.population_moments(k, selection, c, z)")
+    if isinstance(rule.sigma, torch.Tensor):
+        raise NegdError("sigma: the population twin needs one scalar sigma")
+    alpha, s = population_twin_rates(rule.sigma, rule.k, rule.selection)
+    return NormalizedGradientDescent(alpha=alpha, noise=s if noise else 0.0)

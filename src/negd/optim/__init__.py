@@ -6,8 +6,12 @@ one of those algorithms to the parameters of one ``nn.Module``:
 - :class:`Neuroevolution` (``neuroevolution.py``): conditioned stochastic mutation of Whitelam,
   Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021); exactly ``negd.rules.Neuroevolution``
   with one realization.
+- :class:`AdaptiveMC` (``adaptive.py``): adaptive Monte Carlo of Whitelam, Selin, Benlolo, Casert
+  & Tamblyn, Mach. Learn.: Sci. Technol. 3, 045026 (2022); exactly ``negd.rules.AdaptiveMC``
+  with one realization.
 """
 
+from negd.optim.adaptive import AdaptiveMC
 from negd.optim.neuroevolution import Neuroevolution
 
-__all__ = ["Neuroevolution"]
+__all__ = ["Neuroevolution", "AdaptiveMC"]
