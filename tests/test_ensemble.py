@@ -54,7 +54,7 @@ def test_loss_for_picks_the_fast_path(data):
     x, y = data
     spec = SPECS["1-40-1"]
     assert isinstance(loss_for(spec.module(), x, y), MLPLoss)
-    other = torch.nn.Sequential(torch.nn.Linear(1, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    other = torch.nn.Sequential(torch.nn.Linear(1, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 1))
     assert isinstance(loss_for(other, x, y), ModuleLoss)
     assert isinstance(MLPLoss.from_module(spec.module(), x, y), MLPLoss)
     with pytest.raises(NegdError, match="model"):

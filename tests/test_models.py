@@ -60,7 +60,10 @@ def test_from_module_round_trip(spec):
 
 
 @pytest.mark.parametrize("model", [
-    nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1)),
+    nn.Sequential(nn.Linear(1, 4), nn.Sigmoid(), nn.Linear(4, 1)),
+    nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1)),
+    nn.Sequential(nn.Linear(1, 4), nn.GELU(approximate="tanh"), nn.Linear(4, 1)),
+    nn.Sequential(nn.Flatten(0), nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1)),
     nn.Sequential(nn.Linear(1, 4), nn.Tanh()),
     nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(5, 1)),
     nn.Sequential(nn.Linear(1, 4, bias=False), nn.Tanh(), nn.Linear(4, 1)),
