@@ -30,6 +30,9 @@ MEMORY_LIMIT_MB = 2048.0
 # Targets of the issue: (what, threshold).
 TARGET_JAX_RATIO, TARGET_LOOP_RATIO = 3.0, 40.0
 TARGET_DEEP_LIMIT_FRACTION, TARGET_MUTATION_COST = 0.5, 0.5
+# Classifier targets (issue 10): digits MLP R=32 limit fraction and ratio to the generic path,
+# digits CNN R=32 ratio to the per-realization loop.
+TARGET_DIGITS_MLP_LIMIT, TARGET_DIGITS_MLP_GENERIC, TARGET_DIGITS_CNN_LOOP = 0.5, 5.0, 3.0
 
 
 def _csv(kind: str, allowed: list[str] | None = None):
@@ -55,9 +58,9 @@ def _csv(kind: str, allowed: list[str] | None = None):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="negd bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--workloads", type=_csv("str", list(WORKLOADS)), default=None,
-                   help="comma-separated, from shallow,deep,wide ('none': skip; default: all)")
+                   help=f"comma-separated, from {','.join(WORKLOADS)} ('none': skip; default: all)")
     p.add_argument("--realizations", type=_csv("int"), default=None,
-                   help="comma-separated ensemble sizes R (default 1,100,1000)")
+                   help="comma-separated ensemble sizes R (default 1,100,1000; 1,32,256 for digits-*)")
     p.add_argument("--peers", type=_csv("str", list(PEERS)), default=None,
                    help=f"implementations to time (default: all of {','.join(PEERS)})")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per cell; the median is reported")
@@ -82,8 +85,8 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     quick = args.quick
     if args.workloads is None:
         args.workloads = ["shallow"] if quick else list(WORKLOADS)
-    if args.realizations is None:
-        args.realizations = [1, 4] if quick else [1, 100, 1000]
+    if args.realizations is None and quick:
+        args.realizations = [1, 4]
     if args.peers is None:
         args.peers = [p for p in PEERS if not (quick and p == "compile")]
     if args.repeats is None:
@@ -104,6 +107,11 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         if not torch.cuda.is_available():
             raise NegdError("device: 'cuda' requested but torch sees no CUDA device")
     return args
+
+
+def _sizes(args: argparse.Namespace, workload: str) -> list[int]:
+    """Ensemble sizes of ``workload``: --realizations, else the workload's defaults."""
+    return list(args.realizations or get_workload(workload).default_realizations)
 
 
 def _run(spec: dict, isolate: bool, timeout: float) -> dict:
@@ -148,7 +156,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _rows(results: dict, limits: dict, args) -> list[dict]:
     rows = []
     for w in args.workloads:
-        for r in args.realizations:
+        for r in _sizes(args, w):
             cells = {p: results.get((w, r, p)) for p in args.peers}
             negd_rate = _rate(cells.get("negd"))
             grad_rate = _rate(cells.get("grad"))
@@ -162,6 +170,7 @@ def _rows(results: dict, limits: dict, args) -> list[dict]:
                 "negd_over_jax": _ratio(negd_rate, _rate(cells.get("jax"))),
                 "negd_over_loop": _ratio(negd_rate, _rate(cells.get("loop"))),
                 "negd_over_torch": _ratio(negd_rate, _rate(cells.get("torch"))),
+                "negd_over_generic": _ratio(negd_rate, _rate(cells.get("generic"))),
                 # cost per realization-step is 1/rate, so mutation/gradient cost = grad/negd rate
                 "mutation_over_gradient_cost": _ratio(grad_rate, negd_rate),
                 "fraction_of_limit": _ratio(negd_rate, limits.get(w, {}).get("rate")),
@@ -195,6 +204,18 @@ def _targets(rows: list[dict], memory: dict | None) -> list[dict]:
     v = max(costs) if costs else None
     out.append(judged(f"mutation step <= {TARGET_MUTATION_COST:g}x gradient step cost (worst cell, R >= 100)",
                       v, v is not None and v <= TARGET_MUTATION_COST))
+    m = row("digits-mlp", 32)
+    v = m and m["fraction_of_limit"]
+    out.append(judged(f"digits-mlp R=32: negd >= {TARGET_DIGITS_MLP_LIMIT:g} of the matmul limit", v,
+                      v is not None and v >= TARGET_DIGITS_MLP_LIMIT))
+    v = m and m["negd_over_generic"]
+    out.append(judged(f"digits-mlp R=32: negd >= {TARGET_DIGITS_MLP_GENERIC:g}x the generic ModuleLoss path",
+                      v,
+                      v is not None and v >= TARGET_DIGITS_MLP_GENERIC))
+    c = row("digits-cnn", 32)
+    v = c and c["negd_over_loop"]
+    out.append(judged(f"digits-cnn R=32: negd >= {TARGET_DIGITS_CNN_LOOP:g}x the per-realization loop", v,
+                      v is not None and v >= TARGET_DIGITS_CNN_LOOP))
     v = memory.get("peak_rss_mb") if memory and memory.get("status") == "ok" else None
     out.append(judged(f"shallow R={MEMORY_REALIZATIONS:,}: peak RSS < {MEMORY_LIMIT_MB:g} MB", v,
                       v is not None and v < MEMORY_LIMIT_MB))
@@ -287,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                           "device": args.device},
                          args.isolate, 300)
         log(f"{w}: limit {_fmt_rate(limits[w].get('rate'))} realization-steps/s")
-        for r in args.realizations:
+        for r in _sizes(args, w):
             for p in args.peers:
                 if p == "compile" and compile_broken:
                     results[(w, r, p)] = {"status": "skipped: torch.compile failed or was too slow earlier"}
