@@ -66,16 +66,19 @@ def _plot_loss(rows: list[dict], adam: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _plot_delta(rows: list[dict], path: Path) -> Path:
+def _plot_delta(arms: list[tuple[str, list[dict]]], path: Path) -> Path:
     fig, axes = _new()
     ax = axes[0]
-    t, change = _col(rows, "t")[1:], _col(rows, "param_change")[1:]
-    ratio = _col(rows, "delta_corrected")[1:] / change
-    err = 2 * _col(rows, "delta_corrected_se")[1:] / change
-    ax.errorbar(t, ratio, yerr=err, fmt="o-", ms=3, color="C0", label="Delta_c / param_change (+- 2 SE)")
+    for k, (label, rows) in enumerate(arms):
+        t, change = _col(rows, "t")[1:], _col(rows, "param_change")[1:]
+        ratio = _col(rows, "delta_corrected")[1:] / change
+        err = 2 * _col(rows, "delta_corrected_se")[1:] / change
+        ax.errorbar(t, ratio, yerr=err, fmt="o-", ms=3, color=f"C{k}",
+                    label=f"{label}: Delta_c / param_change (+- 2 SE)")
     ax.axhline(RATIO_HOLDS, color="g", ls=":", label=f"holds below {RATIO_HOLDS}")
     ax.axhline(RATIO_FAILS, color="r", ls=":", label=f"fails at {RATIO_FAILS}")
     ax.axhline(0, color="k", lw=0.5)
+    ax.set_xscale("log")
     ax.set_xlabel("t = alpha x steps")
     ax.set_ylabel("Delta_c / param_change")
     ax.grid(alpha=0.3)
@@ -87,11 +90,34 @@ def _fmt_reach(value) -> str:
     return "not reached" if value is None else f"{value:,}"
 
 
-def write_report(run_dir: Path, exp, rows: list[dict], adam: list[dict], summary: dict) -> Path:
+def _window_text(window: dict, alpha: float) -> str:
+    holds, fails = window["holds_until_t"], window["fails_from_t"]
+    step = lambda t: f"t = {t:.3g} (step {round(t / alpha):,})"  # noqa: E731
+    text = (f"Delta_c/param_change stays below {RATIO_HOLDS} (2-SE upper bound) up to {step(holds)}"
+            if holds is not None else
+            f"Delta_c/param_change is not below {RATIO_HOLDS} at the first snapshot")
+    text += f"; it resolvably reaches {RATIO_FAILS} from {step(fails)}" if fails is not None else \
+        f"; it never resolvably reaches {RATIO_FAILS}"
+    return text
+
+
+def _verdict_lines(title: str, summary: dict, alpha: float) -> list[str]:
+    last = summary["ne_final"]
+    return [f"- {title}: **{summary['verdict']}** at t = {last['t']:.4g}",
+            *[f"  - {reason}" for reason in summary["verdict_reasons"]],
+            f"  - {_window_text(summary['correspondence_window'], alpha)}",
+            f"  - regime at the twin's final parameters: c = {last['c']:.3g}, drift factor "
+            f"{last['drift_factor']:.3g} (the small-sigma limit needs c << 1)"]
+
+
+def write_report(run_dir: Path, exp, rows: list[dict], small_rows: list[dict], adam: list[dict],
+                 summary: dict) -> Path:
     figures = run_dir / "figures"
+    small = summary["small_sigma_arm"]
     _plot_accuracy(rows, adam, figures / "accuracy.png")
     _plot_loss(rows, adam, figures / "loss.png")
-    _plot_delta(rows, figures / "delta.png")
+    _plot_delta([(f"sigma = {exp.sigma:g}", rows), (f"sigma = {small['sigma']:g}", small_rows)],
+                figures / "delta.png")
     last, ad = rows[-1], adam[-1]
     reach = summary["test_accuracy_reached_after_loss_evaluations"]
     lines = [
@@ -103,11 +129,9 @@ def write_report(run_dir: Path, exp, rows: list[dict], adam: list[dict], summary
         f"normalized gradient descent, alpha = sigma/sqrt(2 pi) = {exp.alpha:.4g}; Adam: lr {exp.adam_lr:g}, "
         f"full batch, {exp.adam_steps} steps.", "",
         "## Verdict", "",
-        f"- **{summary['verdict']}** at t = {last['t']:.4g}",
-        *[f"- {reason}" for reason in summary["verdict_reasons"]],
-        f"- regime at the twin's final parameters: c = {last['c']:.3g}, drift factor "
-        f"{last['drift_factor']:.3g} "
-        "(the small-sigma limit needs c << 1)", "",
+        *_verdict_lines(f"sigma = {exp.sigma:g} (the main arm)", summary, exp.alpha),
+        *_verdict_lines(f"sigma = {small['sigma']:g} (a short arm, {small['ne_steps']:,} steps, closer to "
+                        "the small-sigma limit)", small, exp.alpha / exp.check_factor), "",
         "## Final numbers", "",
         "| | train loss | train accuracy | test accuracy | loss evaluations per network | wall (s) |",
         "|---|---|---|---|---|---|",
