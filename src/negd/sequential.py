@@ -90,13 +90,13 @@ def _conv(module: nn.Conv1d | nn.Conv2d, w: slice, b: slice | None) -> Layer:
 class _SharedColumns:
     """A convolution of one shared input by R filter banks as a matrix product (im2col).
 
-    The columns of the input, U [P*L, C*k*k] (``F.unfold``; a Conv1d is a Conv2d of height 1), are
+    The columns of the input, U [C*k*k, P*L] (``F.unfold``; a Conv1d is a Conv2d of height 1), are
     computed once per input tensor and kept; the outputs of all R realizations are one product
-    U x [C*k*k, R*O] + b, laid out [P, L, R, O] and returned as the view [R, P, O, L] (the next
+    [R*O, C*k*k] x U + b, laid out [R, O, P, L] and returned as the view [R, P, O, L] (the next
     layer's copy, e.g. the kernel tanh's, makes it contiguous). On 8x8 digit images this is
     several times faster than one convolution with R*O output channels (measured, R = 32), whose
-    direct algorithm is inefficient for few input channels; this orientation of the product gives
-    the GEMM library its long dimension (P*L) as rows (2x faster than [R*O, C*k*k] x U^T).
+    direct algorithm is inefficient for few input channels; of the two orientations of the
+    product this one, followed by the layout change, was 1.5-2x faster (measured, chunks of 4).
     """
 
     def __init__(self, module: nn.Conv1d | nn.Conv2d) -> None:
@@ -114,7 +114,7 @@ class _SharedColumns:
         if key != self.key or self.columns is None:
             x = h.unsqueeze(2) if self.one_d else h
             cols = F.unfold(x, **self.kw)  # [P, C*k*k, L]
-            columns = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # [P*L, C*k*k]
+            columns = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # [C*k*k, P*L]
             kh, pad, dil, stride = (self.kw[k][0] for k in ("kernel_size", "padding", "dilation", "stride"))
             height = (x.shape[2] + 2 * pad - dil * (kh - 1) - 1) // stride + 1
             self.spatial = (cols.shape[2],) if self.one_d else (height, cols.shape[2] // height)
@@ -127,10 +127,9 @@ class _SharedColumns:
         """h [P, C, ...], weight [R, O, C*k*k], bias [R*O] -> [R, P, O, ...] (a strided view)."""
         cols = self._columns(h)
         r, o = weight.shape[:2]
-        flat = weight.reshape(r * o, -1).t()
-        out = torch.mm(cols, flat) if bias is None else torch.addmm(bias, cols, flat)  # [P*L, R*O]
-        p = h.shape[0]
-        return out.view(p, -1, r, o).permute(2, 0, 3, 1).unflatten(-1, self.spatial)
+        flat = weight.reshape(r * o, -1)
+        out = torch.mm(flat, cols) if bias is None else torch.addmm(bias[:, None], flat, cols)  # [R*O, P*L]
+        return out.view(r, o, h.shape[0], -1).transpose(1, 2).unflatten(-1, self.spatial)
 
 
 def _per_example(module: nn.Module) -> Layer:
