@@ -71,11 +71,11 @@ class ModuleLoss:
         loss = "mse" if loss is None else loss
         if not callable(loss) and loss not in LOSSES:
             raise NegdError(f"loss: must be one of {', '.join(LOSSES)} or a callable, got {loss!r}")
-        widest = _probe(model, inputs)
+        widest, out = _probe(model, inputs)
         if loss == "cross_entropy":
-            targets = _check_logit_outputs(model, inputs, targets)
+            targets = _check_logit_outputs(out, inputs, targets)
         elif loss == "mse":
-            _check_regression_targets(model, inputs, targets)
+            _check_regression_targets(out, inputs, targets)
         self.inputs, self.targets, self.loss = inputs, targets, loss
         default = max(1, (16 << 20) // max(1, inputs.shape[0] * widest * inputs.element_size()))
         self.chunk_size = check_int("chunk_size", default if chunk_size is None else chunk_size)
@@ -118,38 +118,39 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
-def _probe(model: nn.Module, inputs: Tensor) -> int:
-    """Run ``model`` on one example; the largest per-example output of any of its layers."""
+def _probe(model: nn.Module, inputs: Tensor) -> tuple[int, Tensor]:
+    """Run ``model`` on the first two examples (two: BatchNorm needs more than one); the largest
+    per-example output of any of its layers, and the model's output."""
     if not isinstance(inputs, Tensor) or inputs.dim() < 1 or inputs.shape[0] < 1:
         raise NegdError(f"inputs: must be a tensor [P, ...] with P >= 1 examples, got "
                         f"{list(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__}")
-    sizes = [inputs[:1].numel()]
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()) if isinstance(out, Tensor)
-                                     else None) for m in model.modules()]
+    few = inputs[:2]
+    sizes = [few[:1].numel()]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out[:1].numel())
+                                     if isinstance(out, Tensor) and out.dim() > 0 else None)
+             for m in model.modules()]
     try:
         with torch.no_grad():
-            model(inputs[:1])
+            out = model(few)
     except Exception as err:  # the model's own message, on one line
         raise NegdError(f"inputs: the model cannot take inputs of shape {list(inputs.shape)}: "
                         f"{_first_line(err)}") from None
     finally:
         for h in hooks:
             h.remove()
-    return max(sizes)
+    if not isinstance(out, Tensor):
+        raise NegdError(f"model: must return a tensor, got {type(out).__name__}")
+    return max(sizes), out
 
 
-def _check_logit_outputs(model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
-    with torch.no_grad():
-        out = model(inputs[:1])
+def _check_logit_outputs(out: Tensor, inputs: Tensor, targets: Tensor) -> Tensor:
     if out.dim() != 2:
         raise NegdError(f"model: for cross_entropy its outputs must be logits [P, C], got shape "
                         f"{[inputs.shape[0], *out.shape[1:]]}")
     return check_classifier_targets(targets, out.shape[1], inputs.shape[0])
 
 
-def _check_regression_targets(model: nn.Module, inputs: Tensor, targets: Tensor) -> None:
-    with torch.no_grad():
-        out = model(inputs[:1])
+def _check_regression_targets(out: Tensor, inputs: Tensor, targets: Tensor) -> None:
     want = [inputs.shape[0], *out.shape[1:]]
     if not isinstance(targets, Tensor) or list(targets.shape) != want:
         got = list(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
