@@ -125,6 +125,8 @@ def run_cell(spec: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(argv[0])
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
     torch.manual_seed(spec.get("seed", 0))
     print(json.dumps(run_cell(spec)), flush=True)
     return 0

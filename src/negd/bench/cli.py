@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "subprocess and report the peak resident memory")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="measure in this process (faster; peak memory is then the process's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads in every measurement subprocess (default: torch's). On a machine "
+                        "shared with other work, 1 avoids the thread-pool stalls of an oversubscribed CPU")
     p.add_argument("--compile-timeout", type=float, default=120.0,
                    help="seconds allowed for one torch.compile cell before it is skipped")
     return p
@@ -93,6 +96,10 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.repeats = 1 if quick else 3
     if args.seconds is None:
         args.seconds = 0.02 if quick else 0.8
+    if args.threads is not None and args.threads < 1:
+        raise NegdError(f"threads: must be an integer >= 1, got {args.threads}")
+    if args.threads is not None and not args.isolate:
+        raise NegdError("threads: needs isolated cells (not with --quick or --no-isolate)")
     if args.repeats < 1:
         raise NegdError(f"repeats: must be an integer >= 1, got {args.repeats}")
     if not (args.seconds > 0 and math.isfinite(args.seconds)):
@@ -225,7 +232,8 @@ def _targets(rows: list[dict], memory: dict | None) -> list[dict]:
 def _markdown(report: dict, args) -> str:
     m = report["machine"]
     lines = ["# negd bench", "",
-             f"{m['date']} | {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads) | "
+             f"{m['date']} | {m['cpu']}, {m['cores']} cores ({args.threads or m['torch_threads']} torch "
+             "threads) | "
              f"torch {m['torch']} | jax {m['jax'] or 'not installed'} | python {m['python']} | "
              f"device {m['device']} | commit {m['git_commit'] or 'unknown'} | load average at start "
              f"{', '.join(f'{x:.1f}' for x in m.get('load_average_1_5_15', []))}", "",
@@ -305,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     compile_broken = False
     for w in args.workloads:
         limits[w] = _run({"kind": "limit", "workload": w, "seconds": max(0.2, args.seconds),
-                          "device": args.device},
+                          "device": args.device, "threads": args.threads},
                          args.isolate, 300)
         log(f"{w}: limit {_fmt_rate(limits[w].get('rate'))} realization-steps/s")
         for r in _sizes(args, w):
@@ -314,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[(w, r, p)] = {"status": "skipped: torch.compile failed or was too slow earlier"}
                     continue
                 spec = {"kind": "peer", "peer": p, "workload": w, "realizations": r,
-                        "device": args.device, "seconds": args.seconds, "repeats": args.repeats}
+                        "device": args.device, "seconds": args.seconds, "repeats": args.repeats,
+                        "threads": args.threads}
                 timeout = args.compile_timeout + 10 * args.seconds * args.repeats if p == "compile" else 1800
                 cell = _run(spec, args.isolate, timeout)
                 if p == "compile" and cell.get("status") != "ok":
