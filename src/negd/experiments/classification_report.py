@@ -91,14 +91,14 @@ def _fmt_reach(value) -> str:
 
 
 def _window_text(window: dict, alpha: float) -> str:
-    holds, fails = window["holds_until_t"], window["fails_from_t"]
     step = lambda t: f"t = {t:.3g} (step {round(t / alpha):,})"  # noqa: E731
-    text = (f"Delta_c/param_change stays below {RATIO_HOLDS} (2-SE upper bound) up to {step(holds)}"
-            if holds is not None else
-            f"Delta_c/param_change is not below {RATIO_HOLDS} at the first snapshot")
-    text += f"; it resolvably reaches {RATIO_FAILS} from {step(fails)}" if fails is not None else \
-        f"; it never resolvably reaches {RATIO_FAILS}"
-    return text
+    text = (f"Delta_c/param_change holds (2-SE upper bound < {RATIO_HOLDS}) at {window['holding_snapshots']} "
+            f"of {window['snapshots']} snapshots")
+    if window["last_t_holding"] is not None:
+        text += f", the last at {step(window['last_t_holding'])}"
+    fails = window["fails_from_t"]
+    return text + (f"; it resolvably reaches {RATIO_FAILS} from {step(fails)}" if fails is not None
+                   else f"; it never resolvably reaches {RATIO_FAILS}")
 
 
 def _verdict_lines(title: str, summary: dict, alpha: float) -> list[str]:
