@@ -99,3 +99,21 @@ def test_compile_failure_falls_back_with_a_warning(monkeypatch):
         first = loss(params)
     assert torch.equal(loss(params), first)
     assert torch.allclose(first, ModuleLoss(make(), x, y, loss="cross_entropy")(params))
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: nn.Sequential(nn.Conv1d(1, 5, 5, padding=2), nn.ReLU(), nn.GELU(), nn.Flatten(),
+                           nn.Linear(200, 4)), (29, 1, 40)),
+    (lambda: nn.Sequential(nn.Conv2d(2, 3, 3, bias=False), nn.Flatten(), nn.Linear(108, 4, bias=False),
+                           nn.Tanh(), nn.Linear(4, 4)), (29, 2, 8, 8)),
+])
+def test_fused_convolution_head_equals_the_module(make, shape):
+    from negd.sequential import _conv_head
+
+    assert _conv_head(list(make())) is not None  # the fused first convolution + Flatten + Linear
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(3))
+    y = torch.randint(0, 4, (shape[0],), generator=torch.Generator().manual_seed(4))
+    params = _params(make, 3)
+    got = ModuleLoss(make(), x, y, loss="cross_entropy")(params)
+    want = ModuleLoss(make(), x, y, loss=lambda pred, t: F.cross_entropy(pred, t).double())(params)
+    assert torch.allclose(got, want, rtol=2e-6, atol=0)

@@ -127,8 +127,8 @@ class _SharedColumns:
             self.key, self.columns = key, columns
         return self.columns
 
-    def apply(self, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        """h [P, C, ...], weight [R, O, C*k*k], bias [R*O] -> [R, P, O, ...] (a strided view)."""
+    def channel_major(self, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """h [P, C, ...], weight [R, O, C*k*k], bias [R*O] -> contiguous [R, O, P, L]."""
         cols = self._columns(h)
         r, o = weight.shape[:2]
         flat = weight.reshape(r * o, -1)
@@ -136,7 +136,63 @@ class _SharedColumns:
             out = torch.mm(flat, cols[:-1])  # [R*O, P*L]
         else:
             out = torch.mm(torch.cat((flat, bias[:, None]), dim=1), cols)
-        return out.view(r, o, h.shape[0], -1).transpose(1, 2).unflatten(-1, self.spatial)
+        return out.view(r, o, h.shape[0], -1)
+
+    def apply(self, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """h [P, C, ...], weight [R, O, C*k*k], bias [R*O] -> [R, P, O, ...] (a strided view)."""
+        return self.channel_major(h, weight, bias).transpose(1, 2).unflatten(-1, self.spatial)
+
+
+ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.GELU, nn.Sigmoid, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Softplus, nn.Identity)
+
+
+def _conv_head(modules: list[nn.Module]) -> tuple[Layer, int] | None:
+    """The fused form of a first convolution, elementwise activations, Flatten and Linear, or None.
+
+    The convolution's output stays channel-major, [R, O, P, L] (:meth:`_SharedColumns.channel_major`),
+    the activations act on it in place of layout, and the Linear layer reads it as it is:
+    out_r = sum_o W_r[:, o, :] x a_r[o]^T, one batched product per output channel o, since the
+    flattened index of (o, l) is o*L + l. This skips the copy to [R, P, O, L] that the layer-by-layer
+    path makes (one full pass over the largest activation).
+    """
+    k = 1
+    while k < len(modules) and type(modules[k]) in ELEMENTWISE:
+        k += 1
+    if len(modules) < k + 2 or type(modules[0]) not in (nn.Conv1d, nn.Conv2d):
+        return None
+    conv, flatten, linear = modules[0], modules[k], modules[k + 1]
+    if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    if type(flatten) is not nn.Flatten or (flatten.start_dim, flatten.end_dim) != (1, -1):
+        return None
+    if type(linear) is not nn.Linear or linear.in_features % conv.out_channels:
+        return None
+    acts = [_per_example(m) for m in modules[1:k]]
+    o_ch, n_w = conv.out_channels, conv.weight.numel()
+    w_conv = slice(0, n_w)
+    b_conv = slice(n_w, n_w + o_ch) if conv.bias is not None else None
+    pos = n_w + (o_ch if conv.bias is not None else 0)
+    outs, ins = linear.out_features, linear.in_features
+    w_lin = slice(pos, pos + outs * ins)
+    b_lin = slice(pos + outs * ins, pos + outs * ins + outs) if linear.bias is not None else None
+    columns = _SharedColumns(conv)
+
+    def apply(params: Tensor, h: Tensor, shared: bool) -> Tensor:
+        r, p = params.shape[0], h.shape[0]
+        a = columns.channel_major(h, params[:, w_conv].reshape(r, o_ch, -1),
+                                  params[:, b_conv].reshape(-1) if b_conv is not None else None)
+        for act in acts:  # elementwise: any layout; [R*O, P, L] keeps the tanh fast path contiguous
+            a = act(params, a, False)
+        length = a.shape[-1]
+        if ins != o_ch * length:
+            raise RuntimeError(f"Linear expects {ins} features, the convolution gives {o_ch * length}")
+        weight = params[:, w_lin].reshape(r, outs, o_ch, length)
+        out = (params[:, b_lin].reshape(r, outs, 1).expand(r, outs, p).contiguous() if b_lin is not None
+               else torch.zeros(r, outs, p, dtype=a.dtype, device=a.device))
+        for o in range(o_ch):
+            out = torch.baddbmm(out, weight[:, :, o, :], a[:, o].transpose(1, 2))
+        return out.transpose(1, 2)  # [R, P, outs], a view of [R, outs, P]
+    return apply, k + 2
 
 
 def _per_example(module: nn.Module) -> Layer:
@@ -184,8 +240,16 @@ def compile_sequential(model: nn.Module) -> BatchedSequential | None:
     """The batched form of ``model`` if every layer is supported (module docstring), else None."""
     if not isinstance(model, nn.Sequential):
         return None
+    modules = list(model)
+    if any(True for m in modules for _ in m.buffers()):
+        return None
+    head = _conv_head(modules)
     layers, pos = [], 0
-    for module in model:
+    if head is not None:
+        layers.append((head[0], True))
+        pos = sum(p.numel() for m in modules[:head[1]] for p in m.parameters())
+        modules = modules[head[1]:]
+    for module in modules:
         if any(True for _ in module.buffers()):
             return None
         if type(module) is nn.Linear:
