@@ -9,7 +9,8 @@ import torch
 
 import negd
 from negd.bench import cli
-from negd.bench.peers import LOOP_REALIZATIONS, jax_available, jax_loss_fn, make_peer
+from negd.bench.factory import make_peer
+from negd.bench.peers import LOOP_REALIZATIONS, jax_available, jax_loss_fn
 from negd.bench.workloads import WORKLOADS, ClassifierWorkload, initial_params
 
 needs_jax = pytest.mark.skipif(not jax_available(), reason="jax is not installed (pip install 'negd[bench]')")
@@ -76,9 +77,9 @@ def test_peers_evaluate_the_same_loss_as_mlploss(name):
     params = initial_params(workload, 3, seed=2)
     reference = negd.MLPLoss(workload.spec, task.inputs, task.targets, backend="torch")(params)
     eager = make_peer("torch", workload, 3, seed=2)
-    torch.testing.assert_close(eager.losses(), reference, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(eager.losses(), reference, rtol=1e-5, atol=1e-7, check_dtype=False)
     loop = make_peer("loop", workload, 3, seed=2)
-    torch.testing.assert_close(loop.losses().float(), reference, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(loop.losses().double(), reference, rtol=1e-5, atol=1e-7)
 
 
 @needs_jax
@@ -121,3 +122,13 @@ def test_classifier_peers_evaluate_the_same_cross_entropy(name):
     # forward FLOPs of the limit: 2 x P x multiply-adds of one example
     macs = 64 * 32 + 32 * 10 if name == "digits-mlp" else 8 * 64 * 9 + 512 * 10
     assert workload.flops_per_step == 2 * 1347 * macs
+
+
+def test_unwritable_out_fails_before_running(tmp_path, capsys):
+    """Issue 11, defect 8: `negd bench --out` into an unwritable folder ran the whole benchmark, then
+    lost its JSON and exited 0."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli.main(["--quick", "--out", str(blocker / "results.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out: cannot write into" in err[0], err

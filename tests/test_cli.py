@@ -101,7 +101,8 @@ def test_resume_via_cli_after_interrupt(tmp_path, capsys, monkeypatch):
     (["reproduce", "shallow", "--twin", "langevin"], "twin: langevin needs a finite beta"),
     (["reproduce", "shallow", "--twin", "exact"], "argument --twin: invalid choice"),
     (["reproduce", "finite-beta", "--twin-realizations", "8", "--resume", "/nonexistent/dir"],
-     "--twin-realizations: not allowed with --resume"),
+     "is not a directory"),
+    (["reproduce", "shallow", "--allow-path-change"], "only with --resume"),
     (["run"], "CONFIG"),
     (["run", "/nonexistent/config.yaml"], "no such file"),
     (["run", "--resume", "/nonexistent/dir"], "--resume: "),
@@ -171,3 +172,18 @@ def test_reproduce_twin_realizations_reaches_the_config(tmp_path, monkeypatch, c
     assert noiseless.twin == "noiseless" and noiseless.twin_realizations is None
     assert shallow.twin == "matched" and shallow.twin_realizations == 5
     capsys.readouterr()
+
+
+def test_report_failed_exits_non_zero(tmp_path, capsys, monkeypatch):
+    """Issue 11, defect 8: "report failed" exited 0."""
+    import negd.analysis
+    from negd.validation import NegdError
+
+    def broken(run_dir, **kw):
+        raise NegdError("summary: cannot compute")
+
+    monkeypatch.setattr(negd.analysis, "build_report", broken)
+    (tmp_path / "mini.yaml").write_text(MINI_YAML)
+    assert main(["run", str(tmp_path / "mini.yaml"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "negd: report failed: summary: cannot compute" in capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "status.json").read_text())["report"] == "failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -68,9 +69,13 @@ def test_lambda_fraction_aligns_snapshots():
     arm = c.arms()[0]
     assert arm.ne_steps == 500 and arm.gd_steps == 50
     assert all(s % 10 == 0 for s in arm.snapshots)
-    c = config_from_dict(_with(**{"lambda": 3}, t_final=0.05))
+    c = config_from_dict(_with(**{"lambda": 3}, t_final=0.051))
     arm = c.arms()[0]
     assert arm.gd_steps % 3 == 0 and arm.gd_step_of(arm.ne_steps) == arm.gd_steps
+    assert arm.t_final == pytest.approx(0.051, rel=1e-12)
+    # 50 GD steps are not a multiple of lambda = 3: refused rather than run to another t_final
+    with pytest.raises(NegdError, match="t_final: 0.05 is not reached exactly"):
+        config_from_dict(_with(**{"lambda": 3}, t_final=0.05))
     assert snapshot_ne_steps(4, 1, 11) == (0, 1, 2, 3, 4)  # fewer steps than rows
 
 
@@ -235,3 +240,16 @@ def test_finite_beta_preset_uses_langevin_twin():
         c = preset("finite-beta", scale)
         assert c.twin == "langevin" and c.twin_realizations >= 2
     assert preset("shallow").twin == "noiseless" and preset("deep").twin == "noiseless"
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"lambda": 1000, "alpha": 1e-3, "t_final": 0.2}, "t_final: 0.2 is not reached exactly"),
+    ({"sigma": 1e30, "lambda": _DROP}, "3.99e+32 GD steps"),
+    ({"realizations": 10**6, "t_final": 1e4, "alpha": 1e-4}, "realization-steps"),
+    ({"scan": {"factors": [1000], "t_final": 0.0001}}, "scan.t_final (sigma/1000)"),
+])
+def test_derived_step_counts_are_validated(changes, needle):
+    """Issue 11, defect 4: lambda 1000, alpha 1e-3, t_final 0.2 ran to t = 1; sigma 1e30 scheduled
+    4e32 gradient steps."""
+    with pytest.raises(NegdError, match=re.escape(needle)):
+        config_from_dict(_with(**changes))

@@ -35,7 +35,8 @@ def test_mlp_loss_equals_module_loss(name, data):
     model = spec.module()
     with torch.no_grad():
         row = ((load_flat_params(model, params[2])(x) - y) ** 2).mean()
-    assert torch.allclose(fast[2], row, rtol=1e-5, atol=1e-7)
+    assert fast.dtype == generic.dtype == torch.float64  # losses reduce in float64
+    assert torch.allclose(fast[2], row.double(), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -103,6 +104,17 @@ def test_bad_chunk_size_raises_negd_error(cls, data):
             cls(model_or_spec, x, y, chunk_size=bad)
 
 
+@pytest.mark.parametrize("layer", [torch.nn.Dropout(0.1), torch.nn.BatchNorm1d(4)])
+def test_module_loss_refuses_training_mode_dropout_and_batchnorm(layer, data):
+    """Issue 11, defect 8: Dropout or BatchNorm gave raw vmap errors; eval mode works."""
+    x, y = data
+    model = torch.nn.Sequential(torch.nn.Linear(1, 4), layer, torch.nn.Linear(4, 1))
+    with pytest.raises(NegdError, match=rf"model: {type(layer).__name__} layer '1' is in training mode"):
+        ModuleLoss(model, x, y)
+    loss = ModuleLoss(model.eval(), x, y)
+    assert loss(torch.zeros(3, loss.n_params)).shape == (3,)
+
+
 # --------------------------------------------------------------------------- classifiers (issue 10)
 def _classification(p=53, features=6, classes=4, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -130,7 +142,7 @@ def test_mlp_cross_entropy_equals_the_module(activation, backend):
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "identity"])
 def test_non_tanh_mlps_never_take_the_tanh_kernel(activation, data):
-    from negd import kernels
+    from negd.engine import fused_step_fn
     from negd.rules import Neuroevolution
 
     x, y = data
@@ -140,7 +152,7 @@ def test_non_tanh_mlps_never_take_the_tanh_kernel(activation, data):
     generic = ModuleLoss(spec.module(), x, y)(params)
     assert torch.allclose(loss(params), generic, rtol=1e-5, atol=1e-7)
     rule = Neuroevolution(0.01)
-    assert kernels.fused_step_fn(rule, rule.init(params, loss), loss) is None
+    assert fused_step_fn(rule, rule.init(params, loss), loss) is None
     with pytest.raises(NegdError, match="backend"):
         MLPLoss(spec, x, y, backend="c")
 

@@ -1,4 +1,4 @@
-"""The fused C kernel (negd.kernels) against the torch reference path."""
+"""The fused C kernel (negd.kernels, dispatched by negd.engine.fused_step_fn) against the torch path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from negd import kernels, rng
-from negd.engine import advance_counted
+from negd.engine import advance_counted, fused_step_fn
 from negd.ensemble import MLPLoss
 from negd.models import MLPSpec, paper_init
 from negd.rules import GradientDescent, Neuroevolution
@@ -24,7 +24,19 @@ SMALL = MLPSpec(2, 8)
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.view(torch.uint8), b.view(torch.uint8))
+
+
+def _fused(rule, state, loss_fn, steps):
+    """The kernel's (state, accepted counts) after ``steps`` steps; fails if the kernel does not fit."""
+    run = fused_step_fn(rule, state, loss_fn)
+    assert run is not None, "the fused kernel should fit this rule, loss and state"
+    out, tally = run(state, steps)
+    return out, tally.accepted
+
+
+def _same_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a == b).all(dim=1)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 987654321987, 2**64 - 1])
@@ -95,18 +107,31 @@ def test_tanh_accuracy_and_special_values():
     assert abs(special[1] - 1) < 5e-7 and abs(special[2] + 1) < 5e-7
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("spec", [SHALLOW, MLPSpec(1, 256), SMALL, MLPSpec(8, 32),
                                   MLPSpec(2, 5, in_features=3, out_features=2)])
-def test_loss_agrees_with_torch(spec):
+def test_loss_agrees_with_torch(spec, dtype):
     gen = torch.Generator().manual_seed(3)
     inputs = torch.rand(37 if spec.in_features > 1 else 1001, spec.in_features, generator=gen) * 2 - 1
     targets = torch.sin(3 * inputs[:, :1]).expand(-1, spec.out_features).contiguous()
-    params = torch.randn(40, spec.n_params, generator=gen) * 0.5
-    reference = MLPLoss(spec, inputs, targets)(params)
-    fused = kernels.mlp_loss(spec, params, inputs, targets)
-    assert fused.dtype == torch.float32
-    # float32 forward (about 1e-7 per operation) against a double-accumulated mean
-    torch.testing.assert_close(fused, reference, rtol=3e-6, atol=0)
+    params = (torch.randn(40, spec.n_params, generator=gen) * 0.5).to(dtype)
+    reference = MLPLoss(spec, inputs, targets, backend="torch")(params)
+    fused = MLPLoss(spec, inputs, targets, backend="c")(params)
+    assert fused.dtype == reference.dtype == torch.float64  # losses are float64 for any parameter dtype
+    # float32 forward (about 1e-7 per operation); float64 forward with a tanh within 1 ulp
+    tolerance = 3e-6 if dtype == torch.float32 else 1e-13
+    torch.testing.assert_close(fused, reference, rtol=tolerance, atol=0)
+
+
+def test_float64_tanh_is_accurate():
+    x = torch.cat([torch.linspace(-30, 30, 200_001, dtype=torch.float64),
+                   torch.tensor([0.0, -0.0, 0.625, -0.625, 1e-300, 22.0, 23.0], dtype=torch.float64)])
+    y = kernels.tanh(x)
+    assert y.dtype == torch.float64
+    rel = ((y - torch.tanh(x)).abs() / torch.tanh(x).abs().clamp_min(1e-300)).max().item()
+    assert rel < 5e-16, rel  # Cephes rational form below 0.625, exp-based above: ~1 ulp
+    special = kernels.tanh(torch.tensor([float("inf"), -float("inf"), float("nan")], dtype=torch.float64))
+    assert special[0] == 1 and special[1] == -1 and math.isnan(special[2])
 
 
 def _problem(spec: MLPSpec, backend: str) -> MLPLoss:
@@ -129,9 +154,8 @@ def test_fused_matches_reference_trajectories(spec, beta):
     start = paper_init(spec.n_params, 0.5, seed=4)
     fused_loss, torch_loss = _problem(spec, "c"), _problem(spec, "torch")
     state = rule.init(start, torch_loss, realizations=64, seed=11)
-    assert kernels.fused_step_fn(rule, state, torch_loss) is None  # torch backend: no kernel
-    step_fn = kernels.fused_step_fn(rule, state, fused_loss)
-    fused, fused_counts = step_fn(state, 50)
+    assert fused_step_fn(rule, state, torch_loss) is None  # torch backend: no kernel
+    fused, fused_counts = _fused(rule, state, fused_loss, 50)
     ref, ref_counts = _reference(rule, state, torch_loss, 50)
     assert fused.step == ref.step == 50
     same = (fused.params.view(torch.int32) == ref.params.view(torch.int32)).all(dim=1)
@@ -155,7 +179,7 @@ def test_fused_counters_past_2_to_the_32(monkeypatch, beta):
     state = rule.init(paper_init(spec.n_params, 0.5, seed=4), _problem(spec, "torch"), realizations=16,
                       realization=realization, seed=3)
     state = state.replace(step=2**32 - 3)
-    fused, fused_counts = kernels.fused_step_fn(rule, state, _problem(spec, "c"))(state, 5)
+    fused, fused_counts = _fused(rule, state, _problem(spec, "c"), 5)
     ref, ref_counts = _reference(rule, state, _problem(spec, "torch"), 5)
     assert fused.step == ref.step == 2**32 + 2
     same = (fused.params.view(torch.int32) == ref.params.view(torch.int32)).all(dim=1)
@@ -169,7 +193,7 @@ def test_fused_counters_out_of_range_raise():
     rule = Neuroevolution(0.02)
     loss_fn = _problem(SHALLOW, "c")
     state = rule.init(paper_init(SHALLOW.n_params, 0.5), loss_fn, realizations=2)
-    run = kernels.fused_step_fn(rule, state, loss_fn)
+    run = fused_step_fn(rule, state, loss_fn)
     end, _ = run(state.replace(step=2**44 - 2), 2)  # the last step drawn is 2^44 - 1
     assert end.step == 2**44
     with pytest.raises(NegdError, match=r"^step: must be an integer in \[0, 2\^44\)"):
@@ -183,7 +207,7 @@ def test_per_parameter_sigma_matches_reference():
     sigma = torch.linspace(0.005, 0.05, spec.n_params)
     rule = Neuroevolution(sigma, math.inf)
     state = rule.init(paper_init(spec.n_params, 0.5, seed=1), _problem(spec, "torch"), realizations=16)
-    fused, _ = kernels.fused_step_fn(rule, state, _problem(spec, "auto"))(state, 20)
+    fused, _ = _fused(rule, state, _problem(spec, "auto"), 20)
     ref, _ = _reference(rule, state, _problem(spec, "torch"), 20)
     same = (fused.params == ref.params).all(dim=1)
     assert same.float().mean() >= 0.9
@@ -206,15 +230,14 @@ def test_independent_of_chunking_and_threads():
     rule = Neuroevolution(0.03, math.inf)
     loss_fn = _problem(SMALL, "c")
     state = rule.init(paper_init(SMALL.n_params, 0.5, seed=3), loss_fn, realizations=64, seed=9)
-    whole, counts = kernels.fused_step_fn(rule, state, loss_fn)(state, 25)
-    parts = [kernels.fused_step_fn(rule, state.chunk(i, i + 16), loss_fn)(state.chunk(i, i + 16), 25)
-             for i in range(0, 64, 16)]
+    whole, counts = _fused(rule, state, loss_fn, 25)
+    parts = [_fused(rule, state.chunk(i, i + 16), loss_fn, 25) for i in range(0, 64, 16)]
     assert _same_bits(whole.params, torch.cat([p.params for p, _ in parts]))
     assert torch.equal(counts, torch.cat([c for _, c in parts]))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        single, single_counts = kernels.fused_step_fn(rule, state, loss_fn)(state, 25)
+        single, single_counts = _fused(rule, state, loss_fn, 25)
     finally:
         torch.set_num_threads(threads)
     assert _same_bits(whole.params, single.params) and _same_bits(whole.loss, single.loss)
@@ -227,14 +250,14 @@ def test_non_finite_proposals_are_rejected():
     # sigma = 1e30: every proposal's outputs overflow, so its loss is inf and it is never taken
     rule = Neuroevolution(1e30, math.inf)
     state = rule.init(start, loss_fn, realizations=4)
-    out, counts = kernels.fused_step_fn(rule, state, loss_fn)(state, 5)
+    out, counts = _fused(rule, state, loss_fn, 5)
     assert counts.sum() == 0 and torch.equal(out.params, state.params) and torch.equal(out.loss, state.loss)
     # a non-finite current loss gives way to any finite proposal, at any beta
     for beta in (math.inf, 10.0):
         rule = Neuroevolution(0.01, beta)
         stuck = rule.init(start, loss_fn, realizations=4)
         stuck = stuck.replace(loss=torch.full((4,), float("nan")))
-        out, counts = kernels.fused_step_fn(rule, stuck, loss_fn)(stuck, 1)
+        out, counts = _fused(rule, stuck, loss_fn, 1)
         assert out.accepted.all() and torch.isfinite(out.loss).all()
 
 
@@ -242,11 +265,26 @@ def test_declines_what_it_cannot_run(monkeypatch):
     loss_fn = _problem(SHALLOW, "auto")
     rule = Neuroevolution(0.01)
     state = rule.init(paper_init(SHALLOW.n_params, 0.5), loss_fn, realizations=2)
-    assert kernels.fused_step_fn(rule, state, loss_fn) is not None
-    assert kernels.fused_step_fn(GradientDescent(0.1), state, loss_fn) is None
-    assert kernels.fused_step_fn(rule, state.replace(params=state.params.double()), loss_fn) is None
-    assert kernels.mlp_loss(SHALLOW, state.params.clone().requires_grad_(True), loss_fn.inputs,
-                            loss_fn.targets) is None  # autograd needs the torch path
+    assert fused_step_fn(rule, state, loss_fn) is not None
+    assert fused_step_fn(rule, state.replace(params=state.params.double()), loss_fn) is not None
+    assert fused_step_fn(GradientDescent(0.1), state, loss_fn) is None
+    assert fused_step_fn(rule, state.replace(params=state.params.half()), loss_fn) is None
+    assert loss_fn.kernel_data(state.params.clone().requires_grad_(True)) is None  # autograd: torch path
     monkeypatch.setenv("NEGD_DISABLE_KERNELS", "1")
-    assert kernels.fused_step_fn(rule, state, loss_fn) is None
-    assert kernels.mlp_loss(SHALLOW, state.params, loss_fn.inputs, loss_fn.targets) is None
+    assert fused_step_fn(rule, state, loss_fn) is None
+    assert loss_fn.kernel_data(state.params) is None
+
+
+def test_kernel_package_is_a_leaf():
+    """negd.kernels computes on tensors: it imports no rule, state, loss or model module."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(kernels.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.startswith("negd") and not name.startswith(("negd.kernels", "negd.validation")):
+                    raise AssertionError(f"{path.name} imports {name}")

@@ -265,3 +265,27 @@ def test_langevin_noise_uses_its_own_stream():
     state = rule.step(rule.init(torch.zeros(4, 5), flat, seed=6), flat)
     xi = rng.normal(6, torch.arange(4), 0, 5, stream=rng.STREAM_LANGEVIN)
     assert torch.equal(state.params, 0.2 * xi)
+
+
+def test_half_precision_params_are_refused_by_the_rules():
+    """Issue 11, defect 8: bf16 parameters at sigma = 1e-3 'accepted' every move while nothing moved;
+    the rules take float32 or float64 parameters only (issue 7: a one-line error naming the dtype)."""
+    from negd.rules import Neuroevolution as NE
+
+    with pytest.raises(NegdError, match=r"^params: dtype must be float32 or float64, got torch.bfloat16"):
+        NE(sigma=1e-3).init(torch.ones(8, dtype=torch.bfloat16), lambda p: (p.float() ** 2).sum(1),
+                            realizations=2)
+
+
+def test_proposals_that_change_nothing_are_not_accepted():
+    """Issue 11, defect 8: moves with sigma = 1e-30 changed nothing and were counted as accepted."""
+    from negd.rules import Neuroevolution as NE
+
+    rule, loss = NE(sigma=1e-30), lambda p: (p ** 2).sum(1)
+    state = rule.init(torch.ones(5), loss, realizations=3)
+    for _ in range(4):
+        state = rule.step(state, loss)
+        assert not state.accepted.any()
+    assert torch.equal(state.params, torch.ones(3, 5))
+    moving = NE(sigma=0.1).step(NE(sigma=0.1).init(torch.ones(5), loss, realizations=64), loss)
+    assert 0 < int(moving.accepted.sum()) < 64  # ordinary moves: accepted about half the time

@@ -1,10 +1,14 @@
 """negd: neuroevolution for PyTorch models and ensembles, and its correspondence with
-gradient descent (Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021))."""
+gradient descent (Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021)).
 
+Update rules over ensembles are in :mod:`negd.rules` (also exported here); optimizers with the
+``torch.optim`` protocol are in :mod:`negd.optim` (``negd.optim.Neuroevolution``) and are not
+exported at the top level, so that the rule ``negd.Neuroevolution`` has no look-alike."""
+
+from negd import optim
 from negd.engine import advance, advance_counted
 from negd.ensemble import MLPLoss, ModuleLoss, loss_for
 from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
-from negd.optim import NeuroEvolution
 from negd.regime import Regime, regime_check
 from negd.rules import (
     RULES,
@@ -24,5 +28,5 @@ __version__ = "0.1.0"
 __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",
            "Langevin", "MomentMatchedLangevin", "Neuroevolution", "NormalizedGradientDescent", "State",
-           "get_task", "gradient_twin", "matched_twin", "NegdError", "NeuroEvolution", "Regime",
+           "get_task", "gradient_twin", "matched_twin", "NegdError", "optim", "Regime",
            "regime_check", "__version__"]

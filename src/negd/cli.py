@@ -51,6 +51,10 @@ def _twin_realizations(text: str) -> int:
     return value
 
 
+_ALLOW_PATH_CHANGE = ("with --resume: continue even if this machine computes on another path (kernel or "
+                      "torch, dtypes, device, versions) than the run started on; recorded in config.json")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from negd.experiments.classification import CLASSIFICATION_EXPERIMENTS
     from negd.experiments.presets import EXPERIMENTS, SCALES
@@ -62,7 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments and build its report")
     rep.add_argument("experiment", choices=list(EXPERIMENTS) + list(CLASSIFICATION_EXPERIMENTS))
-    rep.add_argument("--scale", choices=SCALES, default="quick",
+    rep.add_argument("--scale", choices=SCALES, default=None,
                      help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
     rep.add_argument("--twin", choices=("noiseless", "langevin", "matched"), default=None,
@@ -72,18 +76,23 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--twin-realizations", type=_twin_realizations, default=None, metavar="N",
                      help="realizations of an ensemble twin (langevin or matched; integer >= 2; default: "
                           "the preset's, 32 for finite-beta at quick scale, else --realizations)")
-    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     rep.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-...)")
-    rep.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    rep.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
+    rep.add_argument("--dtype", choices=("auto", "float32", "float64"), default=None,
+                     help="parameter dtype (default auto: float64 where sigma is too small for float32; "
+                          "losses are float64 in any case)")
     rep.add_argument("--no-scan", action="store_true", help="skip the sigma/2, sigma/4 arms")
     rep.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue an interrupted run")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
 
     run = sub.add_parser("run", help="run an experiment described by a YAML or TOML file")
     run.add_argument("config", type=Path, nargs="?", default=None)
     run.add_argument("--out", type=Path, default=None)
     run.add_argument("--resume", type=Path, default=None, metavar="DIR")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
 
     report = sub.add_parser("report", help="build summary, figures and report.md of a run directory")
     report.add_argument("run_dir", type=Path)
@@ -98,7 +107,7 @@ def _print_verdict(run_dir: Path) -> None:
     report = run_dir / "report.md"
     if report.exists():
         lines, inside = [], False
-        for line in report.read_text().splitlines():
+        for line in report.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("#"):
                 inside = "verdict" in line.lower()
             elif inside and line.lstrip().startswith(("-", "*")):
@@ -109,8 +118,8 @@ def _print_verdict(run_dir: Path) -> None:
     summary = run_dir / "summary.json"
     if summary.exists():
         try:
-            verdict = json.loads(summary.read_text()).get("verdict")
-        except (json.JSONDecodeError, AttributeError):
+            verdict = json.loads(summary.read_text(encoding="utf-8", errors="replace")).get("verdict")
+        except (ValueError, AttributeError):  # damaged summary.json: no verdict line
             verdict = None
         if verdict:
             print(f"verdict: {verdict}")
@@ -127,7 +136,8 @@ def _finish(result, resume_hint: str) -> int:
     if result.report is not None:
         print(f"report: {result.report}")
     _print_verdict(result.run_dir)
-    return 0
+    # A run asked for a report and got none (e.g. "report failed"): not a success.
+    return 0 if result.report is not None or not result.report_message else EXIT_ERROR
 
 
 def _reproduce_classification(args: argparse.Namespace) -> int:
@@ -135,12 +145,14 @@ def _reproduce_classification(args: argparse.Namespace) -> int:
     from negd.experiments.classification import classification_preset, run_classification
 
     for flag, value in (("--resume", args.resume), ("--twin", args.twin),
-                        ("--twin-realizations", args.twin_realizations)):
+                        ("--twin-realizations", args.twin_realizations),
+                        ("--allow-path-change", args.allow_path_change or None),
+                        ("--dtype", None if args.dtype in (None, "auto", "float32") else args.dtype)):
         if value is not None:
             raise NegdError(f"{flag}: not available for {args.experiment!r} "
-                            "(a noiseless twin, a run of minutes)")
-    exp = classification_preset(args.experiment, args.scale, realizations=args.realizations, seed=args.seed,
-                                device=args.device)
+                            "(float32 parameters, a noiseless twin, a run of minutes)")
+    exp = classification_preset(args.experiment, args.scale or "quick", realizations=args.realizations,
+                                seed=args.seed or 0, device=args.device or "cpu")
     run_dir = run_classification(exp, args.out, progress=not args.no_progress)
     print(f"run: {run_dir}")
     print(f"report: {run_dir / 'report.md'}")
@@ -159,16 +171,32 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.out is not None:
             raise NegdError("--out: not allowed with --resume (the run continues in its own directory)")
-        if args.twin_realizations is not None:
-            raise NegdError("--twin-realizations: not allowed with --resume (the run keeps its config)")
         config, _ = load_run_config(args.resume)
         if config.experiment != args.experiment:
             raise NegdError(f"--resume: {args.resume} is a {config.experiment!r} run, "
                             f"not {args.experiment!r}")
-        result = resume_experiment(args.resume, progress=progress)
+        _check_resume_flags(args, config)
+        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change)
     else:
+        if args.allow_path_change:
+            raise NegdError("--allow-path-change: only with --resume")
         result = run_experiment(_reproduce_config(args), args.out, progress=progress)
     return _finish(result, f"negd reproduce {args.experiment} --resume {result.run_dir}")
+
+
+def _check_resume_flags(args: argparse.Namespace, config) -> None:
+    """Flags given with --resume must equal the run's settings (NegdError naming every difference)."""
+    from negd.experiments.provenance import check_flags
+
+    recorded = {"--scale": config.scale, "--seed": config.seed, "--realizations": config.realizations,
+                "--device": config.device, "--twin": config.twin,
+                "--twin-realizations": config.twin_realizations, "--no-scan": config.scan is None,
+                "--dtype": config.dtype}
+    given = {"--scale": args.scale, "--seed": args.seed, "--realizations": args.realizations,
+             "--device": args.device, "--twin": args.twin, "--twin-realizations": args.twin_realizations,
+             "--no-scan": True if args.no_scan else None,
+             "--dtype": None if args.dtype in (None, "auto") else args.dtype}
+    check_flags(recorded, given, args.resume)
 
 
 def _reproduce_config(args: argparse.Namespace):
@@ -177,13 +205,16 @@ def _reproduce_config(args: argparse.Namespace):
     from negd.experiments.config import config_from_dict
     from negd.experiments.presets import preset
 
-    config = preset(args.experiment, args.scale, realizations=args.realizations, seed=args.seed,
-                    device=args.device, scan=not args.no_scan)
+    config = preset(args.experiment, args.scale or "quick", realizations=args.realizations,
+                    seed=0 if args.seed is None else args.seed, device=args.device or "cpu",
+                    scan=not args.no_scan)
     if args.twin is not None and args.twin != config.twin:
         user = config.to_user_dict() | {"twin": args.twin}
         if args.twin not in ENSEMBLE_TWINS or config.twin not in ENSEMBLE_TWINS:
             user.pop("twin_realizations", None)  # the new twin's default
         config = config_from_dict(user, experiment=config.experiment, scale=config.scale)
+    if args.dtype is not None and args.dtype != "auto":
+        config = config.with_overrides(dtype=args.dtype)
     if args.twin_realizations is not None:
         if config.twin not in ENSEMBLE_TWINS:
             raise NegdError(f"--twin-realizations: only for an ensemble twin (langevin or matched), not "
@@ -200,8 +231,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.config is not None or args.out is not None:
             raise NegdError("--resume: give only the run directory (its config.json is used)")
-        result = resume_experiment(args.resume, progress=progress)
+        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change)
     else:
+        if args.allow_path_change:
+            raise NegdError("--allow-path-change: only with --resume")
         if args.config is None:
             raise NegdError("run: give a CONFIG file (YAML or TOML) or --resume DIR")
         try:
@@ -215,11 +248,16 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise NegdError(f"report: {str(args.run_dir)!r} is not a directory")
+    if not (args.run_dir / "config.json").is_file():
+        raise NegdError(f"report: {str(args.run_dir)!r} is not a run directory (no config.json)")
     try:
         from negd.analysis import build_report
     except ImportError as e:
         raise NegdError(f"report: negd.analysis.build_report is not available ({e})") from None
-    path = build_report(args.run_dir)
+    from negd.experiments.lock import run_dir_lock
+
+    with run_dir_lock(args.run_dir):  # the report writes into the run directory: one writer at a time
+        path = build_report(args.run_dir)
     print(f"report: {path}")
     _print_verdict(args.run_dir)
     return 0

@@ -2,38 +2,98 @@
 
 ``advance(rule, state, loss_fn, steps)`` is the loop every caller uses. It is exactly
 ``for _ in range(steps): state = rule.step(state, loss_fn)``, except that neuroevolution of a
-tanh MLP on CPU runs many steps per call in the C kernel of :mod:`negd.kernels`, which draws
-the same random numbers (:mod:`negd.rng`) and so takes the same steps.
-``advance_counted`` also returns how many of those steps each realization accepted.
+tanh MLP (:class:`negd.ensemble.MLPLoss`) on CPU, with float32 or float64 parameters, runs many
+steps per call in the C kernel of :mod:`negd.kernels`, which draws the same random numbers
+(:mod:`negd.rng`) and so takes the same steps. This module is where that dispatch lives: the
+kernels themselves only compute on tensors.
+
+``advance_counted`` also returns how many of those steps each realization accepted, and
+``advance_tallied`` also how many proposals tied (dU == 0 exactly: a loss too coarse to resolve
+the move, see :mod:`negd.resolution`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from negd.ensemble import MLPLoss
+from negd.rules import Neuroevolution
 from negd.rules.base import LossFn, UpdateRule
 from negd.state import State
 from negd.validation import check_int
 
-__all__ = ["advance", "advance_counted"]
+__all__ = ["advance", "advance_counted", "advance_tallied", "Tally", "fused_step_fn"]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Per realization over a call of :func:`advance_tallied`: accepted moves and exact ties [R] int64."""
+
+    accepted: Tensor
+    ties: Tensor
+
+
+FusedStep = Callable[[State, int], tuple[State, Tally]]
+
+
+def fused_step_fn(rule: UpdateRule, state: State, loss_fn: LossFn) -> FusedStep | None:
+    """A function ``(state, steps) -> (state, Tally)`` running fused kernel steps, or None.
+
+    Fits when ``rule`` is :class:`negd.rules.Neuroevolution`, ``loss_fn`` an :class:`MLPLoss`
+    with backend "auto" or "c" whose kernel is available, and the parameters are float32 or float64
+    on CPU with a scalar or per-parameter sigma; None otherwise (the caller then loops ``rule.step``).
+    """
+    if not isinstance(rule, Neuroevolution) or not isinstance(loss_fn, MLPLoss):
+        return None
+    if state.loss.device.type != "cpu":
+        return None
+    data = loss_fn.kernel_data(state.params)
+    if data is None:
+        return None
+    # float64 first, as Neuroevolution.mutation takes it: float64 parameters must see sigma = 1e-3, not
+    # the float32 number nearest to it
+    sigma = torch.as_tensor(rule.sigma, dtype=torch.float64).reshape(-1)
+    if sigma.numel() not in (1, state.n_params):
+        return None
+    from negd import kernels
+
+    def run(state: State, steps: int) -> tuple[State, Tally]:
+        out = kernels.fused_neuroevolution(data, state.params, state.loss, state.accepted, state.tied,
+                                           state.realization,
+                                           seed=state.seed, step=state.step, steps=steps, sigma=sigma,
+                                           beta=rule.beta)
+        new = state.replace(params=out.params, loss=out.loss, step=state.step + int(steps),
+                            accepted=out.accepted, tied=out.tied)
+        return new, Tally(out.counts, out.ties)
+
+    return run
+
+
+def advance_tallied(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int) -> tuple[State, Tally]:
+    """``steps`` steps of ``rule``, with each realization's accepted moves and exact ties."""
+    steps = check_int("steps", steps, 0)
+    zeros = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
+    if steps == 0:
+        return state, Tally(zeros, zeros.clone())
+    fused = fused_step_fn(rule, state, loss_fn)
+    if fused is not None:
+        return fused(state, steps)
+    accepted, ties = zeros, zeros.clone()
+    for _ in range(steps):
+        state = rule.step(state, loss_fn)
+        accepted = accepted + state.accepted
+        ties = ties + state.tied
+    return state, Tally(accepted, ties)
 
 
 def advance_counted(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int) -> tuple[State, Tensor]:
     """``steps`` steps of ``rule``, and the number of accepted moves of each realization [R] int64."""
-    steps = check_int("steps", steps, 0)
-    if steps == 0:
-        return state, torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
-    from negd import kernels  # late import: building the kernel is only needed here
-
-    fused = kernels.fused_step_fn(rule, state, loss_fn)
-    if fused is not None:
-        return fused(state, steps)
-    counts = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
-    for _ in range(steps):
-        state = rule.step(state, loss_fn)
-        counts += state.accepted
-    return state, counts
+    state, tally = advance_tallied(rule, state, loss_fn, steps)
+    return state, tally.accepted
 
 
 def advance(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int) -> State:

@@ -8,7 +8,10 @@ Two implementations of the same function:
   batched matrix products, and on CPU optionally the fused C kernel of :mod:`negd.kernels`.
 
 Both evaluate in chunks of at most ``chunk_size`` realizations so that memory stays bounded;
-chunking does not change any realization's result.
+chunking does not change any realization's result. Both return float64 losses: the forward pass
+runs in the parameters' dtype (float32 is fine) and the squared errors are summed in float64, so
+that loss differences of small mutations are resolved (a float32 mean of U ~ 0.3 cannot tell
+apart two losses closer than ~3e-8, the dU of the paper's smallest mutations).
 """
 
 from __future__ import annotations
@@ -29,8 +32,16 @@ __all__ = ["ModuleLoss", "MLPLoss", "mse", "loss_for"]
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error over all but the leading (realization) dimension."""
-    return ((pred - target) ** 2).flatten(1).mean(dim=1)
+    """Mean squared error over all but the leading (realization) dimension, reduced in float64.
+
+    The squared errors are formed in the prediction's dtype and summed in float64, exactly as the
+    C kernel does.
+    """
+    return ((pred - target) ** 2).flatten(1).to(torch.float64).mean(dim=1)
+
+
+def _mean_squared_error(pred: Tensor, target: Tensor) -> Tensor:
+    return ((pred - target) ** 2).to(torch.float64).mean()
 
 
 def _check_params(params: Tensor, n: int) -> None:
@@ -42,6 +53,17 @@ def _chunked(fn: Callable[[Tensor], Tensor], params: Tensor, chunk: int) -> Tens
     if params.shape[0] <= chunk:
         return fn(params)
     return torch.cat([fn(p) for p in params.split(chunk)])
+
+
+def _check_deterministic(model: nn.Module) -> None:
+    """Refuse layers that make the loss random or mutate buffers in training mode (Dropout,
+    BatchNorm): the loss must be a pure function of the parameters, and vmap cannot run them."""
+    stateful = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+    for name, module in model.named_modules():
+        if module.training and isinstance(module, stateful):
+            raise NegdError(f"model: {type(module).__name__} layer {name or '(root)'!r} is in training mode, "
+                            f"where its output is random or it updates running statistics; call "
+                            f"model.eval() before building ModuleLoss")
 
 
 class ModuleLoss:
@@ -60,12 +82,15 @@ class ModuleLoss:
     largest activation of a chunk near 6 MB (small enough to stay in cache and reuse the
     allocator's pages: on the digits CNN at R = 32 chunks of 2 realizations were 10-25% faster
     than 6 and 2x faster than 12, measured), found by one probe forward pass, which also
-    checks inputs, outputs and targets (one-line errors naming the argument).
+    checks inputs, outputs and targets (one-line errors naming the argument). Losses are float64
+    (the default mse too; a custom loss should reduce in float64, see the module docstring);
+    floating-point inputs are cast to the parameters' dtype.
     """
 
     def __init__(self, model: nn.Module, inputs: Tensor, targets: Tensor,
                  loss: str | Callable[[Tensor, Tensor], Tensor] | None = "mse",
                  chunk_size: int | None = None, compile: bool = False) -> None:
+        _check_deterministic(model)
         self.model = model
         self.names = [n for n, _ in model.named_parameters()]
         self.shapes = [p.shape for _, p in model.named_parameters()]
@@ -87,7 +112,7 @@ class ModuleLoss:
 
     def _per_network_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.loss == "mse":
-            return ((pred - target) ** 2).mean()
+            return _mean_squared_error(pred, target)
         if self.loss == "cross_entropy":
             return cross_entropy_unchecked(pred, target)
         return self.loss(pred, target)
@@ -98,7 +123,8 @@ class ModuleLoss:
             size = shape.numel()
             tensors[name] = flat[pos:pos + size].reshape(shape)
             pos += size
-        pred = functional_call(self.model, tensors, (self.inputs,))
+        inputs = self.inputs.to(flat.dtype) if self.inputs.is_floating_point() else self.inputs
+        pred = functional_call(self.model, tensors, (inputs,))
         return self._per_network_loss(pred, self.targets)
 
     def _evaluate(self, params: Tensor) -> Tensor:
@@ -184,11 +210,11 @@ class MLPLoss:
     0 .. out - 1; softmax cross-entropy reduced in float64, :mod:`negd.losses`).
 
     ``backend``: "auto" (default: the fused C kernel where it covers the model, i.e. tanh
-    activations and the MSE loss, float32 on CPU, and it can be built; elsewhere batched torch
+    activations and the MSE loss, float32 or float64 on CPU, and it can be built; elsewhere batched torch
     matmuls, with the kernel's tanh for tanh networks on CPU; always pure torch when a gradient
     is needed), "torch" (batched matmul, torch's own functions, any device) or "c" (the kernel,
     or an error). ``self.backend`` is the resolved choice: a model the kernel does not cover
-    resolves "auto" to "torch", so that no fused path runs it.
+    resolves "auto" to "torch", so that no fused path runs it. Losses are float64.
     """
 
     def __init__(self, spec: MLPSpec, inputs: Tensor, targets: Tensor, chunk_size: int | None = None,
@@ -218,6 +244,7 @@ class MLPLoss:
         self.backend = backend if kernel_covers else "torch"
         self._kernel_tanh = backend == "auto" and spec.activation == "tanh"
         self._inputs_t = inputs.t().contiguous()  # feature-major [in, P] (MLPSpec.forward_t)
+        self._kernel_data: dict[torch.dtype, object] = {}
 
     @staticmethod
     def from_module(model: nn.Module, inputs: Tensor, targets: Tensor, **kw) -> MLPLoss:
@@ -243,17 +270,36 @@ class MLPLoss:
         return mse(self.spec.forward(params, self.inputs, self._activation(params)),
                    self.targets.to(params.dtype))
 
+    def kernel_data(self, params: Tensor):
+        """The kernel's layout of this loss (:class:`negd.kernels.MLPData`) for ``params``, or None.
+
+        None when the backend is "torch", the kernel is unavailable, or ``params`` do not fit it
+        (not float32/float64 on CPU, or they need a gradient).
+        """
+        if self.backend == "torch" or params.dtype not in (torch.float32, torch.float64):
+            return None
+        from negd import kernels  # late import: the kernel is built on first use
+
+        if not kernels.available():
+            return None
+        data = self._kernel_data.get(params.dtype)
+        if data is None:
+            spec = self.spec
+            arch = (spec.depth, spec.width, spec.in_features, spec.out_features, spec.output_bias)
+            data = kernels.mlp_data(arch, self.n_params, self.inputs, self.targets, params.dtype)
+            self._kernel_data[params.dtype] = data
+        return data if kernels.fits(params, data) else None
+
     def __call__(self, params: Tensor) -> Tensor:
         _check_params(params, self.n_params)
-        if self.backend != "torch":
-            from negd import kernels  # late import: the kernel is built on first use
+        data = self.kernel_data(params)
+        if data is not None:
+            from negd import kernels
 
-            out = kernels.mlp_loss(self.spec, params, self.inputs, self.targets)
-            if out is not None:
-                return out
-            if self.backend == "c" and not params.requires_grad:
-                raise NegdError("backend: 'c' needs float32 parameters on the CPU and a buildable "
-                                "kernel; use 'auto' to fall back to torch")
+            return kernels.mlp_loss(data, params)
+        if self.backend == "c" and not params.requires_grad:
+            raise NegdError("backend: 'c' needs float32 or float64 parameters on the CPU and a buildable "
+                            "kernel; use 'auto' to fall back to torch")
         return _chunked(self._torch, params, self.chunk_size)
 
 

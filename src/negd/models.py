@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from negd import rng
+from negd.resolution import parse_dtype
 from negd.validation import NegdError, check_int, check_positive
 
 __all__ = ["MLPSpec", "ACTIVATIONS", "flat_params", "load_flat_params", "paper_init", "torch_default_init"]
@@ -181,17 +182,19 @@ def load_flat_params(model: nn.Module, flat: Tensor) -> nn.Module:
     return model
 
 
-def paper_init(n_params: int, sigma0: float, *, seed: int = 0, realizations: int | None = None
-               ) -> Tensor:
-    """Paper-style initialization x_i ~ N(0, sigma0^2).
+def paper_init(n_params: int, sigma0: float, *, seed: int = 0, realizations: int | None = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
+    """Paper-style initialization x_i ~ N(0, sigma0^2), float32 (default) or float64 ``dtype``.
 
     Returns one shared vector [N] when ``realizations`` is None (the paper's set-up: every
     realization starts from the same network), else independent draws [R, N] (realization r
-    gets the same row whatever R).
+    gets the same row whatever R). The float64 start is the float32 one, widened.
     """
     check_positive("sigma0", sigma0)
+    dtype = parse_dtype("dtype", dtype)
     rows = 1 if realizations is None else check_int("realizations", realizations)
     z = rng.normal(seed, torch.arange(rows), 0, n_params, stream=rng.STREAM_INIT) * sigma0
+    z = z.to(dtype)
     return z[0] if realizations is None else z
 
 

@@ -29,6 +29,12 @@ gives tr(H^2) and so the number of effective dimensions tr(H)^2/tr(H^2) that the
 treatment of dU assumes to be large. Default thresholds: z <= 0.1 and
 |c| <= 0.1. Per-parameter sigma is handled by measuring everything along S = diag(sigma)
 (see :class:`Regime`).
+
+The check also says whether the arithmetic resolves the moves (:mod:`negd.resolution`): the
+rounding error of dU measured on a few probe mutations, the fraction of accept decisions it can
+flip (arctan(e/s)/pi with s the rms dU), and the quantization of the moves by the parameter
+dtype. Where either exceeds its limit (0.5% of decisions, 1% of a move) the message says what to
+change (a float64 loss or float64 parameters).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from negd.resolution import assess, loss_rounding, quantization
 from negd.rules.base import LossFn, as_ensemble_params, value_and_grad
 from negd.theory import curvature_acceptance, twin_drift_factor
 from negd.validation import NegdError, check_beta, check_int, check_positive, check_sigma
@@ -59,7 +66,10 @@ class Regime:
     z = beta sigma |g|; c = sigma tr H/(2|g|) +- c_se; c_perp = sigma (tr H - u.H.u)/(2|g|);
     c_spread = sigma sqrt(tr(H^2)/2)/|g|; acceptance_predicted and drift_factor (mean
     displacement over the drift of the twin of this beta) from c_perp; applies [R] bool and one
-    reason per realization; message summarizes them in one line.
+    reason per realization; message summarizes them in one line. Resolution
+    (:mod:`negd.resolution`): loss_error (rms rounding error of dU), decision_risk (fraction of
+    accept decisions that rounding can flip), quantization (rms rounding of a move over sigma),
+    resolved [R] bool; the message names a rounding problem and its cure.
 
     For per-parameter sigma, ``grad_norm`` = |S g|/sigma_ref and ``trace_hessian`` =
     tr(S H S)/sigma_ref^2 with sigma_ref = rms(sigma), so that z and c keep their scalar formulas
@@ -80,6 +90,10 @@ class Regime:
     acceptance_predicted: Tensor
     drift_factor: Tensor
     applies: Tensor
+    loss_error: Tensor
+    decision_risk: Tensor
+    quantization: Tensor
+    resolved: Tensor
     reasons: tuple[str, ...]
     message: str
     sigma: float
@@ -256,8 +270,17 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     else:
         message = f"does not apply in {len(failing)}/{len(reasons)} realizations; e.g. #{failing[0]}: " \
                   f"{reasons[failing[0]]}"
+
+    # Rounding: dU's error on probe mutations and the parameters' quantization of the moves.
+    loss_error, du_rms = loss_rounding(loss_fn, params, sigma, seed=seed)
+    du_rms = torch.where(torch.isfinite(du_rms), du_rms, sigma_ref * grad_norm.cpu())
+    resolution = assess(loss_error, du_rms, quantization(params, sigma).cpu(), params.dtype)
+    if not bool(resolution.ok.all()):
+        message = f"{message}; {resolution.message}"
     return Regime(grad_norm=grad_norm, trace_hessian=trace, trace_hessian_se=trace_se,
                   trace_hessian_squared=trace_sq, effective_dimensions=eff_dims,
                   grad_curvature=grad_curvature, z=z, c=c, c_se=c_se, c_perp=c_perp, c_spread=spread,
                   acceptance_predicted=acceptance, drift_factor=drift, applies=applies,
-                  reasons=reasons, message=message, sigma=sigma_ref, beta=beta, z_max=z_max, c_max=c_max)
+                  loss_error=resolution.loss_error, decision_risk=resolution.decision_risk,
+                  quantization=resolution.quantization, resolved=resolution.ok, reasons=reasons,
+                  message=message, sigma=sigma_ref, beta=beta, z_max=z_max, c_max=c_max)

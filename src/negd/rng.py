@@ -45,7 +45,7 @@ from torch import Tensor
 
 from negd.validation import NegdError
 
-__all__ = ["STREAM_MUTATION", "STREAM_ACCEPT", "STREAM_INIT", "STREAM_LANGEVIN",
+__all__ = ["STREAM_MUTATION", "STREAM_ACCEPT", "STREAM_INIT", "STREAM_LANGEVIN", "STREAM_PROBE",
            "STREAM_LIMIT", "STEP_LIMIT", "REALIZATION_LIMIT", "philox4x32", "counter_words",
            "normal", "uniform", "normal_reference", "uniform_reference"]
 
@@ -54,6 +54,7 @@ STREAM_MUTATION = 0
 STREAM_ACCEPT = 1
 STREAM_INIT = 2
 STREAM_LANGEVIN = 3
+STREAM_PROBE = 4  # diagnostic mutations (negd.resolution): never those of a run
 
 # Counter ranges of the layout in the module docstring: word3 = stream (8 bits) | step >> 32
 # (12 bits) | realization >> 32 (12 bits).

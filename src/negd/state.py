@@ -25,8 +25,8 @@ class State:
 
     Attributes:
         params: [R, N] flat parameters, one row per realization.
-        loss: [R] loss of each row of ``params`` (float64 accumulator of float32 losses is
-            not assumed: the dtype is whatever the loss function returns).
+        loss: [R] float64 loss of each row of ``params`` (float64 whatever the parameter dtype:
+            the Metropolis test compares differences of losses that float32 cannot resolve).
         step: number of steps taken so far.
         seed: key of the counter-based generator.
         realization: [R] int64 global realization index of each row (the stream id).
@@ -34,6 +34,9 @@ class State:
             deterministic gradient rules, all False before the first step).
         extras: rule-specific tensors (e.g. an adaptive mutation scale); rules that need
             none leave it empty.
+        tied: [R] bool, whether the last step's proposal had exactly the current loss (dU == 0:
+            a loss too coarse to resolve the move, see :mod:`negd.resolution`); all False for
+            rules without proposals. None at construction means all False.
     """
 
     params: Tensor
@@ -43,6 +46,11 @@ class State:
     realization: Tensor
     accepted: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
+    tied: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.tied is None:
+            object.__setattr__(self, "tied", torch.zeros_like(self.accepted, dtype=torch.bool))
 
     @property
     def n_realizations(self) -> int:
@@ -59,7 +67,7 @@ class State:
         """Rows ``start:stop`` as a state of their own (same seed and step)."""
         return State(self.params[start:stop], self.loss[start:stop], self.step, self.seed,
                      self.realization[start:stop], self.accepted[start:stop],
-                     {k: v[start:stop] for k, v in self.extras.items()})
+                     {k: v[start:stop] for k, v in self.extras.items()}, self.tied[start:stop])
 
     @staticmethod
     def concat(states: list[State]) -> State:
@@ -70,15 +78,15 @@ class State:
         cat = lambda name: torch.cat([getattr(s, name) for s in states])  # noqa: E731
         extras = {k: torch.cat([s.extras[k] for s in states]) for k in first.extras}
         return State(cat("params"), cat("loss"), first.step, first.seed, cat("realization"),
-                     cat("accepted"), extras)
+                     cat("accepted"), extras, cat("tied"))
 
     def to_dict(self) -> dict:
         """Plain tensors and ints, for ``torch.save``."""
         return {"params": self.params, "loss": self.loss, "step": self.step, "seed": self.seed,
                 "realization": self.realization, "accepted": self.accepted,
-                "extras": dict(self.extras)}
+                "extras": dict(self.extras), "tied": self.tied}
 
     @staticmethod
     def from_dict(d: dict) -> State:
         return State(d["params"], d["loss"], int(d["step"]), int(d["seed"]), d["realization"],
-                     d["accepted"], dict(d.get("extras", {})))
+                     d["accepted"], dict(d.get("extras", {})), d.get("tied"))

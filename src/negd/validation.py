@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
 
-__all__ = ["NegdError", "check_positive", "check_beta", "check_int", "check_sigma", "check_finite"]
+__all__ = ["NegdError", "check_positive", "check_beta", "check_int", "check_sigma", "check_finite",
+           "warn_if_sigma_unresolved"]
 
 
 class NegdError(ValueError):
@@ -72,3 +74,20 @@ def check_finite(name: str, t: Tensor) -> Tensor:
     if not bool(torch.isfinite(t).all()):
         raise NegdError(f"{name}: contains NaN or infinite values")
     return t
+
+
+def warn_if_sigma_unresolved(params: Tensor, sigma: float | Tensor, where: str = "params",
+                             stacklevel: int = 3) -> None:
+    """Warn when half-precision parameters cannot resolve mutations of scale ``sigma``: x + sigma xi
+    rounds back to x where sigma is below half the dtype's spacing at |x|, and such "moves" are
+    accepted (dU = 0) while nothing changes."""
+    if params.dtype not in (torch.bfloat16, torch.float16) or params.numel() == 0:
+        return
+    typical = float(params.detach().abs().float().median())
+    spacing = typical * torch.finfo(params.dtype).eps
+    largest = float(sigma.max()) if isinstance(sigma, Tensor) else float(sigma)
+    if largest < spacing:
+        dtype = str(params.dtype).removeprefix("torch.")
+        warnings.warn(f"negd: {where} are {dtype} (spacing {spacing:.2g} at their median |x| = "
+                      f"{typical:.2g}); most mutations of sigma = {largest:g} round away: use float32 "
+                      f"parameters or a larger sigma", RuntimeWarning, stacklevel=stacklevel)

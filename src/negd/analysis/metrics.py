@@ -13,6 +13,11 @@ the run, param_change = (1/N) sum_i (x_i^GD(t) - x_i(0))^2. Thresholds (module c
   relative loss gap >= LOSS_GAP_FAILS that is also >= LOSS_SE_HOLDS standard errors;
 - weakens: anything in between (including "small but not resolved with these realizations").
 
+Whatever the label, a run whose arithmetic does not resolve its moves (negd.resolution: exact
+ties dU == 0 or an estimated decision-flip fraction above DECISION_RISK_MAX = 0.5%, or moves
+quantized by the parameter dtype by more than QUANTIZATION_MAX = 1%) says so in its verdict: its
+numbers are not those of the paper's dynamics, whatever they show.
+
 With a Langevin twin (finite beta) "GD" is the twin's ensemble mean: Delta compares two noisy
 means (floor and SE of negd.analysis.delta, equation (4)), param_change is the squared
 displacement of the twin's mean minus its own noise floor (1/N) sum_i q_i^2/R_L (unbiased for
@@ -29,6 +34,7 @@ import numpy as np
 
 from negd.analysis.delta import delta_stats
 from negd.analysis.rundir import ENSEMBLE_TWINS, ArmData
+from negd.resolution import DECISION_RISK_MAX, QUANTIZATION_MAX
 
 __all__ = [
     "RATIO_HOLDS",
@@ -75,6 +81,10 @@ SCALAR_COLUMNS = (
     "gd_loss_of_mean",
     "twin_grad_norm",
     "delta_corrected_se_covariance",
+    "tie_fraction",
+    "loss_error",
+    "decision_risk",
+    "quantization",
 )
 
 
@@ -118,6 +128,25 @@ def _weighted_acceptance(series: dict[str, np.ndarray]) -> tuple[float, float]:
     okp = ok & np.isfinite(pred_mid)
     acc_pred = float(np.sum(pred_mid[okp] * steps[okp]) / np.sum(steps[okp])) if okp.any() else math.nan
     return acc, acc_pred
+
+
+def _nanmax(values: np.ndarray) -> float:
+    return float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
+
+
+def _resolution(series: dict[str, np.ndarray]) -> dict[str, float]:
+    """Run-level rounding numbers (negd.resolution): tie fraction over all proposals, the largest
+    decision risk and move quantization of the snapshots, and whether both stay within limits."""
+    steps = np.diff(series["ne_step"].astype(np.float64))
+    ties = series["tie_fraction"][1:]
+    ok = np.isfinite(ties) & (steps > 0)
+    tie_fraction = float(np.sum(ties[ok] * steps[ok]) / np.sum(steps[ok])) if ok.any() else math.nan
+    risk, quant = _nanmax(series["decision_risk"]), _nanmax(series["quantization"])
+    at_risk = max((v for v in (tie_fraction, risk) if math.isfinite(v)), default=math.nan)
+    resolved = not (at_risk > DECISION_RISK_MAX or quant > QUANTIZATION_MAX)
+    return {"resolution_tie_fraction": tie_fraction, "resolution_decision_risk_max": risk,
+            "resolution_loss_error_max": _nanmax(series["loss_error"]),
+            "resolution_quantization_max": quant, "resolution_ok": resolved}
 
 
 def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
@@ -175,6 +204,7 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         "grad_norm_initial": float(series["grad_norm"][0]),
         "grad_norm_final": last["grad_norm"],
         "wall_seconds": last["wall_seconds"],
+        **_resolution(series),
     }
 
 
@@ -253,12 +283,41 @@ def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -
 class Verdict:
     label: str  # "holds" | "weakens" | "does not hold" | "undetermined"
     reasons: list[str]
+    caveat: str | None = None  # rounding beyond the limits of negd.resolution (module docstring)
+
+    @property
+    def resolved(self) -> bool:
+        return self.caveat is None
 
     @property
     def sentence(self) -> str:
-        if self.label == "undetermined":
-            return "correspondence undetermined"
-        return f"correspondence {self.label}"
+        text = "correspondence " + self.label
+        return f"{text} ({self.caveat})" if self.caveat else text
+
+
+def _percent(v: float) -> str:
+    return f"{100 * v:.2g}%" if math.isfinite(v) else "n/a"
+
+
+def _resolution_reason(final: dict) -> tuple[str | None, str | None]:
+    """The resolution line of the reasons, and the caveat of the verdict when a limit is exceeded."""
+    keys = ("resolution_tie_fraction", "resolution_decision_risk_max", "resolution_quantization_max")
+    ties, risk, quant = (final.get(k, math.nan) for k in keys)
+    if not any(math.isfinite(v) for v in (ties, risk, quant)):
+        return None, None
+    text = (f"resolution: exact ties {_percent(ties)} of proposals, decision risk {_percent(risk)} (limit "
+            f"{100 * DECISION_RISK_MAX:g}%), move quantization {_percent(quant)} "
+            f"(limit {100 * QUANTIZATION_MAX:g}%)")
+    if final.get("resolution_ok", True):
+        return text, None
+    at_risk = max(v for v in (ties, risk) if math.isfinite(v)) if math.isfinite(ties) or math.isfinite(risk) \
+        else math.nan
+    problems = []
+    if at_risk > DECISION_RISK_MAX:
+        problems.append(f"rounding can flip {_percent(at_risk)} of accept decisions")
+    if quant > QUANTIZATION_MAX:
+        problems.append(f"parameter rounding distorts moves by {_percent(quant)}")
+    return text, "; ".join(problems) + ": rerun with dtype float64 to rule it out"
 
 
 def verdict(final: dict[str, float]) -> Verdict:
@@ -273,10 +332,13 @@ def verdict(final: dict[str, float]) -> Verdict:
         f"loss gap {100 * rel:.2f}% of U_twin = {in_se:.1f} SE (holds below {100 * LOSS_GAP_HOLDS:.0f}% "
         f"or {LOSS_SE_HOLDS:.0f} SE, fails at {100 * LOSS_GAP_FAILS:.0f}%)",
     ]
+    resolution, caveat = _resolution_reason(final)
+    if resolution is not None:
+        reasons.append(resolution)
     loss_ok = rel < LOSS_GAP_HOLDS or in_se < LOSS_SE_HOLDS
     lower = ratio - (upper - ratio)  # the 2-SE lower bound of Delta_c / param_change
     if lower >= RATIO_FAILS or (rel >= LOSS_GAP_FAILS and in_se >= LOSS_SE_HOLDS):
-        return Verdict("does not hold", reasons)
+        return Verdict("does not hold", reasons, caveat)
     if upper < RATIO_HOLDS and loss_ok:
-        return Verdict("holds", reasons)
-    return Verdict("weakens", reasons)
+        return Verdict("holds", reasons, caveat)
+    return Verdict("weakens", reasons, caveat)

@@ -8,13 +8,13 @@ the Langevin twin existed) get ``gd_loss_se`` = 0 and ``gd_loss_of_mean`` = ``gd
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from negd.analysis.runfiles import RECOMPUTE, CorruptFile, load_npz, read_json_object, short
 from negd.validation import NegdError
 
 __all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS"]
@@ -52,6 +52,10 @@ OPTIONAL_SCALARS = (
     "wall_seconds",
     "twin_grad_norm",
     "delta_corrected_se_covariance",
+    "tie_fraction",
+    "loss_error",
+    "decision_risk",
+    "quantization",
 )
 
 
@@ -59,9 +63,18 @@ def to_float(value) -> float:
     """Config numbers, where beta may be the string "inf"; None -> NaN."""
     if value is None:
         return math.nan
+    if isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r}")
     if isinstance(value, str):
         return float(value.strip().lower().replace("infinity", "inf"))
     return float(value)
+
+
+def _count(value) -> int | None:
+    """A non-negative integer from a config.json field (None when it is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 0:
+        return None
+    return int(value)
 
 
 @dataclass
@@ -127,37 +140,57 @@ def _load_json(path: Path, required: bool) -> dict:
             raise NegdError(f"run_dir: {path.parent} is not a run directory ({path.name} is missing)")
         return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        return read_json_object(path)
+    except NegdError:
         if required:
-            raise NegdError(f"run_dir: cannot read {path}: {exc}") from None
+            raise
         return {}
 
 
+def _field(path: Path, name: str, value, convert, allow_missing: bool = False):
+    """``convert(value)``, or one CorruptFile line naming the field of ``path`` (e.g. a string
+    where a number belongs in a hand-edited config.json)."""
+    if value is None and allow_missing:
+        return None
+    try:
+        result = convert(value)
+    except (TypeError, ValueError, OverflowError):
+        result = None
+    if result is None:
+        raise CorruptFile(path, f"{name} = {short(value)} is not a valid value",
+                          "restore the file from a copy or start a new run")
+    return result
+
+
 def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
-    t_final = to_float(entry.get("t_final", config.get("t_final")))
+    where = run_dir / "config.json"
+    if not isinstance(entry, dict):
+        raise CorruptFile(where, f"arms[{index}] must be an object, got {short(entry)}",
+                          "restore the file from a copy or start a new run")
     arm = ArmData(
         index=index,
         label=str(entry.get("label", f"arm {index}")),
-        sigma=to_float(entry.get("sigma")),
-        lam=to_float(entry.get("lambda", config.get("lambda"))),
-        t_final=t_final,
-        realizations=int(entry.get("realizations", config.get("realizations", 0))),
-        ne_steps=entry.get("ne_steps"),
+        sigma=_field(where, f"arms[{index}].sigma", entry.get("sigma"), to_float),
+        lam=_field(where, f"arms[{index}].lambda", entry.get("lambda", config.get("lambda")), to_float),
+        t_final=_field(where, f"arms[{index}].t_final", entry.get("t_final", config.get("t_final")),
+                       to_float),
+        realizations=_field(where, f"arms[{index}].realizations",
+                            entry.get("realizations", config.get("realizations", 0)), _count),
+        ne_steps=_field(where, f"arms[{index}].ne_steps", entry.get("ne_steps"), _count, allow_missing=True),
         arrays=None,
     )
     if str(config.get("twin") or "noiseless") in ENSEMBLE_TWINS:
         arm.twin = str(config["twin"])
-        arm.twin_realizations = int(config.get("twin_realizations") or arm.realizations)
+        arm.twin_realizations = _field(where, "twin_realizations",
+                                       config.get("twin_realizations") or arm.realizations, _count)
     path = run_dir / "arms" / str(index) / "snapshots.npz"
     if not path.exists():
         arm.problem = "not started (no snapshots.npz)"
         return arm
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: np.asarray(npz[k]) for k in npz.files}
-    except Exception as exc:  # a truncated file must not stop the report of the other arms
-        arm.problem = f"unreadable snapshots.npz ({type(exc).__name__}: {exc})"
+        arrays = load_npz(path)
+    except CorruptFile as exc:  # a truncated file must not stop the report of the other arms
+        arm.problem = f"{exc.problem}; {RECOMPUTE}"
         return arm
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if missing:
@@ -189,6 +222,11 @@ def load_run(run_dir: Path) -> RunData:
         raise NegdError(f"run_dir: {run_dir} is not a directory")
     config = _load_json(run_dir / "config.json", required=True)
     status = _load_json(run_dir / "status.json", required=False)
+    for key in ("beta", "alpha"):
+        _field(run_dir / "config.json", key, config.get(key), to_float, allow_missing=True)
+    if config.get("arms") is not None and not isinstance(config["arms"], list):
+        raise CorruptFile(run_dir / "config.json", f"arms must be a list, got {short(config['arms'])}",
+                          "restore the file from a copy or start a new run")
     entries = config.get("arms") or [
         {
             "label": "sigma",

@@ -19,8 +19,9 @@ import time
 
 import torch
 
+from negd.bench.factory import make_peer
 from negd.bench.measure import matmul_rate, peak_rss_mb, tanh_rate, time_peer
-from negd.bench.peers import LOOP_REALIZATIONS, jax_available, make_peer
+from negd.bench.peers import LOOP_REALIZATIONS, jax_available
 from negd.bench.workloads import get_workload
 
 __all__ = ["run_cell"]
@@ -107,7 +108,7 @@ def _memory_cell(spec: dict) -> dict:
     elapsed = time.perf_counter() - t0
     return {"status": "ok", "realizations": r, "steps": steps, "seconds": elapsed,
             "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
-            "fused": negd.kernels.fused_step_fn(rule, state, loss_fn) is not None}
+            "fused": negd.engine.fused_step_fn(rule, state, loss_fn) is not None}
 
 
 def run_cell(spec: dict) -> dict:

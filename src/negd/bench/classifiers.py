@@ -22,6 +22,7 @@ from torch import Tensor, nn
 import negd
 from negd.bench.peers import LOOP_REALIZATIONS, LoopPeer, NegdPeer
 from negd.bench.workloads import ClassifierWorkload
+from negd.engine import fused_step_fn
 
 __all__ = ["CLASSIFIER_PEERS", "make_classifier_peer", "initial_classifier_params"]
 
@@ -53,7 +54,7 @@ class ClassifierNegdPeer(NegdPeer):
         params = initial_classifier_params(workload, realizations, seed).to(device)
         self.state = self.rule.init(params, self.loss_fn, seed=seed)
         self.realization_steps_per_step = realizations
-        self.fused = negd.kernels.fused_step_fn(self.rule, self.state, self.loss_fn) is not None
+        self.fused = fused_step_fn(self.rule, self.state, self.loss_fn) is not None
 
 
 class ClassifierLoopPeer(LoopPeer):

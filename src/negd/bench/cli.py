@@ -108,6 +108,7 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.isolate = False
     if args.out is None:
         args.out = Path(f"bench-results-{args.device}.md")
+    _check_writable(args.out)
     if args.device == "cuda":
         import torch
 
@@ -119,6 +120,22 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
 def _sizes(args: argparse.Namespace, workload: str) -> list[int]:
     """Ensemble sizes of ``workload``: --realizations, else the workload's defaults."""
     return list(args.realizations or get_workload(workload).default_realizations)
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before a long benchmark, not after it, when its two result files cannot be written."""
+    import tempfile
+
+    for path in (out, out.with_suffix(".json")):
+        if path.is_dir():
+            raise NegdError(f"--out: {str(path)!r} is a directory; give a file name such as results.md")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".negd-bench-", suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise NegdError(f"--out: cannot write into {str(out.parent)!r} ({e.strerror or e}); choose a "
+                        f"writable folder") from None
 
 
 def _run(spec: dict, isolate: bool, timeout: float) -> dict:

@@ -7,7 +7,7 @@ until the work is done), ``losses()`` and ``realization_steps_per_step`` (how ma
 realization-steps one ``run`` step performs).
 
 * ``negd``: :func:`negd.advance` of :class:`negd.Neuroevolution` on an ``MLPLoss(backend="auto")``
-  (the fused C kernel when :func:`negd.kernels.fused_step_fn` offers one, the torch loop
+  (the fused C kernel when :func:`negd.engine.fused_step_fn` offers one, the torch loop
   otherwise);
 * ``loop``: the authors' style, one ``nn.Module`` per trajectory: deep-copy the state dict,
   mutate in place with ``torch.randn``, evaluate, restore on reject. It is a Python loop over
@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 import negd
-from negd import kernels
 from negd.bench.workloads import Workload, initial_params
+from negd.engine import fused_step_fn
 from negd.validation import NegdError
 
 __all__ = ["Peer", "PEERS", "make_peer", "jax_available", "jax_loss_fn", "LOOP_REALIZATIONS"]
@@ -71,7 +71,7 @@ class NegdPeer:
         params = initial_params(workload, realizations, seed).to(device)
         self.state = self.rule.init(params, self.loss_fn, seed=seed)
         self.realization_steps_per_step = realizations
-        self.fused = kernels.fused_step_fn(self.rule, self.state, self.loss_fn) is not None
+        self.fused = fused_step_fn(self.rule, self.state, self.loss_fn) is not None
 
     def run(self, steps: int) -> None:
         self.state = negd.advance(self.rule, self.state, self.loss_fn, steps)
@@ -281,17 +281,14 @@ PEERS = {
 
 def make_peer(name: str, workload: Workload, realizations: int, device: torch.device | str = "cpu",
               seed: int = 0) -> Peer | None:
-    """Build peer ``name`` (a key of :data:`PEERS`) for ``workload`` at R = ``realizations``; None
-    when the peer does not apply to the workload (e.g. JAX on a classifier, "generic" on a regression)."""
+    """Build peer ``name`` (a key of :data:`PEERS`) for the regression ``workload`` at R =
+    ``realizations``; None when the peer does not apply ("generic"). Every workload, the
+    classifiers included: :func:`negd.bench.factory.make_peer`."""
     device = torch.device(device)
     if name not in PEERS:
         raise NegdError(f"peers: each must be one of {sorted(PEERS)}, got {name!r}")
-    from negd.bench.workloads import ClassifierWorkload
-
-    if isinstance(workload, ClassifierWorkload):
-        from negd.bench.classifiers import make_classifier_peer  # late: classifiers imports this module
-
-        return make_classifier_peer(name, workload, realizations, device, seed)
+    if not isinstance(workload, Workload):  # the classifiers' peers: negd.bench.factory
+        return None
     if name == "negd":
         return NegdPeer(workload, realizations, device, seed)
     if name == "grad":

@@ -19,52 +19,65 @@ x <- x - alpha grad U + (sigma/sqrt(lambda)) xi from the same x(0), whose *avera
 finite-beta NE follows (negd.experiments.twin), or ``matched``: an ensemble of
 :class:`negd.rules.MomentMatchedLangevin` runs, whose drift and noise are neuroevolution's exact
 one-step moments for a locally linear loss at any z = beta sigma |grad U| (any beta).
+
+The parameter dtype (field ``dtype``) is ``float32``, ``float64`` or ``auto`` (default): float64
+when the smallest sigma of the run is below 100 float32 units of a parameter near 1, where float32
+would quantize the moves (:func:`negd.resolution.auto_dtype`). Losses are float64 in any case.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from negd.analysis.rundir import ENSEMBLE_TWINS
+from negd.experiments.config_file import MAX_MESSAGE, read_config_file
 from negd.models import MLPSpec
+from negd.resolution import DTYPES, auto_dtype
 from negd.tasks import REGRESSION_TASKS
 from negd.validation import NegdError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["Arm", "ExperimentConfig", "InitConfig", "NetworkConfig", "ScanConfig", "config_from_dict",
            "load_config", "sigma_for_lambda", "lambda_for_sigma", "snapshot_ne_steps"]
 
 # Largest denominator accepted for lambda: NE and GD step counts must align at every snapshot.
 MAX_LAMBDA_DENOMINATOR = 1024
+# Bounds of one arm: NE or GD steps, and realization-steps of NE and twin together (a typo such
+# as sigma = 1e30 must be refused, not scheduled for 4e32 gradient steps).
+MAX_STEPS = 10**10
+MAX_WORK = 10**13
+# Sizes far beyond any experiment (each would exhaust memory long before it ran).
+MAX_REALIZATIONS = 10**8
+MAX_SNAPSHOTS = 100_000
+MAX_LAYERS = 1_000
+MAX_WIDTH = 100_000
 GD_RULES = ("normalized", "gradient_descent")
 TWINS = ("noiseless", *ENSEMBLE_TWINS)
 INIT_KINDS = ("paper", "torch")
 DEVICES = ("cpu", "cuda")
+DTYPE_CHOICES = ("auto", *DTYPES)
 
 
 # --------------------------------------------------------------------------- field checks
 def _number(name: str, value: Any) -> float:
     """A number; numeric strings are accepted because YAML reads ``1e-4`` as a string."""
     if isinstance(value, bool):
-        raise NegdError(f"{name}: must be a number, got {value!r}")
+        raise NegdError(f"{name}: must be a number, got {_short(value)}")
     if isinstance(value, str):
         try:
             return float(value.strip())
         except ValueError:
-            raise NegdError(f"{name}: must be a number, got {value!r}") from None
+            raise NegdError(f"{name}: must be a number, got {_short(value)}") from None
     if isinstance(value, int | float):
-        return float(value)
-    raise NegdError(f"{name}: must be a number, got {value!r}")
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            raise NegdError(f"{name}: must be a number within float range, got {_short(value)}") from None
+    raise NegdError(f"{name}: must be a number, got {_short(value)}")
 
 
 def _positive(name: str, value: Any) -> float:
@@ -73,21 +86,32 @@ def _positive(name: str, value: Any) -> float:
     except NegdError:
         v = math.nan
     if not math.isfinite(v) or v <= 0:
-        raise NegdError(f"{name}: must be a positive finite number, got {value!r}")
+        raise NegdError(f"{name}: must be a positive finite number, got {_short(value)}")
     return v
 
 
-def _integer(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise NegdError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+def _short(value: Any) -> str:
+    """repr of a user's value, cut: error messages stay one short line whatever the value."""
+    if isinstance(value, list | dict) and len(value) >= 50:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "...(truncated)"
+
+
+def _integer(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or (isinstance(value, float) and not value.is_integer())):
+        raise NegdError(f"{name}: must be an integer >= {minimum}, got {_short(value)}")
     if int(value) < minimum:
-        raise NegdError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+        raise NegdError(f"{name}: must be an integer >= {minimum}, got {_short(value)}")
+    if maximum is not None and int(value) > maximum:
+        raise NegdError(f"{name}: must be an integer in [{minimum}, {maximum:.0e}], got {_short(value)}")
     return int(value)
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise NegdError(f"{name}: must be one of {', '.join(allowed)}, got {value!r}")
+        raise NegdError(f"{name}: must be one of {', '.join(allowed)}, got {_short(value)}")
     return value
 
 
@@ -99,14 +123,14 @@ def _beta(value: Any) -> float:
     except NegdError:
         v = math.nan
     if math.isnan(v) or v <= 0:
-        raise NegdError(f"beta: must be a number > 0 or \"inf\", got {value!r}")
+        raise NegdError(f"beta: must be a number > 0 or \"inf\", got {_short(value)}")
     return v
 
 
 def _check_keys(section: str, data: Any, allowed: tuple[str, ...]) -> dict:
     where = f"{section}: " if section else ""
     if not isinstance(data, dict):
-        raise NegdError(f"{section or 'config'}: must be a mapping of keys to values, got {data!r}")
+        raise NegdError(f"{section or 'config'}: must be a mapping of keys to values, got {_short(data)}")
     for key in data:
         if key not in allowed:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
@@ -120,8 +144,8 @@ def _as_fraction(name: str, value: float) -> Fraction:
     """lambda as an exact small fraction p/q, so that q NE steps are exactly p GD steps."""
     frac = Fraction(value).limit_denominator(MAX_LAMBDA_DENOMINATOR)
     if frac <= 0 or abs(float(frac) - value) > 1e-9 * value:
-        raise NegdError(f"{name}: lambda = {value!r} GD steps per NE step must be a ratio of small integers "
-                        f"(e.g. 1, 1/2, 0.1) so that NE and GD snapshots align")
+        raise NegdError(f"{name}: lambda = {_short(value)} GD steps per NE step must be a ratio of small "
+                        f"integers (e.g. 1, 1/2, 0.1) so that NE and GD snapshots align")
     return frac
 
 
@@ -224,6 +248,7 @@ class ExperimentConfig:
     scale: str = "custom"
     twin: str = "noiseless"
     twin_realizations: int | None = None  # Langevin twin only; None = realizations
+    dtype: str = "float32"  # parameter dtype, resolved ("auto" is decided by config_from_dict)
 
     @property
     def sigma(self) -> float:
@@ -239,7 +264,7 @@ class ExperimentConfig:
              "beta": "inf" if math.isinf(self.beta) else self.beta, "alpha": self.alpha, "lambda": self.lam,
              "gd_rule": self.gd_rule, "realizations": self.realizations, "t_final": self.t_final,
              "n_snapshots": self.n_snapshots, "trajectories": self.trajectories, "seed": self.seed,
-             "device": self.device, "twin": self.twin}
+             "device": self.device, "twin": self.twin, "dtype": self.dtype}
         if self.twin in ENSEMBLE_TWINS:
             d["twin_realizations"] = self.twin_realizations
         if self.init.kind == "torch":
@@ -250,8 +275,9 @@ class ExperimentConfig:
         return d
 
     def arms(self) -> list[Arm]:
+        twin_r = int(self.twin_realizations or self.realizations) if self.twin in ENSEMBLE_TWINS else 1
         arms = [_make_arm("sigma", self.lam, self.alpha, self.beta, self.t_final, self.realizations,
-                          self.n_snapshots, "lambda")]
+                          self.n_snapshots, "lambda", twin_r)]
         if self.scan is not None:
             t_final = self.scan.t_final or self.t_final
             realizations = self.scan.realizations or self.realizations
@@ -260,7 +286,7 @@ class ExperimentConfig:
                 lam = self.lam / (f if math.isinf(self.beta) else f * f)
                 label = f"sigma/{f:g}"
                 arms.append(_make_arm(label, lam, self.alpha, self.beta, t_final, realizations,
-                                      self.n_snapshots, f"scan.factors ({label})"))
+                                      self.n_snapshots, f"scan.factors ({label})", twin_r))
         return arms
 
 
@@ -274,14 +300,30 @@ def snapshot_ne_steps(ne_steps: int, unit: int, n_snapshots: int) -> tuple[int, 
 
 
 def _make_arm(label: str, lam: float, alpha: float, beta: float, t_final: float, realizations: int,
-              n_snapshots: int, lam_field: str) -> Arm:
+              n_snapshots: int, lam_field: str, twin_realizations: int = 1) -> Arm:
+    """One arm, refused unless its steps reach ``t_final`` exactly and its work is bounded."""
     frac = _as_fraction(lam_field, lam)
-    gd_total = round(t_final / alpha)
+    where = "t_final" if label == "sigma" else f"scan.t_final ({label})"
+    if not t_final / alpha <= MAX_STEPS:
+        raise NegdError(f"{where}: {t_final:g} needs {t_final / alpha:.3g} GD steps of alpha = {alpha:g}; "
+                        f"at most {MAX_STEPS:.0e}")
     # The run must end on an aligned step: q NE steps are p GD steps.
-    units = max(1, round(gd_total / frac.numerator))
+    units = max(1, round(round(t_final / alpha) / frac.numerator))
     gd_steps, ne_steps = units * frac.numerator, units * frac.denominator
-    if ne_steps > 10**10:
-        raise NegdError(f"t_final: {t_final!r} needs {ne_steps} NE steps at lambda = {lam:g}; at most 1e10")
+    if ne_steps > MAX_STEPS or gd_steps > MAX_STEPS:
+        raise NegdError(f"{where}: {t_final:g} needs {ne_steps:.3g} NE steps and {gd_steps:.3g} GD steps at "
+                        f"lambda = {lam:g} (sigma = {sigma_for_lambda(lam, alpha, beta):g}); at most "
+                        f"{MAX_STEPS:.0e} each")
+    if abs(gd_steps * alpha - t_final) > 1e-6 * t_final:
+        quantum = frac.numerator * alpha
+        raise NegdError(f"{where}: {t_final:g} is not reached exactly: NE and GD steps align every "
+                        f"{frac.numerator} GD steps (lambda = {lam:g}), i.e. every {quantum:g} in t; give a "
+                        f"multiple of {quantum:g}, or a smaller lambda (sigma)")
+    work = realizations * ne_steps + twin_realizations * gd_steps
+    if work > MAX_WORK:
+        raise NegdError(f"{where}: arm {label} needs {work:.3g} realization-steps ({realizations} x "
+                        f"{ne_steps} NE, {twin_realizations} x {gd_steps} twin);"
+                        f" at most {MAX_WORK:.0e} per arm")
     return Arm(label, sigma_for_lambda(lam, alpha, beta), lam, ne_steps, gd_steps, gd_steps * alpha,
                realizations, snapshot_ne_steps(ne_steps, frac.denominator, n_snapshots))
 
@@ -289,7 +331,7 @@ def _make_arm(label: str, lam: float, alpha: float, beta: float, t_final: float,
 # --------------------------------------------------------------------------- parsing
 TOP_KEYS = ("network", "task", "init", "sigma", "lambda", "beta", "alpha", "gd_rule", "realizations",
             "t_final", "steps", "n_snapshots", "trajectories", "seed", "device", "scan", "twin",
-            "twin_realizations")
+            "twin_realizations", "dtype")
 
 
 def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "custom") -> ExperimentConfig:
@@ -298,9 +340,9 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     net = _check_keys("network", data.get("network", {}), ("depth", "width", "output_bias"))
     output_bias = net.get("output_bias", True)
     if not isinstance(output_bias, bool):
-        raise NegdError(f"network.output_bias: must be true or false, got {output_bias!r}")
-    network = NetworkConfig(_integer("network.depth", net.get("depth", 1), 1),
-                            _integer("network.width", net.get("width", 30), 1), output_bias)
+        raise NegdError(f"network.output_bias: must be true or false, got {_short(output_bias)}")
+    network = NetworkConfig(_integer("network.depth", net.get("depth", 1), 1, MAX_LAYERS),
+                            _integer("network.width", net.get("width", 30), 1, MAX_WIDTH), output_bias)
 
     task = _choice("task", data.get("task", "sin2pi"), tuple(sorted(REGRESSION_TASKS)))
 
@@ -325,30 +367,30 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
         lam = lambda_for_sigma(sigma, alpha, beta)
         frac = Fraction(lam).limit_denominator(MAX_LAMBDA_DENOMINATOR)
         if abs(float(frac) - lam) > 1e-6 * lam:
-            raise NegdError(f"sigma: {sigma!r} means lambda = {lam:.6g} GD steps per NE step, which must "
-                            f"be a ratio of small integers (e.g. 1, 1/2, 0.1); give lambda instead")
+            raise NegdError(f"sigma: {_short(sigma)} means lambda = {lam:.6g} GD steps per NE step, which "
+                            f"must be a ratio of small integers (e.g. 1, 1/2, 0.1); give lambda instead")
         lam = float(frac)
     else:
         lam = _positive("lambda", data.get("lambda", 1.0))
     _as_fraction("lambda", lam)
 
-    realizations = _integer("realizations", data.get("realizations", 100), 1)
+    realizations = _integer("realizations", data.get("realizations", 100), 1, MAX_REALIZATIONS)
     if "t_final" in data and "steps" in data:
         raise NegdError("t_final: give either t_final or steps (NE steps), not both")
     if "steps" in data:
-        steps = _integer("steps", data["steps"], 1)
+        steps = _integer("steps", data["steps"], 1, MAX_STEPS)
         t_final = steps * lam * alpha
     else:
         t_final = _positive("t_final", data.get("t_final", 1.0))
-    if round(t_final / alpha) < 1:
-        raise NegdError(f"t_final: {t_final!r} is shorter than one GD step (alpha = {alpha!r})")
-    n_snapshots = _integer("n_snapshots", data.get("n_snapshots", 51), 2)
+    if not t_final / alpha >= 0.5:
+        raise NegdError(f"t_final: {_short(t_final)} is shorter than one GD step (alpha = {alpha!r})")
+    n_snapshots = _integer("n_snapshots", data.get("n_snapshots", 51), 2, MAX_SNAPSHOTS)
     trajectories = _integer("trajectories", data.get("trajectories", 4), 0)
     if trajectories > realizations:
-        raise NegdError(f"trajectories: must be <= realizations ({realizations}), got {trajectories!r}")
+        raise NegdError(f"trajectories: must be <= realizations ({realizations}), got {_short(trajectories)}")
     seed = _integer("seed", data.get("seed", 0), 0)
     if seed >= 2**63:
-        raise NegdError(f"seed: must be an integer in [0, 2^63), got {seed!r}")
+        raise NegdError(f"seed: must be an integer in [0, 2^63), got {_short(seed)}")
     device = _choice("device", data.get("device", "cpu"), DEVICES)
 
     scan = None
@@ -356,66 +398,58 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
         scan_d = _check_keys("scan", data["scan"], ("factors", "realizations", "t_final"))
         factors = scan_d.get("factors", [2, 4])
         if not isinstance(factors, list | tuple) or not factors:
-            raise NegdError(f"scan.factors: must be a non-empty list of numbers > 1, got {factors!r}")
+            raise NegdError(f"scan.factors: must be a non-empty list of numbers > 1, got {_short(factors)}")
         checked = []
         for f in factors:
             v = _positive("scan.factors", f)
             if v <= 1:
-                raise NegdError(f"scan.factors: must be a non-empty list of numbers > 1, got {factors!r}")
+                raise NegdError(f"scan.factors: must be a non-empty list of numbers > 1, got "
+                                f"{_short(factors)}")
             checked.append(v)
         scan_r = scan_d.get("realizations")
         scan_t = scan_d.get("t_final")
-        scan = ScanConfig(tuple(checked),
-                          None if scan_r is None else _integer("scan.realizations", scan_r, 1),
+        scan_r = None if scan_r is None else _integer("scan.realizations", scan_r, 1, MAX_REALIZATIONS)
+        scan = ScanConfig(tuple(checked), scan_r,
                           None if scan_t is None else _positive("scan.t_final", scan_t))
         if scan.realizations is not None and trajectories > scan.realizations:
-            raise NegdError(f"scan.realizations: must be >= trajectories ({trajectories}), got {scan_r!r}")
+            raise NegdError(f"scan.realizations: must be >= trajectories ({trajectories}), got "
+                            f"{_short(scan_r)}")
 
     twin = _choice("twin", data.get("twin", "noiseless" if math.isinf(beta) else "langevin"), TWINS)
     twin_realizations = None
     if twin in ENSEMBLE_TWINS:
         # At least 2: the twin's variance (part of Delta's floor) needs two realizations.
-        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2)
+        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2,
+                                     MAX_REALIZATIONS)
     if twin == "langevin":
         if math.isinf(beta):
             raise NegdError("twin: langevin needs a finite beta (at beta = inf the twin is noiseless "
                             "normalized GD), got 'langevin' with beta = inf")
         if gd_rule != "gradient_descent":
-            raise NegdError(f"twin: langevin needs gd_rule = gradient_descent, got gd_rule = {gd_rule!r}")
+            raise NegdError(f"twin: langevin needs gd_rule = gradient_descent, got gd_rule = "
+                            f"{_short(gd_rule)}")
     elif twin == "noiseless" and data.get("twin_realizations") is not None:
         raise NegdError(f"twin_realizations: only used with twin = langevin or matched, got "
-                        f"{data['twin_realizations']!r} with twin = {twin}")
+                        f"{_short(data['twin_realizations'])} with twin = {twin}")
 
+    dtype = _choice("dtype", data.get("dtype", "auto"), DTYPE_CHOICES)
     config = ExperimentConfig(network, task, init, beta, alpha, lam, gd_rule, realizations, t_final,
                               n_snapshots, trajectories, seed, device, scan, experiment, scale, twin,
-                              twin_realizations)
-    config.arms()  # validates that every arm's lambda aligns NE and GD steps
+                              twin_realizations, "float32" if dtype == "auto" else dtype)
+    arms = config.arms()  # validates that every arm's lambda aligns NE and GD steps
+    if dtype == "auto":
+        config = replace(config, dtype=auto_dtype(min(a.sigma for a in arms)))
     return config
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML (.yaml/.yml) or TOML (.toml) configuration file."""
-    path = Path(path)
-    if not path.is_file():
-        raise NegdError(f"config: no such file {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
-    suffix = path.suffix.lower()
-    if suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise NegdError(f"config: {path.name} is not valid TOML: {e}") from None
-    elif suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            msg = " ".join(str(e).split())
-            raise NegdError(f"config: {path.name} is not valid YAML: {msg}") from None
-    else:
-        raise NegdError(f"config: file must end in .yaml, .yml or .toml, got {path.name!r}")
-    if data is None:
-        raise NegdError(f"config: {path.name} is empty")
-    return config_from_dict(data)
-
+    """Read (bounded: negd.experiments.config_file) and validate a YAML (.yaml/.yml) or TOML (.toml)
+    configuration file; every error is one line of at most MAX_MESSAGE characters."""
+    data = read_config_file(Path(path))
+    try:
+        return config_from_dict(data)
+    except NegdError as e:
+        text = " ".join(str(e).split())
+        if len(text) > MAX_MESSAGE:
+            text = text[:MAX_MESSAGE] + "...(truncated)"
+        raise NegdError(text) from None

@@ -19,6 +19,7 @@ snapshot completed before it.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import platform
 import sys
@@ -34,14 +35,21 @@ from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
 from negd.analysis.rundir import ENSEMBLE_TWINS
-from negd.engine import advance_counted
+from negd.analysis.runfiles import CorruptFile
+from negd.engine import Tally, advance_counted, advance_tallied
 from negd.ensemble import MLPLoss
-from negd.experiments.config import Arm, ExperimentConfig, config_from_dict
+from negd.experiments.config import Arm, ExperimentConfig
+from negd.experiments.lock import LOCK_NAME, run_dir_lock
+from negd.experiments.provenance import (
+    check_compute_path,
+    compute_path,
+    load_run_config,
+    settings_of,
+    settings_record,
+)
+from negd.experiments.restore import ArmShape, Restored, restore_arm
 from negd.experiments.store import (
     arm_dir,
-    load_checkpoint,
-    load_snapshots,
-    read_json,
     save_checkpoint,
     save_snapshots,
     write_json,
@@ -49,6 +57,7 @@ from negd.experiments.store import (
 )
 from negd.experiments.twin import TwinLoss, langevin_twin_rule
 from negd.models import paper_init, torch_default_init
+from negd.resolution import DTYPES
 from negd.rules import (
     GradientDescent,
     MomentMatchedLangevin,
@@ -72,8 +81,9 @@ SnapshotHook = Callable[[int, int], None]
 
 SCALAR_KEYS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss", "acceptance", "acceptance_se",
                "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds",
-               "delta_corrected_se_covariance")
-REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor")
+               "delta_corrected_se_covariance", "tie_fraction", "loss_error", "decision_risk", "quantization")
+REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "loss_error",
+               "decision_risk", "quantization")
 # Extra arrays of a Langevin twin (run-directory contract, docs/experiments.md).
 TWIN_SCALAR_KEYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
 
@@ -145,7 +155,7 @@ class _Problem:
             x0 = paper_init(spec.n_params, config.init.sigma0, seed=config.seed)
         else:
             x0 = torch_default_init(spec, seed=config.seed)
-        return _Problem(config, loss_fn, x0.to(device), device)
+        return _Problem(config, loss_fn, x0.to(device=device, dtype=DTYPES[config.dtype]), device)
 
     def ne_rule(self, arm: Arm) -> Neuroevolution:
         return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)
@@ -160,7 +170,7 @@ class _Problem:
         return GradientDescent(alpha=self.config.alpha)
 
 
-def _resolved_config(config: ExperimentConfig, arms: list[Arm], kernel: bool) -> dict:
+def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> dict:
     d = config.to_user_dict()
     d = {"experiment": config.experiment, "scale": config.scale, **d}
     d["n_params"] = config.network.spec().n_params
@@ -169,29 +179,11 @@ def _resolved_config(config: ExperimentConfig, arms: list[Arm], kernel: bool) ->
         d["init"] = {"kind": "torch", "sigma0": None}
     d["arms"] = [a.to_json() for a in arms]
     d["versions"] = _versions()
-    d["kernel"] = kernel
+    d["kernel"] = path["kernel"]
+    d["compute_path"] = path
+    d.update(settings_record(settings_of(config, arms)))
     d["created"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     return d
-
-
-def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
-    """The configuration and arms of an existing run directory (for --resume)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise NegdError(f"--resume: {str(run_dir)!r} is not a directory")
-    stored = read_json(run_dir / "config.json")
-    keys = ("network", "task", "init", "beta", "alpha", "lambda", "gd_rule", "realizations", "t_final",
-            "n_snapshots", "trajectories", "seed", "device", "scan", "twin", "twin_realizations")
-    user = {k: stored[k] for k in keys if k in stored and stored[k] is not None}
-    user.setdefault("twin", "noiseless")  # run directories from before the Langevin twin
-    if isinstance(user.get("init"), dict) and user["init"].get("sigma0") is None:
-        user["init"] = {k: v for k, v in user["init"].items() if k != "sigma0"}
-    config = config_from_dict(user, experiment=stored.get("experiment", "custom"),
-                              scale=stored.get("scale", "custom"))
-    arms = [Arm.from_json(a) for a in stored["arms"]]
-    if arms != config.arms():
-        raise NegdError(f"--resume: the arms in {run_dir / 'config.json'} do not follow from its settings")
-    return config, arms
 
 
 # --------------------------------------------------------------------------- one snapshot row
@@ -206,7 +198,7 @@ def _regime(problem: _Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[st
     return {k: float(getattr(check, k)) for k in REGIME_KEYS}
 
 
-def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, accepted: Tensor | None,
+def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, tally: Tally | None,
                   dn: int, n_traj: int) -> dict:
     params = ne.params.to(torch.float64)
     r = params.shape[0]
@@ -217,16 +209,18 @@ def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, a
     loss_se = float(loss.std(unbiased=True)) / math.sqrt(r) if r > 1 else math.nan
     with torch.no_grad():
         loss_of_mean = float(problem.loss_fn(mean.to(ne.params.dtype)[None])[0])
-    if accepted is None:
-        acc, acc_se = math.nan, math.nan
+    if tally is None:
+        acc, acc_se, ties = math.nan, math.nan, math.nan
     else:
-        rate = accepted.to(torch.float64) / dn
+        rate = tally.accepted.to(torch.float64) / dn
         acc = float(rate.mean())
         acc_se = float(rate.std(unbiased=True)) / math.sqrt(r) if r > 1 else math.nan
+        # proposals whose loss equalled the current one exactly: moves the loss did not resolve
+        ties = float(tally.ties.sum()) / (r * dn)
     gd_params = gd.params[0]
     out = {"t": problem.config.alpha * arm.gd_step_of(ne.step), "ne_step": ne.step, "gd_step": gd.step,
            "ne_loss_mean": float(loss.mean()), "ne_loss_se": loss_se, "loss_of_mean": loss_of_mean,
-           "gd_loss": float(gd.loss[0]), "acceptance": acc, "acceptance_se": acc_se,
+           "gd_loss": float(gd.loss[0]), "acceptance": acc, "acceptance_se": acc_se, "tie_fraction": ties,
            "param_mean": mean.cpu().numpy(), "param_var": var.cpu().numpy(),
            "gd_params": gd_params.to(torch.float64).cpu().numpy(),
            "trajectories": ne.params[:n_traj].to(torch.float32).cpu().numpy()}
@@ -284,13 +278,6 @@ def _stack(rows: list[dict], n_traj: int, n_params: int) -> dict[str, np.ndarray
     return arrays
 
 
-def _unstack(arrays: dict[str, np.ndarray], n_rows: int) -> list[dict]:
-    """Rows back from a snapshots.npz, keeping only the first ``n_rows`` (those the checkpoint covers)."""
-    keys = [k for k in arrays if k != "trajectory_ids"]
-    return [{k: (arrays[k][i].item() if arrays[k].ndim == 1 else arrays[k][i]) for k in keys}
-            for i in range(n_rows)]
-
-
 # --------------------------------------------------------------------------- one arm
 class _Progress:
     """tqdm over realization-steps of all arms (rate and time left), or nothing."""
@@ -317,38 +304,58 @@ class _Progress:
 
 
 def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: _Progress,
-                pace: dict) -> tuple[State, Tensor]:
+                pace: dict) -> tuple[State, Tally]:
     """``steps`` NE steps in chunks of about CHUNK_SECONDS (same numbers as one call: counter-based RNG)."""
-    counts = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
+    accepted = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
+    ties = accepted.clone()
     done = 0
     while done < steps:
         chunk = min(steps - done, max(1, int(pace.get("steps_per_s", 1.0) * CHUNK_SECONDS)))
         start = time.perf_counter()
-        state, c = advance_counted(rule, state, loss_fn, chunk)
+        state, tally = advance_tallied(rule, state, loss_fn, chunk)
         elapsed = max(time.perf_counter() - start, 1e-6)
         pace["steps_per_s"] = chunk / elapsed
-        counts += c.to(counts.device)
+        accepted += tally.accepted.to(accepted.device)
+        ties += tally.ties.to(ties.device)
         done += chunk
         progress.update(chunk * state.n_realizations)
-    return state, counts
+    return state, Tally(accepted, ties)
 
 
-def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _Progress,
-             on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None]) -> None:
+def _arm_shape(problem: _Problem, index: int, arm: Arm, settings: dict) -> ArmShape:
+    config = problem.config
+    return ArmShape(index, arm, int(problem.x0.shape[0]), config.trajectories, config.seed,
+                    problem.twin_realizations, problem.ensemble_twin, settings)
+
+
+def _restore_or_reset(problem: _Problem, run_dir: Path, index: int, arm: Arm,
+                      settings: dict) -> Restored | None:
+    """The arm's saved state; a damaged or foreign file is set aside (``*.corrupt``) with one line on
+    stderr, and the arm starts again (same numbers: the random numbers are counter based)."""
+    folder = arm_dir(run_dir, index)
+    try:
+        return restore_arm(folder, _arm_shape(problem, index, arm, settings), problem.device)
+    except CorruptFile as e:
+        print(f"negd: {e.path}: {e.problem}; recomputing arm {index} from the start", file=sys.stderr)
+        for name in ("checkpoint.pt", "snapshots.npz"):
+            if (folder / name).exists():
+                (folder / name).replace(folder / f"{name}.corrupt")
+        return None
+
+
+def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, restored: Restored | None,
+             progress: _Progress, on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None],
+             settings: dict) -> None:
     config = problem.config
     folder = arm_dir(run_dir, index)
     ne_rule, gd_rule = problem.ne_rule(arm), problem.gd_rule(arm)
     twin_loss_fn = problem.twin_loss_fn
     n_traj = config.trajectories
     n_params = problem.x0.shape[0]
-    ckpt_path, snap_path = folder / "checkpoint.pt", folder / "snapshots.npz"
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        ne = State.from_dict({k: _to(v, problem.device) for k, v in ckpt["ne"].items()})
-        gd = State.from_dict({k: _to(v, problem.device) for k, v in ckpt["gd"].items()})
-        n_rows = int(ckpt["rows"])
-        rows = _unstack(load_snapshots(snap_path), n_rows)
-        wall = float(ckpt["wall_seconds"])
+    # Written into every checkpoint: whose it is and with which settings it was computed.
+    owner = {"arm": index, "settings": json.dumps(settings, sort_keys=True, default=str)}
+    if restored is not None:
+        ne, gd, rows, wall = restored.ne, restored.gd, restored.rows, restored.wall
     else:
         start = time.perf_counter()
         ne = ne_rule.init(problem.x0, problem.loss_fn, seed=config.seed, realizations=arm.realizations)
@@ -358,7 +365,7 @@ def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _
             rows = [_snapshot_row(problem, arm, 0, ne, gd, None, 0, n_traj)]
         wall = time.perf_counter() - start
         rows[0]["wall_seconds"] = wall
-        _save(folder, rows, n_traj, n_params, ne, gd, wall)
+        _save(folder, rows, n_traj, n_params, ne, gd, wall, owner)
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, 0)
@@ -368,13 +375,13 @@ def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, progress: _
         start = time.perf_counter()
         dn = arm.snapshots[row] - arm.snapshots[row - 1]
         dg = arm.gd_step_of(arm.snapshots[row]) - arm.gd_step_of(arm.snapshots[row - 1])
-        ne, accepted = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
+        ne, tally = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
         with _one_thread():
             gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
-            rows.append(_snapshot_row(problem, arm, row, ne, gd, accepted, dn, n_traj))
+            rows.append(_snapshot_row(problem, arm, row, ne, gd, tally, dn, n_traj))
         wall += time.perf_counter() - start
         rows[-1]["wall_seconds"] = wall
-        _save(folder, rows, n_traj, n_params, ne, gd, wall)
+        _save(folder, rows, n_traj, n_params, ne, gd, wall, owner)
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, row)
@@ -405,12 +412,12 @@ def _to(value, device: torch.device):
 
 
 def _save(folder: Path, rows: list[dict], n_traj: int, n_params: int, ne: State, gd: State,
-          wall: float) -> None:
+          wall: float, owner: dict) -> None:
     # Snapshots first, then the checkpoint: on resume, rows beyond the checkpoint's count are dropped.
     save_snapshots(folder / "snapshots.npz", _stack(rows, n_traj, n_params))
     save_checkpoint(folder / "checkpoint.pt", {
         "ne": _to(ne.to_dict(), torch.device("cpu")), "gd": _to(gd.to_dict(), torch.device("cpu")),
-        "rows": len(rows), "wall_seconds": wall})
+        "rows": len(rows), "wall_seconds": wall, **owner})
 
 
 # --------------------------------------------------------------------------- whole runs
@@ -426,39 +433,61 @@ def _build_report(run_dir: Path) -> tuple[Path | None, str | None]:
         return None, f"report failed: {e}"
 
 
-def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progress: bool = True,
-                   on_snapshot: SnapshotHook | None = None, report: bool = True) -> RunResult:
-    """Run ``config`` into a new directory ``out`` (default ``runs/...``); refuses a non-empty ``out``."""
-    run_dir = Path(out) if out is not None else default_run_dir(config)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+def _compute_path(problem: _Problem, arms: list[Arm]) -> dict:
+    """Kernel or torch, dtypes, device, versions of this process for ``problem`` (provenance.compute_path)."""
+    from negd.engine import fused_step_fn
+
+    rule = problem.ne_rule(arms[0])
+    probe = rule.init(problem.x0, problem.loss_fn, seed=problem.config.seed, realizations=1)
+    kernel = fused_step_fn(rule, probe, problem.loss_fn) is not None
+    return compute_path(kernel=kernel, params=probe.params, loss=probe.loss, device=problem.device)
+
+
+def _refuse_used_dir(run_dir: Path) -> None:
+    if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_NAME for p in run_dir.iterdir())):
         raise NegdError(f"--out: {str(run_dir)!r} exists and is not empty; choose another directory or "
                         f"continue that run with --resume {run_dir}")
+
+
+def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progress: bool = True,
+                   on_snapshot: SnapshotHook | None = None, report: bool = True) -> RunResult:
+    """Run ``config`` into a new directory ``out`` (default ``runs/...``); refuses a non-empty ``out``
+    and one another process is writing (the run directory's lock, negd.experiments.lock)."""
+    run_dir = Path(out) if out is not None else default_run_dir(config)
+    _refuse_used_dir(run_dir)
     problem = _Problem.build(config)
     arms = config.arms()
-    from negd import kernels
-
-    probe = problem.ne_rule(arms[0]).init(problem.x0, problem.loss_fn, seed=config.seed, realizations=1)
-    kernel = kernels.fused_step_fn(problem.ne_rule(arms[0]), probe, problem.loss_fn) is not None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", _resolved_config(config, arms, kernel))
-    write_status(run_dir, "running", [], 0.0)
-    return _execute(problem, arms, run_dir, progress, on_snapshot, report)
+    path = _compute_path(problem, arms)
+    with run_dir_lock(run_dir):
+        _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
+        write_json(run_dir / "config.json", _resolved_config(config, arms, path))
+        write_status(run_dir, "running", [], 0.0)
+        return _execute(problem, arms, run_dir, progress, on_snapshot, report)
 
 
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
-                      report: bool = True) -> RunResult:
-    """Continue an interrupted run in ``run_dir`` from its checkpoints (same numbers as no interruption)."""
+                      report: bool = True, allow_path_change: bool = False) -> RunResult:
+    """Continue an interrupted run in ``run_dir`` from its checkpoints (same numbers as no interruption).
+
+    Refused when another process writes ``run_dir``, when config.json was edited, or when this
+    process would compute on another path (kernel/torch, dtypes, device, versions) than the run
+    was started on; ``allow_path_change`` allows the latter and records it in config.json.
+    """
     run_dir = Path(run_dir)
     config, arms = load_run_config(run_dir)
-    problem = _Problem.build(config)
-    return _execute(problem, arms, run_dir, progress, on_snapshot, report)
+    with run_dir_lock(run_dir):
+        config, arms = load_run_config(run_dir)  # again under the lock
+        problem = _Problem.build(config)
+        check_compute_path(run_dir, _compute_path(problem, arms), allow_path_change)
+        return _execute(problem, arms, run_dir, progress, on_snapshot, report)
 
 
 def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: bool,
              on_snapshot: SnapshotHook | None, report: bool) -> RunResult:
-    checkpoints = [_checkpoint_summary(run_dir, i) for i in range(len(arms))]
-    done_rows = [rows for rows, _ in checkpoints]
-    walls = [wall for _, wall in checkpoints]
+    settings = settings_of(problem.config, arms)
+    restored = [_restore_or_reset(problem, run_dir, i, arm, settings) for i, arm in enumerate(arms)]
+    done_rows = [0 if r is None else len(r.rows) for r in restored]
+    walls = [0.0 if r is None else r.wall for r in restored]
     total = sum(a.realizations * a.ne_steps for a in arms)
     done = sum(a.realizations * a.snapshots[n - 1] for a, n in zip(arms, done_rows) if n > 0)
     progress = _Progress(show_progress, total, done)
@@ -474,7 +503,8 @@ def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: b
                 walls[index] = wall
                 write_status(run_dir, "running", complete, sum(walls))
 
-            _run_arm(problem, run_dir, index, arm, progress, on_snapshot, saved)
+            _run_arm(problem, run_dir, index, arm, restored[index], progress, on_snapshot, saved, settings)
+            restored[index] = None  # free the restored rows
             complete.append(index)
             write_status(run_dir, "running", complete, sum(walls))
         state = "complete"
@@ -484,15 +514,16 @@ def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: b
         # Reached on success, Ctrl-C and errors alike: the status always tells what exists.
         progress.close()
         write_status(run_dir, state, complete, sum(walls))
-    report_path, message = _build_report(run_dir) if report else (None, None)
+    if not report:
+        return RunResult(run_dir, state, None, None)
+    write_status(run_dir, state, complete, sum(walls), report="pending")
+    try:
+        report_path, message = _build_report(run_dir)
+    except KeyboardInterrupt:
+        # A run is "complete" only with its report: say what is missing and how to get it.
+        write_status(run_dir, "interrupted", complete, sum(walls), report="interrupted")
+        done = "every arm is complete" if state == "complete" else "the arms are incomplete"
+        return RunResult(run_dir, "interrupted", None,
+                         f"interrupted while writing the report ({done}); resuming writes it")
+    write_status(run_dir, state, complete, sum(walls), report="written" if report_path else "failed")
     return RunResult(run_dir, state, report_path, message)
-
-
-def _checkpoint_summary(run_dir: Path, index: int) -> tuple[int, float]:
-    """(rows saved, wall seconds) of arm ``index``; (0, 0.0) before its first snapshot."""
-    path = arm_dir(run_dir, index) / "checkpoint.pt"
-    if not path.exists():
-        return 0, 0.0
-    ckpt = load_checkpoint(path)
-    return int(ckpt["rows"]), float(ckpt["wall_seconds"])
-

@@ -86,7 +86,7 @@ class TwinLoss:
         x = self.loss_fn.inputs.to(params.dtype)[:, 0]  # [P]
         y = self.loss_fn.targets.to(params.dtype)[:, 0]  # [P]
         p = x.shape[0]
-        losses = torch.empty(params.shape[0], dtype=params.dtype, device=params.device)
+        losses = torch.empty(params.shape[0], dtype=torch.float64, device=params.device)
         grads = torch.empty_like(params)
         for start in range(0, params.shape[0], _BLOCK):
             q = params[start:start + _BLOCK]
@@ -96,7 +96,7 @@ class TwinLoss:
             f = torch.bmm(a, w2[:, :, None])[:, :, 0]  # [c, P]
             f = f + q[:, b2s] if b2s is not None else f
             res = f - y
-            losses[start:start + _BLOCK] = res.square().mean(dim=1)
+            losses[start:start + _BLOCK] = res.square().to(torch.float64).mean(dim=1)  # as negd.ensemble.mse
             d = res * (2.0 / p)  # dU/df
             g = grads[start:start + _BLOCK]
             g[:, w2s] = torch.bmm(d[:, None, :], a)[:, 0]

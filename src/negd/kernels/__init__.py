@@ -1,12 +1,17 @@
-"""Fused C kernel for ensemble neuroevolution of tanh MLPs on CPU.
+"""C kernels on plain CPU tensors: tanh-MLP losses, fused neuroevolution steps, counter-based normals.
 
-Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021): each step mutates every
-parameter, x' = x + sigma xi, and accepts with probability min(1, exp(-beta dU)).
-:func:`fused_step_fn` runs many such steps of :class:`negd.rules.Neuroevolution` on an
-:class:`negd.ensemble.MLPLoss` entirely in C (``negd_kernels.c``), parallel over realizations
-with OpenMP. It draws the same random numbers as :mod:`negd.rng` bit for bit and applies the
-same acceptance test as :func:`negd.rules.metropolis_accept`, so it takes the steps of the torch
-reference loop up to float rounding of the loss (see docs/kernels.md).
+Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021): each neuroevolution step mutates
+every parameter, x' = x + sigma xi, and accepts with probability min(1, exp(-beta dU)).
+:func:`fused_neuroevolution` runs many such steps of an ensemble of tanh MLPs entirely in C
+(``negd_kernels.c``, forward pass in ``negd_mlp.h``), parallel over realizations with OpenMP. It
+draws the random numbers of :mod:`negd.rng` bit for bit and applies the acceptance test of
+:func:`negd.rules.metropolis_accept` on float64 losses (see docs/kernels.md).
+
+This package is a leaf: it knows tensors, not rules, states or losses. Deciding when the fused
+kernel fits a rule, a loss and a state is :func:`negd.engine.fused_step_fn`'s job.
+
+Parameters may be float32 or float64; the forward pass runs in that type and the loss, the mean of
+the squared errors, is always summed and returned in float64.
 
 Environment: ``NEGD_DISABLE_KERNELS=1`` turns the kernels off, ``NEGD_CACHE`` moves the build
 cache, ``CC`` picks the compiler.
@@ -15,21 +20,19 @@ cache, ``CC`` picks the compiler.
 from __future__ import annotations
 
 import ctypes
-import math
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from negd.kernels.build import kernels_disabled, load_library
-from negd.models import MLPSpec
-from negd.state import State
 from negd.validation import NegdError
 
-__all__ = ["available", "fused_step_fn", "mlp_loss", "normal", "uniform", "tanh", "kernels_disabled"]
+__all__ = ["available", "MLPData", "mlp_data", "mlp_loss", "fused_neuroevolution", "FusedResult",
+           "normal", "uniform", "tanh", "kernels_disabled", "KERNEL_DTYPES"]
 
-_VECTOR = 8  # points are padded to a multiple of the AVX2 width
-
+_VECTOR = 8  # points are padded to a multiple of the AVX2 float32 width (and so of the float64 one)
+KERNEL_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 
 # Return codes of the kernel's counter checks (negd_kernels.c); 1 is "out of memory".
 _OUT_OF_MEMORY = 1
@@ -59,95 +62,110 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _arch(spec: MLPSpec) -> Tensor:
-    return torch.tensor([spec.depth, spec.width, spec.in_features, spec.out_features, int(spec.output_bias)],
-                        dtype=torch.int32)
-
-
-def _feature_major(x: Tensor) -> tuple[Tensor, int]:
-    """[P, F] -> zero-padded [F, ld] float32 (ld a multiple of the vector width) and ld."""
+def _feature_major(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, int]:
+    """[P, F] -> zero-padded [F, ld] of ``dtype`` (ld a multiple of the vector width) and ld."""
     p = x.shape[0]
     ld = -(-p // _VECTOR) * _VECTOR
-    out = torch.zeros(x.shape[1], ld, dtype=torch.float32)
-    out[:, :p] = x.detach().to(device="cpu", dtype=torch.float32).t()
+    out = torch.zeros(x.shape[1], ld, dtype=dtype)
+    out[:, :p] = x.detach().to(device="cpu", dtype=dtype).t()
     return out, ld
 
 
-def _usable_params(params: Tensor) -> bool:
-    return (params.device.type == "cpu" and params.dtype == torch.float32 and params.dim() == 2
-            and not (params.requires_grad and torch.is_grad_enabled()))
+@dataclass(frozen=True)
+class MLPData:
+    """A tanh MLP and its data laid out for the kernel, in one parameter dtype.
+
+    ``arch`` is (depth, width, in_features, out_features, output_bias) of
+    :class:`negd.models.MLPSpec`; inputs and targets are stored feature-major and padded.
+    """
+
+    arch: Tensor  # int32 [5]
+    n_params: int
+    n_points: int
+    ld: int
+    x: Tensor
+    t: Tensor
+    dtype: torch.dtype
+
+    @property
+    def suffix(self) -> str:
+        return KERNEL_DTYPES[self.dtype]
 
 
-def mlp_loss(spec: MLPSpec, params: Tensor, inputs: Tensor, targets: Tensor) -> Tensor | None:
-    """MSE loss [R] float32 of the tanh MLP ``spec`` for each row of ``params`` [R, N], or None.
+def mlp_data(arch: tuple[int, int, int, int, bool], n_params: int, inputs: Tensor, targets: Tensor,
+             dtype: torch.dtype) -> MLPData:
+    """Lay out ``inputs`` [P, in] and ``targets`` [P, out] for the kernel of parameter ``dtype``."""
+    if dtype not in KERNEL_DTYPES:
+        raise NegdError(f"dtype: the kernels take float32 or float64 parameters, got {dtype}")
+    x, ld = _feature_major(inputs, dtype)
+    t, _ = _feature_major(targets, dtype)
+    return MLPData(torch.tensor([int(a) for a in arch], dtype=torch.int32), n_params, inputs.shape[0], ld,
+                   x, t, dtype)
 
-    None when the kernel is unavailable or the call does not fit it (params not float32 on CPU,
-    or params that need a gradient): the caller then uses the torch path.
+
+def fits(params: Tensor, data: MLPData) -> bool:
+    """Whether ``params`` [R, N] can go to the kernel of ``data``: CPU, its dtype, no gradient needed."""
+    return (params.device.type == "cpu" and params.dtype == data.dtype and params.dim() == 2
+            and params.shape[1] == data.n_params and not (params.requires_grad and torch.is_grad_enabled()))
+
+
+def mlp_loss(data: MLPData, params: Tensor) -> Tensor | None:
+    """MSE loss [R] float64 of the MLP of ``data`` for each row of ``params`` [R, N], or None.
+
+    None when the kernel is unavailable or ``params`` does not fit it (:func:`fits`).
     """
     lib = load_library()
-    if lib is None or not _usable_params(params) or params.shape[1] != spec.n_params:
+    if lib is None or not fits(params, data):
         return None
     params = params.detach().contiguous()
-    x, ld = _feature_major(inputs)
-    t, _ = _feature_major(targets)
-    arch = _arch(spec)
-    out = torch.empty(params.shape[0], dtype=torch.float32)
-    err = lib.negd_mlp_loss(_ptr(arch), inputs.shape[0], ld, _ptr(x), _ptr(t), _ptr(params),
-                            params.shape[0], params.shape[1], _ptr(out), _threads())
-    if err:
-        raise MemoryError("negd kernel: out of memory in mlp_loss")
+    out = torch.empty(params.shape[0], dtype=torch.float64)
+    fn = getattr(lib, f"negd_mlp_loss_{data.suffix}")
+    err = fn(_ptr(data.arch), data.n_points, data.ld, _ptr(data.x), _ptr(data.t), _ptr(params),
+             params.shape[0], params.shape[1], _ptr(out), _threads())
+    _raise_counter_error(err, "mlp_loss")
     return out
 
 
-def fused_step_fn(rule, state: State, loss_fn) -> Callable[[State, int], tuple[State, Tensor]] | None:
-    """A function ``(state, steps) -> (state, accepted_count [R] int64)`` running fused steps, or None.
+@dataclass(frozen=True)
+class FusedResult:
+    """Outcome of :func:`fused_neuroevolution`: new params and float64 losses, the last step's
+    acceptance and tie [R] bool, and per realization the accepted moves and the exact ties dU == 0
+    [R] int64 of the whole call."""
 
-    Fits when ``rule`` is :class:`negd.rules.Neuroevolution`, ``loss_fn`` an
-    :class:`negd.ensemble.MLPLoss` with backend "auto" or "c", and params and loss are float32
-    on CPU; None otherwise (the caller then loops ``rule.step``).
+    params: Tensor
+    loss: Tensor
+    accepted: Tensor
+    tied: Tensor
+    counts: Tensor
+    ties: Tensor
+
+
+def fused_neuroevolution(data: MLPData, params: Tensor, loss: Tensor, accepted: Tensor, tied: Tensor,
+                         realization: Tensor,
+                         *, seed: int, step: int, steps: int, sigma: Tensor, beta: float) -> FusedResult:
+    """``steps`` neuroevolution steps of every row of ``params`` [R, N] from counter ``step``.
+
+    ``sigma``: [1] or [N] mutation scales; ``beta``: inverse temperature (inf: accept iff dU <= 0).
+    Inputs are not modified. Raises RuntimeError when the kernel is unavailable.
     """
-    from negd.ensemble import MLPLoss
-    from negd.rules import Neuroevolution
-
-    if not isinstance(rule, Neuroevolution) or not isinstance(loss_fn, MLPLoss):
-        return None
-    if loss_fn.backend not in ("auto", "c") or not _usable_params(state.params):
-        return None
-    if state.loss.dtype != torch.float32 or state.loss.device.type != "cpu":
-        return None
     lib = load_library()
     if lib is None:
-        return None
-    spec = loss_fn.spec
-    n = spec.n_params
-    if state.params.shape[1] != n:
-        return None
-    sigma = torch.as_tensor(rule.sigma, dtype=torch.float32).reshape(-1).contiguous()
-    if sigma.numel() not in (1, n):
-        return None
-    x, ld = _feature_major(loss_fn.inputs)
-    t, _ = _feature_major(loss_fn.targets)
-    n_points = loss_fn.inputs.shape[0]
-    arch = _arch(spec)
-    beta = float(rule.beta)
-
-    def run(state: State, steps: int) -> tuple[State, Tensor]:
-        r = state.n_realizations
-        params = state.params.detach().to(torch.float32).contiguous().clone()
-        loss = state.loss.detach().to(torch.float32).contiguous().clone()
-        accepted = state.accepted.to(torch.uint8).contiguous().clone()
-        realization = state.realization.to(torch.int64).contiguous()
-        counts = torch.zeros(r, dtype=torch.int64)
-        err = lib.negd_fused_ne(_ptr(arch), n_points, ld, _ptr(x), _ptr(t), _ptr(params), _ptr(loss),
-                                _ptr(accepted), _ptr(counts), _ptr(realization), r, n, state.seed,
-                                state.step, int(steps), _ptr(sigma), sigma.numel(),
-                                math.inf if math.isinf(beta) else beta, _threads())
-        _raise_counter_error(err, "fused_ne")
-        new = state.replace(params=params, loss=loss, step=state.step + int(steps),
-                            accepted=accepted.to(torch.bool))
-        return new, counts
-
-    return run
+        raise RuntimeError("negd kernels unavailable")
+    r, n = params.shape
+    params = params.detach().to(data.dtype).contiguous().clone()
+    loss = loss.detach().to(torch.float64).contiguous().clone()
+    accepted = accepted.to(torch.uint8).contiguous().clone()
+    tied = tied.to(torch.uint8).contiguous().clone()
+    realization = realization.to(torch.int64).contiguous()
+    sigma = sigma.to(data.dtype).reshape(-1).contiguous()
+    counts = torch.zeros(r, dtype=torch.int64)
+    ties = torch.zeros(r, dtype=torch.int64)
+    fn = getattr(lib, f"negd_fused_ne_{data.suffix}")
+    err = fn(_ptr(data.arch), data.n_points, data.ld, _ptr(data.x), _ptr(data.t), _ptr(params), _ptr(loss),
+             _ptr(accepted), _ptr(tied), _ptr(counts), _ptr(ties), _ptr(realization), r, n, seed, step,
+             int(steps), _ptr(sigma), sigma.numel(), float(beta), _threads())
+    _raise_counter_error(err, "fused_ne")
+    return FusedResult(params, loss, accepted.to(torch.bool), tied.to(torch.bool), counts, ties)
 
 
 def _counters(realizations: Tensor, step: int | Tensor) -> tuple[Tensor, Tensor]:
@@ -193,11 +211,12 @@ def uniform(seed: int, realizations: Tensor, step: int | Tensor, stream: int = 1
 
 
 def tanh(x: Tensor) -> Tensor:
-    """The kernel's float32 tanh (for accuracy tests and benchmarks)."""
+    """The kernel's tanh in the dtype of ``x`` (float32, or float64; anything else as float32)."""
     lib = load_library()
     if lib is None:
         raise RuntimeError("negd kernels unavailable")
-    x = x.to(torch.float32).contiguous()
+    dtype = x.dtype if x.dtype in KERNEL_DTYPES else torch.float32
+    x = x.to(dtype).contiguous()
     y = torch.empty_like(x)
-    lib.negd_tanh(_ptr(x), _ptr(y), x.numel())
+    getattr(lib, f"negd_tanh_{KERNEL_DTYPES[dtype]}")(_ptr(x), _ptr(y), x.numel())
     return y

@@ -6,6 +6,13 @@ changed source or machine gets a fresh build and an unchanged one is never rebui
 builds (parallel pytest workers) are serialized by a file lock, and the library appears under
 its final name only by an atomic rename, so a half-written library is never loaded.
 
+Beside the library, ``<library>.sha256`` holds the SHA-256 and size of the bytes the compiler
+wrote (written atomically, after the library). The library is verified against it *before*
+``dlopen``: a truncated file would otherwise be mapped and kill the process with SIGBUS at the
+first call, and a foreign file (another library copied over it) would fail symbol look-up. A
+library that fails verification is rebuilt (under the lock); one that cannot be rebuilt or
+loaded, or lacks a symbol, disables the kernels with one warning (callers then use torch).
+
 ``NEGD_DISABLE_KERNELS=1`` disables the kernels; a missing compiler or a failed build warns once
 and disables them too (callers then use the torch path).
 """
@@ -22,9 +29,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["load_library", "kernels_disabled", "cache_dir", "SOURCE", "CFLAGS"]
+__all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "verified", "SOURCE", "CFLAGS"]
 
 SOURCE = Path(__file__).with_name("negd_kernels.c")
+# Every file the build reads: all of them enter the cache key.
+SOURCES = (SOURCE, Path(__file__).with_name("negd_mlp.h"))
 # -ffp-contract=off: the random-number code must not fuse a*b+c (bit-identical to negd.rng);
 # the forward pass uses explicit FMA intrinsics instead.
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
@@ -58,33 +67,72 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
 
 
+def checksum_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _fingerprint(data: bytes) -> str:
+    return f"{hashlib.sha256(data).hexdigest()} {len(data)}\n"
+
+
+def verified(library: Path) -> bool:
+    """Whether ``library`` holds exactly the bytes its checksum file records (False if either is missing)."""
+    try:
+        expected = checksum_path(library).read_text(encoding="ascii")
+        return _fingerprint(library.read_bytes()) == expected
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _build(cc: str) -> Path:
-    source = SOURCE.read_bytes()
+    """The verified cached library for this source, compiler and CPU, built (or rebuilt) if needed."""
+    source = b"".join(path.read_bytes() for path in SOURCES)
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
     digest = hashlib.sha256(source + " ".join(CFLAGS).encode() + version.encode()
                             + _cpu_signature().encode()).hexdigest()[:20]
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"negd_kernels_{digest}.so"
-    if target.exists():
+    if verified(target):
         return target
     import fcntl
 
     with open(directory / f"negd_kernels_{digest}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same library
-        if target.exists():
+        if verified(target):
             return target
+        # A library that exists here is truncated, replaced, or from before checksums: never dlopen it.
+        stale = f"cached {target.name} failed verification and " if target.exists() else ""
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
         try:
             proc = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True,
                                   text=True)
             if proc.returncode != 0:
-                raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-2000:]}")
+                raise RuntimeError(f"{stale}{cc} failed: {proc.stderr.strip()[-2000:]}")
+            built = Path(tmp).read_bytes()
             os.replace(tmp, target)
+            _atomic_write(checksum_path(target), _fingerprint(built).encode("ascii"))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        if not verified(target):  # e.g. the cache is on a disk that does not keep what it was given
+            raise RuntimeError(f"the library just built at {target} does not match its checksum")
+        if stale:
+            warnings.warn(f"negd: {stale}was rebuilt (cache {directory})", RuntimeWarning, stacklevel=3)
     return target
 
 
@@ -92,13 +140,14 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32, u64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint64, ctypes.c_double
     lib.negd_abi_version.restype = ctypes.c_int
     lib.negd_has_avx2.restype = ctypes.c_int
-    lib.negd_tanh.argtypes = [p, p, i64]
-    lib.negd_tanh.restype = None
-    lib.negd_mlp_loss.argtypes = [p, i64, i64, p, p, p, i64, i64, p, ctypes.c_int]
-    lib.negd_mlp_loss.restype = ctypes.c_int
-    lib.negd_fused_ne.argtypes = [p, i64, i64, p, p, p, p, p, p, p, i64, i64, u64, i64, i64, p, i64, f64,
-                                  ctypes.c_int]
-    lib.negd_fused_ne.restype = ctypes.c_int
+    for suffix in ("f32", "f64"):
+        getattr(lib, f"negd_tanh_{suffix}").argtypes = [p, p, i64]
+        getattr(lib, f"negd_tanh_{suffix}").restype = None
+        getattr(lib, f"negd_mlp_loss_{suffix}").argtypes = [p, i64, i64, p, p, p, i64, i64, p, ctypes.c_int]
+        getattr(lib, f"negd_mlp_loss_{suffix}").restype = ctypes.c_int
+        getattr(lib, f"negd_fused_ne_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, p, p, p, i64, i64,
+                                                            u64, i64, i64, p, i64, f64, ctypes.c_int]
+        getattr(lib, f"negd_fused_ne_{suffix}").restype = ctypes.c_int
     lib.negd_normal_rows.argtypes = [u64, p, i64, p, i64, i64, i32, p, ctypes.c_int]
     lib.negd_normal_rows.restype = ctypes.c_int
     lib.negd_uniform_rows.argtypes = [u64, p, i64, p, i64, i32, p]
@@ -119,7 +168,8 @@ def load_library() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(_build(cc)))
         _declare(lib)
         _library = lib
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+        # AttributeError: a symbol _declare needs is missing (a foreign or outdated library).
         _failed = True
         warnings.warn(f"negd: C kernels unavailable, using the torch path ({exc})", RuntimeWarning,
                       stacklevel=2)

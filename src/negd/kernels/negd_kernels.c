@@ -10,9 +10,12 @@
  * -ffp-contract=off so that no a*b+c of the random-number code is fused; the forward pass
  * asks for fused multiply-adds explicitly (vfma).
  *
- * Forward pass: float32, vectorized over points (8 per AVX2 register), with a clamped
- * rational tanh (the [13/6] minimax approximation used by Eigen). Loss: mean of float32
- * squared errors, accumulated in double.
+ * Forward pass (negd_mlp.h, compiled twice): float32 parameters vectorized over points (8 per
+ * AVX2 register) with a clamped rational tanh (the [13/6] minimax approximation used by Eigen), or
+ * float64 parameters (4 per register) with a tanh accurate to double precision. Loss: mean of the
+ * squared errors accumulated in double and returned in double, whatever the parameter type, so that
+ * dU = U(x') - U(x) is resolved far below the float32 unit of U (at the paper's smallest mutations dU
+ * is a few 1e-8, about one float32 unit of U ~ 0.3).
  *
  * Every realization is computed by one thread from start to end of a call (static partition),
  * and nothing it computes depends on the other realizations: results are independent of the
@@ -257,220 +260,10 @@ static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
     return c[0];
 }
 
-/* ------------------------------------------------------------------ vector layer for the forward pass */
-#ifdef NEGD_AVX2
-typedef __m256 vf;
-#define VL 8
-#define vset1(x) _mm256_set1_ps(x)
-#define vzero() _mm256_setzero_ps()
-#define vload(p) _mm256_loadu_ps(p)
-#define vstore(p, v) _mm256_storeu_ps((p), (v))
-#define vadd(a, b) _mm256_add_ps(a, b)
-#define vsub(a, b) _mm256_sub_ps(a, b)
-#define vmul(a, b) _mm256_mul_ps(a, b)
-#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
-/* min(c, x) / max(c, x) return x when x is NaN, so NaN propagates through the clamp */
-#define vmin(c, x) _mm256_min_ps(c, x)
-#define vmax(c, x) _mm256_max_ps(c, x)
-#define vdiv(a, b) _mm256_div_ps(a, b)
-#else
-typedef float vf;
-#define VL 1
-#define vset1(x) (x)
-#define vzero() 0.0f
-#define vload(p) (*(p))
-#define vstore(p, v) (*(p) = (v))
-#define vadd(a, b) ((a) + (b))
-#define vsub(a, b) ((a) - (b))
-#define vmul(a, b) ((a) * (b))
-#define vfma(a, b, c) fmaf(a, b, c)
-#define vmin(c, x) ((c) < (x) ? (c) : (x))
-#define vmax(c, x) ((c) > (x) ? (c) : (x))
-#define vdiv(a, b) ((a) / (b))
-#endif
-
-/* tanh: clamp to +-7.9053 (where tanh rounds to 1 in float32), then the odd [13/6] rational
- * minimax approximation of Eigen's generic_fast_tanh_float. */
-static inline __attribute__((always_inline)) vf vtanh(vf x) {
-    x = vmin(vset1(7.90531110763549805f), x);
-    x = vmax(vset1(-7.90531110763549805f), x);
-    vf x2 = vmul(x, x);
-    vf p = vfma(x2, vset1(-2.76076847742355e-16f), vset1(2.00018790482477e-13f));
-    p = vfma(x2, p, vset1(-8.60467152213735e-11f));
-    p = vfma(x2, p, vset1(5.12229709037114e-08f));
-    p = vfma(x2, p, vset1(1.48572235717979e-05f));
-    p = vfma(x2, p, vset1(6.37261928875436e-04f));
-    p = vfma(x2, p, vset1(4.89352455891786e-03f));
-    p = vmul(x, p);
-    vf q = vfma(x2, vset1(1.19825839466702e-06f), vset1(1.18534705686654e-04f));
-    q = vfma(x2, q, vset1(2.26843463243900e-03f));
-    q = vfma(x2, q, vset1(4.89352518554385e-03f));
-    return vdiv(p, q);
-}
-
-/* ------------------------------------------------------------------ network description */
-typedef struct {
-    int depth, width, in_f, out_f, out_bias;
-    int64_t P;        /* valid points */
-    int64_t ld;       /* padded points (multiple of VL and of 8): row stride of x and t */
-    const float *x;   /* inputs, feature-major [in_f][ld], zero padded */
-    const float *t;   /* targets [out_f][ld], zero padded */
-} net_t;
-
-#define BLK_V 6          /* vectors of points per block of the generic path */
-#define BLK (BLK_V * VL) /* points per block */
-
-/* Sum of squared errors of one vector of outputs (lanes >= valid are ignored). */
-static inline __attribute__((always_inline)) void acc_sq(vf y, const float *t, int valid,
-                                                         double *acc4) {
-    vf d = vsub(y, vload(t));
-    vf sq = vmul(d, d);
-#ifdef NEGD_AVX2
-    if (valid < 8) {
-        __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane));
-        sq = _mm256_and_ps(sq, keep);
-    }
-    __m256d a = _mm256_loadu_pd(acc4);
-    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
-    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
-    _mm256_storeu_pd(acc4, a);
-#else
-    if (valid > 0) acc4[0] += (double)sq;
-#endif
-}
-
-/* Shallow net 1 -> H (tanh) -> 1: every hidden unit of NV point vectors in registers. */
-#define SHALLOW_NV 4
-static double shallow_sse(const net_t *net, const float *p) {
-    const int H = net->width;
-    const float *w1 = p, *b1 = p + H, *w2 = p + 2 * H;
-    const float b2 = net->out_bias ? p[3 * H] : 0.0f;
-    const int64_t nv = net->ld / VL;
-    double acc4[4] = {0, 0, 0, 0};
-    int64_t v = 0;
-    for (; v + SHALLOW_NV <= nv; v += SHALLOW_NV) {
-        vf x[SHALLOW_NV], y[SHALLOW_NV];
-        for (int k = 0; k < SHALLOW_NV; k++) { x[k] = vload(net->x + (v + k) * VL); y[k] = vset1(b2); }
-        for (int j = 0; j < H; j++) {
-            vf w = vset1(w1[j]), b = vset1(b1[j]), o = vset1(w2[j]);
-            for (int k = 0; k < SHALLOW_NV; k++) y[k] = vfma(o, vtanh(vfma(w, x[k], b)), y[k]);
-        }
-        for (int k = 0; k < SHALLOW_NV; k++) {
-            int64_t valid = net->P - (v + k) * VL;
-            acc_sq(y[k], net->t + (v + k) * VL, valid < VL ? (int)valid : VL, acc4);
-        }
-    }
-    for (; v < nv; v++) {
-        vf x = vload(net->x + v * VL), y = vset1(b2);
-        for (int j = 0; j < H; j++) y = vfma(vset1(w2[j]), vtanh(vfma(vset1(w1[j]), x, vset1(b1[j]))), y);
-        int64_t valid = net->P - v * VL;
-        acc_sq(y, net->t + v * VL, valid < VL ? (int)valid : VL, acc4);
-    }
-    return (acc4[0] + acc4[1]) + (acc4[2] + acc4[3]);
-}
-
-/* One register tile of a dense layer: MO outputs x NV point vectors. */
-static inline __attribute__((always_inline)) void dense_tile(
-        const int MO, const int NV, const float *W, int fan_in, const float *bias,
-        const float *hin, int64_t ld_in, float *hout, int64_t ld_out, int act) {
-    vf acc[4][3];
-    for (int m = 0; m < MO; m++)
-        for (int k = 0; k < NV; k++) acc[m][k] = bias ? vset1(bias[m]) : vzero();
-    for (int i = 0; i < fan_in; i++) {
-        vf h[3];
-        for (int k = 0; k < NV; k++) h[k] = vload(hin + i * ld_in + k * VL);
-#ifdef NEGD_AVX2
-        /* keep the NV input vectors in registers: otherwise gcc re-loads them in every FMA
-         * (MO times as many loads, and the tile becomes load bound) */
-        if (NV == 3) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]));
-#endif
-        for (int m = 0; m < MO; m++) {
-            vf w = vset1(W[(int64_t)m * fan_in + i]);
-            for (int k = 0; k < NV; k++) acc[m][k] = vfma(w, h[k], acc[m][k]);
-        }
-    }
-    for (int m = 0; m < MO; m++)
-        for (int k = 0; k < NV; k++) vstore(hout + m * ld_out + k * VL, act ? vtanh(acc[m][k]) : acc[m][k]);
-}
-
-/* hout[o][0:nv*VL] = act(W hin + b) for a block of nv point vectors. */
-static void dense(const float *W, const float *bias, int fan_in, int fan_out, const float *hin,
-                  int64_t ld_in, float *hout, int64_t ld_out, int nv, int act) {
-    int o = 0;
-    for (; o + 4 <= fan_out; o += 4) {
-        const float *Wo = W + (int64_t)o * fan_in, *bo = bias ? bias + o : NULL;
-        int k = 0;
-        for (; k + 3 <= nv; k += 3)
-            dense_tile(4, 3, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
-        for (; k < nv; k++)
-            dense_tile(4, 1, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
-    }
-    for (; o < fan_out; o++) {
-        const float *Wo = W + (int64_t)o * fan_in, *bo = bias ? bias + o : NULL;
-        int k = 0;
-        for (; k + 3 <= nv; k += 3)
-            dense_tile(1, 3, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
-        for (; k < nv; k++)
-            dense_tile(1, 1, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
-    }
-}
-
-/* Generic MLP; scratch holds 2 * max(width, out_f) * BLK floats. */
-static double generic_sse(const net_t *net, const float *p, float *scratch) {
-    const int wmax = net->width > net->out_f ? net->width : net->out_f;
-    float *buf[2] = {scratch, scratch + (int64_t)wmax * BLK};
-    const int64_t nv_all = net->ld / VL;
-    double acc4[4] = {0, 0, 0, 0};
-    for (int64_t v0 = 0; v0 < nv_all; v0 += BLK_V) {
-        int nv = (int)(nv_all - v0 < BLK_V ? nv_all - v0 : BLK_V);
-        const float *hin = net->x + v0 * VL;
-        int64_t ld_in = net->ld;
-        const float *q = p;
-        int fan_in = net->in_f;
-        for (int layer = 0; layer <= net->depth; layer++) {
-            int last = layer == net->depth;
-            int fan_out = last ? net->out_f : net->width;
-            int has_bias = last ? net->out_bias : 1;
-            const float *W = q, *b = has_bias ? q + (int64_t)fan_in * fan_out : NULL;
-            q += (int64_t)fan_in * fan_out + (has_bias ? fan_out : 0);
-            float *hout = buf[layer & 1];
-            dense(W, b, fan_in, fan_out, hin, ld_in, hout, BLK, nv, !last);
-            hin = hout; ld_in = BLK; fan_in = fan_out;
-        }
-        for (int o = 0; o < net->out_f; o++)
-            for (int k = 0; k < nv; k++) {
-                int64_t valid = net->P - (v0 + k) * VL;
-                acc_sq(vload(hin + o * BLK + k * VL), net->t + o * net->ld + (v0 + k) * VL,
-                       valid < VL ? (int)valid : VL, acc4);
-            }
-    }
-    return (acc4[0] + acc4[1]) + (acc4[2] + acc4[3]);
-}
-
-static inline int is_shallow(const net_t *net) {
-    return net->depth == 1 && net->in_f == 1 && net->out_f == 1;
-}
-
-static inline float net_loss(const net_t *net, const float *p, float *scratch) {
-    double sse = is_shallow(net) ? shallow_sse(net, p) : generic_sse(net, p, scratch);
-    return (float)(sse / ((double)net->P * (double)net->out_f));
-}
-
-static int64_t scratch_floats(const net_t *net) {
-    const int wmax = net->width > net->out_f ? net->width : net->out_f;
-    return 2 * (int64_t)wmax * BLK;
-}
-
-static void net_from(net_t *net, const int32_t *arch, int64_t P, int64_t ld, const float *x, const float *t) {
-    net->depth = arch[0]; net->width = arch[1]; net->in_f = arch[2]; net->out_f = arch[3];
-    net->out_bias = arch[4]; net->P = P; net->ld = ld; net->x = x; net->t = t;
-}
-
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-int negd_abi_version(void) { return 2; }
+int negd_abi_version(void) { return 3; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -525,100 +318,194 @@ int negd_uniform_rows(uint64_t seed, const int64_t *rid, int64_t R, const int64_
     return 0;
 }
 
-void negd_tanh(const float *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + VL <= n; i += VL) vstore(y + i, vtanh(vload(x + i)));
-    for (; i < n; i++) {
-        float a[VL] = {0}, b[VL];
-        a[0] = x[i];
-        vstore(b, vtanh(vload(a)));
-        y[i] = b[0];
-    }
+/* ------------------------------------------------------------------ the MLP kernels, float32 and float64 */
+#define BLK_V 6          /* vectors of points per block of the generic path */
+#define BLK (BLK_V * VL) /* points per block */
+#define SHALLOW_NV 4     /* point vectors per register block of the shallow path */
+
+/* ---- float32 parameters: 8 points per AVX2 register, Eigen's rational tanh */
+#define REAL float
+#define FN(name) name##_f32
+#ifdef NEGD_AVX2
+typedef __m256 vf;
+#define VL 8
+#define vset1(x) _mm256_set1_ps(x)
+#define vzero() _mm256_setzero_ps()
+#define vload(p) _mm256_loadu_ps(p)
+#define vstore(p, v) _mm256_storeu_ps((p), (v))
+#define vsub(a, b) _mm256_sub_ps(a, b)
+#define vmul(a, b) _mm256_mul_ps(a, b)
+#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
+/* min(c, x) / max(c, x) return x when x is NaN, so NaN propagates through the clamp */
+#define vmin(c, x) _mm256_min_ps(c, x)
+#define vmax(c, x) _mm256_max_ps(c, x)
+#define vdiv(a, b) _mm256_div_ps(a, b)
+#define PIN3(h) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]))
+#else
+typedef float vf;
+#define VL 1
+#define vset1(x) (x)
+#define vzero() 0.0f
+#define vload(p) (*(p))
+#define vstore(p, v) (*(p) = (v))
+#define vsub(a, b) ((a) - (b))
+#define vmul(a, b) ((a) * (b))
+#define vfma(a, b, c) fmaf(a, b, c)
+#define vmin(c, x) ((c) < (x) ? (c) : (x))
+#define vmax(c, x) ((c) > (x) ? (c) : (x))
+#define vdiv(a, b) ((a) / (b))
+#define PIN3(h) ((void)0)
+#endif
+
+/* tanh: clamp to +-7.9053 (where tanh rounds to 1 in float32), then the odd [13/6] rational
+ * minimax approximation of Eigen's generic_fast_tanh_float. */
+static inline __attribute__((always_inline)) vf vtanh_f32(vf x) {
+    x = vmin(vset1(7.90531110763549805f), x);
+    x = vmax(vset1(-7.90531110763549805f), x);
+    vf x2 = vmul(x, x);
+    vf p = vfma(x2, vset1(-2.76076847742355e-16f), vset1(2.00018790482477e-13f));
+    p = vfma(x2, p, vset1(-8.60467152213735e-11f));
+    p = vfma(x2, p, vset1(5.12229709037114e-08f));
+    p = vfma(x2, p, vset1(1.48572235717979e-05f));
+    p = vfma(x2, p, vset1(6.37261928875436e-04f));
+    p = vfma(x2, p, vset1(4.89352455891786e-03f));
+    p = vmul(x, p);
+    vf q = vfma(x2, vset1(1.19825839466702e-06f), vset1(1.18534705686654e-04f));
+    q = vfma(x2, q, vset1(2.26843463243900e-03f));
+    q = vfma(x2, q, vset1(4.89352518554385e-03f));
+    return vdiv(p, q);
 }
 
-int negd_mlp_loss(const int32_t *arch, int64_t P, int64_t ld, const float *x, const float *t,
-                  const float *params, int64_t R, int64_t N, float *loss, int nthreads) {
-    net_t net;
-    net_from(&net, arch, P, ld, x, t);
-    int err = 0;
-#pragma omp parallel num_threads(nthreads > 0 ? nthreads : 1)
-    {
-        float *scratch = aligned_alloc(32, scratch_floats(&net) * sizeof(float));
-        if (!scratch) {
-#pragma omp atomic write
-            err = 1;
-        } else {
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < R; r++) loss[r] = net_loss(&net, params + r * N, scratch);
-        }
-        free(scratch);
+/* Float32 squared errors of one vector of outputs (lanes >= valid ignored), summed in double. */
+static inline __attribute__((always_inline)) void acc_sq_f32(vf y, const float *t, int valid,
+                                                             double *acc4) {
+    vf d = vsub(y, vload(t));
+    vf sq = vmul(d, d);
+#ifdef NEGD_AVX2
+    if (valid < 8) {
+        __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane));
+        sq = _mm256_and_ps(sq, keep);
     }
-    return err;
+    __m256d a = _mm256_loadu_pd(acc4);
+    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+    _mm256_storeu_pd(acc4, a);
+#else
+    if (valid > 0) acc4[0] += (double)sq;
+#endif
 }
 
-/* steps of neuroevolution of R realizations, in place on params [R,N] and loss [R].
- * sigma: one float (sigma_len 1) or N floats. beta: > 0, INFINITY for zero temperature. */
-int negd_fused_ne(const int32_t *arch, int64_t P, int64_t ld, const float *x, const float *t,
-                  float *params, float *loss, uint8_t *accepted, int64_t *counts, const int64_t *rid,
-                  int64_t R, int64_t N, uint64_t seed, int64_t step0, int64_t steps,
-                  const float *sigma, int64_t sigma_len, double beta, int nthreads) {
-    /* counters: realizations in range, steps step0 .. step0 + steps - 1 in [0, 2^44) */
-    if (steps < 0 || step0 < 0 || step0 > COUNTER_LIMIT - steps) return NEGD_BAD_STEP;
-    int bad = check_counters(rid, R, NULL, 0, 0);
-    if (bad) return bad;
-    net_t net;
-    net_from(&net, arch, P, ld, x, t);
-    const int zero_temperature = isinf(beta);
-    int err = 0;
-#pragma omp parallel num_threads(nthreads > 0 ? nthreads : 1)
-    {
-        float *scratch = aligned_alloc(32, scratch_floats(&net) * sizeof(float));
-        float *z = aligned_alloc(32, ROUND32(N) * sizeof(float));
-        float *prop = aligned_alloc(32, ROUND32(N) * sizeof(float));
-        if (!scratch || !z || !prop) {
-#pragma omp atomic write
-            err = 1;
-        } else {
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < R; r++) {
-                float *p = params + r * N;
-                float old = loss[r];
-                int64_t count = 0;
-                uint8_t last = accepted[r];
-                for (int64_t s = 0; s < steps; s++) {
-                    /* words 1..3 per step: the high step bits enter word 3 past 2^32 steps */
-                    const ctr_t mutation = counter_words(step0 + s, rid[r], 0u);
-                    normals(seed, mutation, N, z);
-                    if (sigma_len == 1) {
-                        const float sg = sigma[0];
-                        for (int64_t i = 0; i < N; i++) prop[i] = p[i] + z[i] * sg;
-                    } else {
-                        for (int64_t i = 0; i < N; i++) prop[i] = p[i] + z[i] * sigma[i];
-                    }
-                    float fresh = net_loss(&net, prop, scratch);
-                    /* negd.rules.metropolis_accept, in the same float64 arithmetic */
-                    double d_u = (double)fresh - (double)old;
-                    int downhill = d_u <= 0 || !isfinite(old);
-                    int ok;
-                    if (zero_temperature) {
-                        ok = isfinite(fresh) && downhill;
-                    } else {
-                        double u = (double)uniform_bits(seed, counter_words(step0 + s, rid[r], 1u)) * 0x1p-32;
-                        ok = isfinite(fresh) && (downhill || u < exp(-beta * d_u));
-                    }
-                    if (ok) {
-                        memcpy(p, prop, N * sizeof(float));
-                        old = fresh;
-                        count++;
-                    }
-                    last = (uint8_t)ok;
-                }
-                loss[r] = old;
-                counts[r] = count;
-                accepted[r] = last;
-            }
-        }
-        free(scratch); free(z); free(prop);
-    }
-    return err;
+#include "negd_mlp.h"
+#undef REAL
+#undef FN
+#undef VL
+#undef vset1
+#undef vzero
+#undef vload
+#undef vstore
+#undef vsub
+#undef vmul
+#undef vfma
+#undef vmin
+#undef vmax
+#undef vdiv
+#undef PIN3
+
+/* ---- float64 parameters: 4 points per AVX2 register, tanh to double precision */
+#define REAL double
+#define FN(name) name##_f64
+#ifdef NEGD_AVX2
+typedef __m256d vd;
+#define vf vd
+#define VL 4
+#define vset1(x) _mm256_set1_pd(x)
+#define vzero() _mm256_setzero_pd()
+#define vload(p) _mm256_loadu_pd(p)
+#define vstore(p, v) _mm256_storeu_pd((p), (v))
+#define vsub(a, b) _mm256_sub_pd(a, b)
+#define vmul(a, b) _mm256_mul_pd(a, b)
+#define vfma(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define vmin(c, x) _mm256_min_pd(c, x)
+#define vmax(c, x) _mm256_max_pd(c, x)
+#define vdiv(a, b) _mm256_div_pd(a, b)
+#define PIN3(h) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]))
+
+/* exp(y) for 0 <= y <= 44: y = n ln 2 + r (|r| <= ln2/2, Cody-Waite split of ln 2), exp(r) by its
+ * Taylor polynomial of degree 12 (truncation < 2e-16), times 2^n built in the exponent bits. */
+static inline __attribute__((always_inline)) vd vexp_f64(vd y) {
+    vd n = _mm256_round_pd(vmul(y, vset1(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    vd r = vsub(vsub(y, vmul(n, vset1(6.93145751953125e-1))), vmul(n, vset1(1.42860682030941723212e-6)));
+    vd s = vset1(1.0 / 479001600.0);                      /* 1/12! */
+    static const double inv_fact[12] = {1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
+                                        1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0,
+                                        0.5, 1.0, 1.0};
+    for (int k = 0; k < 12; k++) s = vfma(s, r, vset1(inv_fact[k]));
+    __m256i e = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
+    vd scale = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52));
+    return vmul(s, scale);
 }
+
+/* tanh(x) = sign(x) t(|x|), |x| clamped at 22 (tanh(22) rounds to 1): for |x| < 0.625 the Cephes
+ * rational form |x| + |x| z P(z)/Q(z) (z = x^2), else (e - 1)/(e + 1) with e = exp(2|x|); a vector
+ * with lanes on both sides computes both and divides once. Within 1 ulp of tanh (tests/test_kernels.py). */
+static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
+    const vd sign_bit = vset1(-0.0);
+    vd sign = _mm256_and_pd(x, sign_bit);
+    vd a = vmin(vset1(22.0), _mm256_andnot_pd(sign_bit, x));
+    vd small = _mm256_cmp_pd(a, vset1(0.625), _CMP_LT_OQ);
+    const int n_small = __builtin_popcount(_mm256_movemask_pd(small));
+    vd num = vzero(), den = vset1(1.0);
+    if (n_small) { /* the rational branch */
+        vd z = vmul(a, a);
+        vd p = vfma(vfma(vset1(-9.64399179425052238628e-1), z, vset1(-9.92877231001918586564e1)), z,
+                    vset1(-1.61468768441708447952e3));
+        vd q = vfma(vfma(_mm256_add_pd(z, vset1(1.12811678491632931402e2)), z, vset1(2.23548839060100448583e3)),
+                    z, vset1(4.84406305325125486048e3));
+        num = vmul(vmul(a, z), p);
+        den = q;
+    }
+    if (n_small < 4) { /* the exponential branch (NaN lanes take it too, and stay NaN) */
+        vd e = vexp_f64(_mm256_add_pd(a, a));
+        num = _mm256_blendv_pd(vsub(e, vset1(1.0)), num, small);
+        den = _mm256_blendv_pd(_mm256_add_pd(e, vset1(1.0)), den, small);
+    }
+    vd ratio = vdiv(num, den);
+    vd t = _mm256_blendv_pd(ratio, _mm256_add_pd(a, ratio), small);
+    return _mm256_or_pd(t, sign);
+}
+
+/* Squared errors of one vector of 4 outputs (lanes >= valid ignored). */
+static inline __attribute__((always_inline)) void acc_sq_f64(vd y, const double *t, int valid,
+                                                             double *acc4) {
+    vd d = vsub(y, vload(t));
+    vd sq = vmul(d, d);
+    if (valid < 4) {
+        __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+        vd keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_set1_epi64x(valid), lane));
+        sq = _mm256_and_pd(sq, keep);
+    }
+    _mm256_storeu_pd(acc4, _mm256_add_pd(_mm256_loadu_pd(acc4), sq));
+}
+#else
+typedef double vf64;
+#define vf vf64
+#define VL 1
+#define vset1(x) (x)
+#define vzero() 0.0
+#define vload(p) (*(p))
+#define vstore(p, v) (*(p) = (v))
+#define vsub(a, b) ((a) - (b))
+#define vmul(a, b) ((a) * (b))
+#define vfma(a, b, c) fma(a, b, c)
+#define vmin(c, x) ((c) < (x) ? (c) : (x))
+#define vmax(c, x) ((c) > (x) ? (c) : (x))
+#define vdiv(a, b) ((a) / (b))
+#define PIN3(h) ((void)0)
+static inline double vtanh_f64(double x) { return tanh(x); }
+static inline void acc_sq_f64(double y, const double *t, int valid, double *acc4) {
+    if (valid > 0) acc4[0] += (y - *t) * (y - *t);
+}
+#endif
+
+#include "negd_mlp.h"

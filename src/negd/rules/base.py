@@ -21,7 +21,8 @@ from torch import Tensor
 from negd.state import State
 from negd.validation import NegdError, check_finite, check_int
 
-__all__ = ["LossFn", "UpdateRule", "init_state", "value_and_grad", "as_ensemble_params"]
+__all__ = ["LossFn", "UpdateRule", "init_state", "value_and_grad", "as_ensemble_params", "evaluate",
+           "check_losses"]
 
 LossFn = Callable[[Tensor], Tensor]
 
@@ -45,8 +46,9 @@ def as_ensemble_params(params: Tensor, realizations: int | None = None) -> Tenso
     if not isinstance(params, Tensor):
         raise NegdError(f"params: must be a torch.Tensor of shape [N] or [R, N], got "
                         f"{type(params).__name__}")
-    if not params.is_floating_point():
-        raise NegdError(f"params: must be a floating-point tensor, got {params.dtype}")
+    if params.dtype not in (torch.float32, torch.float64):
+        raise NegdError(f"params: dtype must be float32 or float64, got {params.dtype} (float16/bfloat16 "
+                        f"cannot resolve mutations: a move of sigma = 1e-3 rounds away near 1)")
     check_finite("params", params)
     if params.dim() == 1:
         r = check_int("realizations", 1 if realizations is None else realizations)
@@ -62,15 +64,26 @@ def as_ensemble_params(params: Tensor, realizations: int | None = None) -> Tenso
     raise NegdError(f"params: must have shape [N] or [R, N], got {list(params.shape)}")
 
 
+def check_losses(loss: object, rows: int) -> Tensor:
+    """``loss`` as float64 [rows], or NegdError when it is not one floating-point loss per realization.
+
+    States keep float64 losses whatever the parameter dtype (a float32 loss cannot resolve the
+    dU of small mutations; :mod:`negd.resolution`); a loss function should reduce in float64,
+    as :class:`negd.ensemble.MLPLoss` and :class:`negd.ensemble.ModuleLoss` do.
+    """
+    if not isinstance(loss, Tensor) or loss.shape != (rows,):
+        got = list(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+        raise NegdError(f"loss_fn: must map params [R, N] to losses [R] = [{rows}], got {got}")
+    if not loss.is_floating_point():
+        raise NegdError(f"loss_fn: must return floating-point losses, got {loss.dtype}")
+    return loss.to(torch.float64)
+
+
 def evaluate(loss_fn: LossFn, params: Tensor) -> Tensor:
-    """Call ``loss_fn`` without autograd and check that it returns one loss per realization."""
+    """Call ``loss_fn`` without autograd: float64 losses [R], one per realization."""
     with torch.no_grad():
         loss = loss_fn(params)
-    if not isinstance(loss, Tensor) or loss.shape != (params.shape[0],):
-        got = list(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-        raise NegdError(f"loss_fn: must map params [R, N] to losses [R] = [{params.shape[0]}], "
-                        f"got {got}")
-    return loss
+    return check_losses(loss, params.shape[0])
 
 
 def value_and_grad(loss_fn: LossFn, params: Tensor) -> tuple[Tensor, Tensor]:
@@ -82,10 +95,11 @@ def value_and_grad(loss_fn: LossFn, params: Tensor) -> tuple[Tensor, Tensor]:
     """
     custom = getattr(loss_fn, "value_and_grad", None)
     if custom is not None:
-        return custom(params)
+        loss, grad = custom(params)
+        return check_losses(loss, params.shape[0]), grad
     with torch.enable_grad():
         p = params.detach().requires_grad_(True)
-        loss = loss_fn(p)
+        loss = check_losses(loss_fn(p), params.shape[0])
         (grad,) = torch.autograd.grad(loss.sum(), p)
     return loss.detach(), grad
 

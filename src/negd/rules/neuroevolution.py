@@ -5,12 +5,14 @@ descent", Nature Communications 12, 6317 (2021), steps 1-4 of their algorithm:
 
 1. propose x' = x + sigma * xi, xi ~ N(0, I), a mutation of *every* parameter
    (sigma a scalar or one value per parameter, the paper's anisotropic sigma_i);
-2. evaluate dU = U(x') - U(x) (one loss evaluation per step);
+2. evaluate dU = U(x') - U(x) (one loss evaluation per step; losses in float64, whatever the
+   parameter dtype, so that the test resolves the few-1e-8 dU of the paper's smallest mutations);
 3. accept with probability min(1, exp(-beta dU)); at beta = inf accept iff dU <= 0
    (a move of exactly equal loss is accepted);
 4. otherwise keep x.
 
-A proposal whose loss is NaN or infinite is always rejected. For small sigma the ensemble
+A proposal whose loss is NaN or infinite is always rejected, and so is one that changes no
+parameter (sigma below the resolution of the parameters' dtype). For small sigma the ensemble
 follows dx/dt = -(beta sigma^2/2) grad U + noise (finite beta) or
 dx/dt = -(sigma/sqrt(2 pi)) grad U/|grad U| + noise (beta = inf); see :mod:`negd.theory`.
 """
@@ -67,9 +69,9 @@ class Neuroevolution:
 
     def mutation(self, state: State) -> Tensor:
         """sigma * xi for this step: [R, N], a pure function of (seed, realization, step)."""
-        xi = rng.normal(state.seed, state.realization, state.step, state.n_params)
-        sigma = torch.as_tensor(self.sigma, dtype=torch.float32, device=xi.device)
-        return (xi * sigma).to(state.params.dtype)
+        dtype = state.params.dtype
+        xi = rng.normal(state.seed, state.realization, state.step, state.n_params).to(dtype)
+        return xi * torch.as_tensor(self.sigma, dtype=dtype, device=xi.device)
 
     def step(self, state: State, loss_fn: LossFn) -> State:
         proposal = state.params + self.mutation(state)
@@ -77,8 +79,11 @@ class Neuroevolution:
         u = None
         if not math.isinf(self.beta):
             u = rng.uniform(state.seed, state.realization, state.step)
-        accept = metropolis_accept(new_loss, state.loss, self.beta, u)
+        # A proposal that rounds back to x (sigma below the dtype's resolution, e.g. 1e-30) is
+        # not a move: it would be "accepted" at dU = 0 while nothing changes.
+        moved = (proposal != state.params).any(dim=1)
+        accept = metropolis_accept(new_loss, state.loss, self.beta, u) & moved
         return state.replace(
             params=torch.where(accept[:, None], proposal, state.params),
-            loss=torch.where(accept, new_loss.to(state.loss.dtype), state.loss),
-            step=state.step + 1, accepted=accept)
+            loss=torch.where(accept, new_loss, state.loss),
+            step=state.step + 1, accepted=accept, tied=new_loss == state.loss)

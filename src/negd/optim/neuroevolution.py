@@ -2,7 +2,7 @@
 
 Conditioned stochastic mutation of Whitelam, Selin, Park & Tamblyn, "Correspondence between
 neuroevolution and gradient descent", Nat. Commun. 12, 6317 (2021), applied to the parameters
-of an ordinary ``nn.Module``. One call of :meth:`NeuroEvolution.step` is one step of the
+of an ordinary ``nn.Module``. One call of :meth:`Neuroevolution.step` is one step of the
 algorithm:
 
 1. add sigma_g * xi to every parameter in place, xi ~ N(0, I) and sigma_g the ``sigma`` of the
@@ -11,6 +11,14 @@ algorithm:
 3. accept with probability min(1, exp(-beta dU)) (:func:`negd.rules.metropolis_accept`;
    beta = inf accepts iff dU <= 0; a non-finite loss is never accepted);
 4. otherwise copy the old values back.
+
+A step whose mutation changes no parameter at all (sigma below the resolution of the parameters'
+dtype, e.g. sigma = 1e-30) is counted as rejected, without calling the closure, and counted in
+:attr:`Neuroevolution.unchanged_steps`; half-precision parameters (bfloat16, float16) whose
+resolution swallows most mutations of the given sigma get a warning at construction. If the
+closure raises (KeyboardInterrupt included), the parameters are restored before the exception
+propagates, and the optimizer's state is as before the step. The closure must return a
+floating-point loss: an integer or boolean loss is refused (it would compare truncated values).
 
 Random numbers come from the counter-based generator of :mod:`negd.rng`: the noise of step t
 is ``rng.normal(seed, [0], t, N)`` for the flat vector of all N parameters of all groups (in
@@ -25,6 +33,7 @@ losses are computed the same way.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from copy import deepcopy
 from typing import Any
@@ -35,9 +44,9 @@ from torch.optim import Optimizer
 
 from negd import rng
 from negd.rules.neuroevolution import metropolis_accept
-from negd.validation import NegdError, check_beta, check_positive
+from negd.validation import NegdError, check_beta, check_positive, warn_if_sigma_unresolved
 
-__all__ = ["NeuroEvolution"]
+__all__ = ["Neuroevolution"]
 
 # Key of the optimizer-wide entry of ``self.state`` (torch keeps non-tensor keys as they are
 # in state_dict()/load_state_dict(), and does not cast their values to the parameters' dtype,
@@ -62,7 +71,7 @@ def _check_group_sigma(value: Any, index: int) -> float:
     return check_positive(where, value)
 
 
-class NeuroEvolution(Optimizer):
+class Neuroevolution(Optimizer):
     """Neuroevolution (conditioned stochastic mutation) of a model's parameters.
 
     Args:
@@ -106,6 +115,7 @@ class NeuroEvolution(Optimizer):
             if not p.is_floating_point():
                 raise NegdError(f"params: neuroevolution needs real floating-point parameters, "
                                 f"got {p.dtype} in param group {index}")
+            warn_if_sigma_unresolved(p, group["sigma"], f"parameters of param group {index}", 5)
 
     def _beta(self) -> float:
         """The one beta of all groups, re-validated (schedulers may have changed it)."""
@@ -136,6 +146,11 @@ class NeuroEvolution(Optimizer):
         return self._negd["accepted"]
 
     @property
+    def unchanged_steps(self) -> int:
+        """Steps whose mutation changed no parameter (rounded away): counted as rejected."""
+        return self._negd.get("unchanged", 0)
+
+    @property
     def acceptance_rate(self) -> float:
         """accepted / steps (NaN before the first step)."""
         return self.accepted / self.steps if self.steps else math.nan
@@ -158,7 +173,7 @@ class NeuroEvolution(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = state_dict.get("state", {}).get(_STATE_KEY)
         if saved is None or not {"seed", "step", "loss", "accepted"} <= set(saved):
-            raise NegdError("state_dict: not a NeuroEvolution state dict (state['negd'] with seed, "
+            raise NegdError("state_dict: not a Neuroevolution state dict (state['negd'] with seed, "
                             "step, loss and accepted is missing)")
         super().load_state_dict(state_dict)
         entry = deepcopy(saved)  # torch keeps non-parameter entries by reference
@@ -173,11 +188,20 @@ class NeuroEvolution(Optimizer):
     def _evaluate(self, closure: Callable[[], Any]) -> Tensor:
         with torch.no_grad():
             out = closure()
-        loss = torch.as_tensor(out).detach()
+        try:
+            loss = torch.as_tensor(out).detach()
+        except (TypeError, ValueError, RuntimeError):
+            raise NegdError(f"closure: must return the scalar loss of the current parameters (a float or "
+                            f"a 0-d float tensor), got {type(out).__name__}") from None
         if loss.numel() != 1 or loss.is_complex():
             raise NegdError(f"closure: must return the scalar loss of the current parameters, got "
                             f"{type(out).__name__} of shape {list(loss.shape)}")
-        return loss.reshape(())
+        if not loss.is_floating_point():
+            raise NegdError(f"closure: must return a floating-point loss, got {type(out).__name__} "
+                            f"({str(loss.dtype).removeprefix('torch.')}): an integer loss would compare "
+                            f"truncated values; return float(loss) or a float tensor")
+        # float64, as every negd loss: the Metropolis test compares differences float32 cannot resolve
+        return loss.reshape(()).to(torch.float64)
 
     def _parameters(self) -> list[tuple[Tensor, float]]:
         return [(p, _check_group_sigma(g["sigma"], i))
@@ -187,7 +211,7 @@ class NeuroEvolution(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Tensor:  # type: ignore[override]
         """One mutation + accept/reject step (see class docstring); returns the kept loss."""
         if closure is None:
-            raise NegdError("closure: NeuroEvolution.step needs a closure that returns the loss")
+            raise NegdError("closure: Neuroevolution.step needs a closure that returns the loss")
         beta = self._beta()
         params = self._parameters()
         entry = self._negd
@@ -201,12 +225,27 @@ class NeuroEvolution(Optimizer):
         backups, pos = [], 0
         for p, sigma in params:
             backups.append(p.detach().clone())
-            # Same float32 arithmetic as Neuroevolution.mutation: (xi * sigma).to(dtype).
-            noise = xi[pos:pos + p.numel()].view(p.shape) * torch.tensor(sigma, dtype=torch.float32)
-            p.add_(noise.to(dtype=p.dtype, device=p.device))
+            # Same arithmetic as negd.rules.Neuroevolution.mutation: (dtype) xi * (dtype) sigma, then + x.
+            part = xi[pos:pos + p.numel()].view(p.shape).to(dtype=p.dtype, device=p.device)
+            p.add_(part * torch.tensor(sigma, dtype=p.dtype, device=p.device))
             pos += p.numel()
 
-        new_loss = self._evaluate(closure)
+        if all(torch.equal(p, old) for (p, _), old in zip(params, backups)):
+            # Nothing moved (sigma below the dtype's resolution): not an accepted move.
+            if entry.get("unchanged", 0) == 0:
+                warnings.warn(f"negd: step {entry['step']} changed no parameter (sigma below the "
+                              f"resolution of the parameters' dtype); such steps count as rejected "
+                              f"(Neuroevolution.unchanged_steps)", RuntimeWarning, stacklevel=2)
+            entry["unchanged"] = entry.get("unchanged", 0) + 1
+            entry["step"] += 1
+            return entry["loss"]
+        try:
+            new_loss = self._evaluate(closure)
+        except BaseException:
+            # KeyboardInterrupt included: never leave an unvetted mutation in the model.
+            for (p, _), old in zip(params, backups):
+                p.copy_(old)
+            raise
         u = None if math.isinf(beta) else rng.uniform(entry["seed"], realization, entry["step"])
         accept = bool(metropolis_accept(new_loss.reshape(1), old_loss.reshape(1), beta, u)[0])
         if accept:

@@ -1,7 +1,8 @@
-"""``python -m negd.kernels [shallow|deep|wide|tanh|bmm ...]``: throughput of the fused kernel.
+"""``python -m negd.bench.kernel_rates [shallow|deep|wide|shallow64|deep64|tanh|tanh64|bmm ...]``.
 
-Prints realization-steps per second of the paper's three set-ups, the kernel's tanh alone and
-the float32 ``torch.bmm`` yardstick for the deep net's shapes. Each line gives the wall-clock
+Throughput of the fused kernel: realization-steps per second of the paper's three set-ups with
+float32 parameters (and, as ``shallow64``/``deep64``, float64 parameters), the kernel's tanh
+alone and the float32 ``torch.bmm`` yardstick for the deep net's shapes. Each line gives the wall-clock
 rate and the rate per CPU-second times the thread count (the wall rate of an otherwise idle
 machine; both agree when nothing else runs).
 """
@@ -15,6 +16,7 @@ import time
 import torch
 
 from negd import kernels
+from negd.engine import fused_step_fn
 from negd.ensemble import MLPLoss
 from negd.models import MLPSpec, paper_init
 from negd.rules import Neuroevolution
@@ -34,22 +36,24 @@ def _report(name: str, work: float, unit: str, wall: float, cpu: float) -> None:
 
 
 def bench_rule(name: str, spec: MLPSpec, task: str, realizations: int, sigma: float, beta: float,
-               steps: int) -> None:
+               steps: int, dtype: torch.dtype = torch.float32) -> None:
     data = get_task(task)
     loss_fn = MLPLoss(spec, data.inputs, data.targets, backend="c")
     rule = Neuroevolution(sigma, beta)
-    state = rule.init(paper_init(spec.n_params, 0.3, seed=1), loss_fn, realizations=realizations)
-    run = kernels.fused_step_fn(rule, state, loss_fn)
+    start = paper_init(spec.n_params, 0.3, seed=1).to(dtype)
+    state = rule.init(start, loss_fn, realizations=realizations)
+    run = fused_step_fn(rule, state, loss_fn)
     run(state, 1)  # warm up threads and caches
     wall, cpu = _timed(lambda: run(state, steps))
     _report(name, realizations * steps, "realization-steps/s", wall, cpu)
 
 
-def bench_tanh() -> None:
-    x = torch.linspace(-4, 4, 1 << 15)  # fits in L2: measures arithmetic, not memory
+def bench_tanh(dtype: torch.dtype = torch.float32) -> None:
+    x = torch.linspace(-4, 4, 1 << 15, dtype=dtype)  # fits in L2: measures arithmetic, not memory
     time.sleep(0.5)  # let torch's OpenMP workers stop spinning: their CPU time would count here
     wall, cpu = _timed(lambda: [kernels.tanh(x) for _ in range(2000)])
-    print(f"tanh     {2000 * x.numel() / cpu / 1e9:.2f} G tanh/s per CPU-s (one thread, load + store, "
+    name = "tanh" if dtype == torch.float32 else "tanh64"
+    print(f"{name:8s} {2000 * x.numel() / cpu / 1e9:.2f} G tanh/s per CPU-s (one thread, load + store, "
           "one ctypes call per 32k)")
 
 
@@ -70,15 +74,17 @@ def bench_bmm() -> None:
 def main(argv: list[str]) -> None:
     if not kernels.available():
         raise SystemExit("negd kernels unavailable (see warnings)")
-    which = argv or ["shallow", "deep", "wide", "tanh", "bmm"]
-    if "shallow" in which:
-        bench_rule("shallow", MLPSpec(1, 30, output_bias=False), "sin2pi", 1000, 0.01, math.inf, 300)
-    if "deep" in which:
-        bench_rule("deep", MLPSpec(8, 32), "sinpi", 100, 1e-3, math.inf, 100)
+    which = argv or ["shallow", "shallow64", "deep", "deep64", "wide", "tanh", "tanh64", "bmm"]
+    for suffix, dtype in (("", torch.float32), ("64", torch.float64)):
+        if "shallow" + suffix in which:
+            bench_rule("shallow" + suffix, MLPSpec(1, 30, output_bias=False), "sin2pi", 1000, 0.01, math.inf,
+                       300, dtype)
+        if "deep" + suffix in which:
+            bench_rule("deep" + suffix, MLPSpec(8, 32), "sinpi", 100, 1e-3, math.inf, 100, dtype)
+        if "tanh" + suffix in which:
+            bench_tanh(dtype)
     if "wide" in which:
         bench_rule("wide", MLPSpec(1, 256), "sin2pi", 1000, 0.01, 1000.0, 30)
-    if "tanh" in which:
-        bench_tanh()
     if "bmm" in which:
         bench_bmm()
 

@@ -1,0 +1,258 @@
+/* Forward pass, loss and fused neuroevolution of a tanh MLP, written once for one parameter type.
+ *
+ * negd_kernels.c includes this file twice: once with REAL = float (8 points per AVX2 register)
+ * and once with REAL = double (4 per register). Before each inclusion it defines
+ *   REAL, FN(name)                     the parameter type and the suffix of every name (_f32, _f64);
+ *   vf, VL, vset1 ... vdiv, PIN3       the vector layer of that type;
+ *   FN(vtanh)(vf)                      tanh of one vector;
+ *   FN(acc_sq)(vf, const REAL *, int, double *)   add the squared errors of one vector to 4 doubles.
+ * Whatever REAL is, the loss is the mean of the squared errors summed in double and is returned
+ * in double: the Metropolis test compares U(x') - U(x) of two such sums, which resolves loss
+ * differences far below the float32 unit of U (docs/kernels.md, "Loss resolution").
+ */
+
+typedef struct {
+    int depth, width, in_f, out_f, out_bias;
+    int64_t P;        /* valid points */
+    int64_t ld;       /* padded points (multiple of 8, so of VL): row stride of x and t */
+    const REAL *x;    /* inputs, feature-major [in_f][ld], zero padded */
+    const REAL *t;    /* targets [out_f][ld], zero padded */
+} FN(net_t);
+
+/* Shallow net 1 -> H (tanh) -> 1: every hidden unit of SHALLOW_NV point vectors in registers. */
+static double FN(shallow_sse)(const FN(net_t) *net, const REAL *p) {
+    const int H = net->width;
+    const REAL *w1 = p, *b1 = p + H, *w2 = p + 2 * H;
+    const REAL b2 = net->out_bias ? p[3 * H] : (REAL)0;
+    const int64_t nv = net->ld / VL;
+    double acc4[4] = {0, 0, 0, 0};
+    int64_t v = 0;
+    for (; v + SHALLOW_NV <= nv; v += SHALLOW_NV) {
+        vf x[SHALLOW_NV], y[SHALLOW_NV];
+        for (int k = 0; k < SHALLOW_NV; k++) { x[k] = vload(net->x + (v + k) * VL); y[k] = vset1(b2); }
+        for (int j = 0; j < H; j++) {
+            vf w = vset1(w1[j]), b = vset1(b1[j]), o = vset1(w2[j]);
+            for (int k = 0; k < SHALLOW_NV; k++) y[k] = vfma(o, FN(vtanh)(vfma(w, x[k], b)), y[k]);
+        }
+        for (int k = 0; k < SHALLOW_NV; k++) {
+            int64_t valid = net->P - (v + k) * VL;
+            FN(acc_sq)(y[k], net->t + (v + k) * VL, valid < VL ? (int)valid : VL, acc4);
+        }
+    }
+    for (; v < nv; v++) {
+        vf x = vload(net->x + v * VL), y = vset1(b2);
+        for (int j = 0; j < H; j++) y = vfma(vset1(w2[j]), FN(vtanh)(vfma(vset1(w1[j]), x, vset1(b1[j]))), y);
+        int64_t valid = net->P - v * VL;
+        FN(acc_sq)(y, net->t + v * VL, valid < VL ? (int)valid : VL, acc4);
+    }
+    return (acc4[0] + acc4[1]) + (acc4[2] + acc4[3]);
+}
+
+/* One register tile of a dense layer: MO outputs x NV point vectors. */
+static inline __attribute__((always_inline)) void FN(dense_tile)(
+        const int MO, const int NV, const REAL *W, int fan_in, const REAL *bias,
+        const REAL *hin, int64_t ld_in, REAL *hout, int64_t ld_out, int act) {
+    vf acc[4][3];
+    for (int m = 0; m < MO; m++)
+        for (int k = 0; k < NV; k++) acc[m][k] = bias ? vset1(bias[m]) : vzero();
+    for (int i = 0; i < fan_in; i++) {
+        vf h[3];
+        for (int k = 0; k < NV; k++) h[k] = vload(hin + i * ld_in + k * VL);
+        /* keep the NV input vectors in registers: otherwise gcc re-loads them in every FMA
+         * (MO times as many loads, and the tile becomes load bound) */
+        if (NV == 3) PIN3(h);
+        for (int m = 0; m < MO; m++) {
+            vf w = vset1(W[(int64_t)m * fan_in + i]);
+            for (int k = 0; k < NV; k++) acc[m][k] = vfma(w, h[k], acc[m][k]);
+        }
+    }
+    for (int m = 0; m < MO; m++)
+        for (int k = 0; k < NV; k++)
+            vstore(hout + m * ld_out + k * VL, act ? FN(vtanh)(acc[m][k]) : acc[m][k]);
+}
+
+/* hout[o][0:nv*VL] = act(W hin + b) for a block of nv point vectors. */
+static void FN(dense)(const REAL *W, const REAL *bias, int fan_in, int fan_out, const REAL *hin,
+                      int64_t ld_in, REAL *hout, int64_t ld_out, int nv, int act) {
+    int o = 0;
+    for (; o + 4 <= fan_out; o += 4) {
+        const REAL *Wo = W + (int64_t)o * fan_in, *bo = bias ? bias + o : NULL;
+        int k = 0;
+        for (; k + 3 <= nv; k += 3)
+            FN(dense_tile)(4, 3, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
+        for (; k < nv; k++)
+            FN(dense_tile)(4, 1, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
+    }
+    for (; o < fan_out; o++) {
+        const REAL *Wo = W + (int64_t)o * fan_in, *bo = bias ? bias + o : NULL;
+        int k = 0;
+        for (; k + 3 <= nv; k += 3)
+            FN(dense_tile)(1, 3, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
+        for (; k < nv; k++)
+            FN(dense_tile)(1, 1, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
+    }
+}
+
+/* Generic MLP; scratch holds 2 * max(width, out_f) * BLK REALs. */
+static double FN(generic_sse)(const FN(net_t) *net, const REAL *p, REAL *scratch) {
+    const int wmax = net->width > net->out_f ? net->width : net->out_f;
+    REAL *buf[2] = {scratch, scratch + (int64_t)wmax * BLK};
+    const int64_t nv_all = net->ld / VL;
+    double acc4[4] = {0, 0, 0, 0};
+    for (int64_t v0 = 0; v0 < nv_all; v0 += BLK_V) {
+        int nv = (int)(nv_all - v0 < BLK_V ? nv_all - v0 : BLK_V);
+        const REAL *hin = net->x + v0 * VL;
+        int64_t ld_in = net->ld;
+        const REAL *q = p;
+        int fan_in = net->in_f;
+        for (int layer = 0; layer <= net->depth; layer++) {
+            int last = layer == net->depth;
+            int fan_out = last ? net->out_f : net->width;
+            int has_bias = last ? net->out_bias : 1;
+            const REAL *W = q, *b = has_bias ? q + (int64_t)fan_in * fan_out : NULL;
+            q += (int64_t)fan_in * fan_out + (has_bias ? fan_out : 0);
+            REAL *hout = buf[layer & 1];
+            FN(dense)(W, b, fan_in, fan_out, hin, ld_in, hout, BLK, nv, !last);
+            hin = hout; ld_in = BLK; fan_in = fan_out;
+        }
+        for (int o = 0; o < net->out_f; o++)
+            for (int k = 0; k < nv; k++) {
+                int64_t valid = net->P - (v0 + k) * VL;
+                FN(acc_sq)(vload(hin + o * BLK + k * VL), net->t + o * net->ld + (v0 + k) * VL,
+                           valid < VL ? (int)valid : VL, acc4);
+            }
+    }
+    return (acc4[0] + acc4[1]) + (acc4[2] + acc4[3]);
+}
+
+/* The loss U: mean squared error, summed and divided in double. */
+static inline double FN(net_loss)(const FN(net_t) *net, const REAL *p, REAL *scratch) {
+    const int shallow = net->depth == 1 && net->in_f == 1 && net->out_f == 1;
+    double sse = shallow ? FN(shallow_sse)(net, p) : FN(generic_sse)(net, p, scratch);
+    return sse / ((double)net->P * (double)net->out_f);
+}
+
+static int64_t FN(scratch_len)(const FN(net_t) *net) {
+    const int wmax = net->width > net->out_f ? net->width : net->out_f;
+    return 2 * (int64_t)wmax * BLK;
+}
+
+static void FN(net_from)(FN(net_t) *net, const int32_t *arch, int64_t P, int64_t ld, const REAL *x,
+                         const REAL *t) {
+    net->depth = arch[0]; net->width = arch[1]; net->in_f = arch[2]; net->out_f = arch[3];
+    net->out_bias = arch[4]; net->P = P; net->ld = ld; net->x = x; net->t = t;
+}
+
+/* ------------------------------------------------------------------ exported entry points */
+/* The kernel's tanh of n values (accuracy tests and benchmarks). */
+void FN(negd_tanh)(const REAL *x, REAL *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) vstore(y + i, FN(vtanh)(vload(x + i)));
+    for (; i < n; i++) {
+        REAL a[VL] = {0}, b[VL];
+        a[0] = x[i];
+        vstore(b, FN(vtanh)(vload(a)));
+        y[i] = b[0];
+    }
+}
+
+/* loss[r] (double) of every row r of params [R, N]. */
+int FN(negd_mlp_loss)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x, const REAL *t,
+                      const REAL *params, int64_t R, int64_t N, double *loss, int nthreads) {
+    FN(net_t) net;
+    FN(net_from)(&net, arch, P, ld, x, t);
+    int err = 0;
+#pragma omp parallel num_threads(nthreads > 0 ? nthreads : 1)
+    {
+        REAL *scratch = aligned_alloc(32, FN(scratch_len)(&net) * sizeof(REAL));
+        if (!scratch) {
+#pragma omp atomic write
+            err = 1;
+        } else {
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < R; r++) loss[r] = FN(net_loss)(&net, params + r * N, scratch);
+        }
+        free(scratch);
+    }
+    return err;
+}
+
+/* steps of neuroevolution of R realizations, in place on params [R, N] and loss [R] (double).
+ * sigma: one value (sigma_len 1) or N values, of type REAL. beta: > 0, INFINITY for zero temperature.
+ * counts[r]: accepted moves; ties[r]: proposals whose loss equalled the current one exactly (dU == 0,
+ * the sign of a loss that does not resolve the move; see negd.resolution). accepted[r] and tied[r]
+ * describe the last step. */
+int FN(negd_fused_ne)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x, const REAL *t,
+                      REAL *params, double *loss, uint8_t *accepted, uint8_t *tied, int64_t *counts,
+                      int64_t *ties,
+                      const int64_t *rid, int64_t R, int64_t N, uint64_t seed, int64_t step0, int64_t steps,
+                      const REAL *sigma, int64_t sigma_len, double beta, int nthreads) {
+    /* counters: realizations in range, steps step0 .. step0 + steps - 1 in [0, 2^44) */
+    if (steps < 0 || step0 < 0 || step0 > COUNTER_LIMIT - steps) return NEGD_BAD_STEP;
+    int bad = check_counters(rid, R, NULL, 0, 0);
+    if (bad) return bad;
+    FN(net_t) net;
+    FN(net_from)(&net, arch, P, ld, x, t);
+    const int zero_temperature = isinf(beta);
+    int err = 0;
+#pragma omp parallel num_threads(nthreads > 0 ? nthreads : 1)
+    {
+        REAL *scratch = aligned_alloc(32, FN(scratch_len)(&net) * sizeof(REAL));
+        float *z = aligned_alloc(32, ROUND32(N) * sizeof(float));
+        REAL *prop = aligned_alloc(32, ROUND32(N) * sizeof(REAL));
+        if (!scratch || !z || !prop) {
+#pragma omp atomic write
+            err = 1;
+        } else {
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < R; r++) {
+                REAL *p = params + r * N;
+                double old = loss[r];
+                int64_t count = 0, tie = 0;
+                uint8_t last = accepted[r], last_tie = tied[r];
+                for (int64_t s = 0; s < steps; s++) {
+                    /* words 1..3 per step: the high step bits enter word 3 past 2^32 steps */
+                    const ctr_t mutation = counter_words(step0 + s, rid[r], 0u);
+                    normals(seed, mutation, N, z);
+                    /* (REAL)xi * sigma, then + x: the two roundings of negd.rules.Neuroevolution */
+                    int moved = 0;
+                    if (sigma_len == 1) {
+                        const REAL sg = sigma[0];
+                        for (int64_t i = 0; i < N; i++) prop[i] = p[i] + (REAL)z[i] * sg;
+                    } else {
+                        for (int64_t i = 0; i < N; i++) prop[i] = p[i] + (REAL)z[i] * sigma[i];
+                    }
+                    for (int64_t i = 0; i < N; i++) moved |= prop[i] != p[i];
+                    double fresh = FN(net_loss)(&net, prop, scratch);
+                    /* negd.rules.metropolis_accept, in the same float64 arithmetic */
+                    double d_u = fresh - old;
+                    last_tie = d_u == 0;
+                    tie += last_tie;
+                    int downhill = d_u <= 0 || !isfinite(old);
+                    int ok;
+                    if (zero_temperature) {
+                        ok = isfinite(fresh) && downhill;
+                    } else {
+                        double u = (double)uniform_bits(seed, counter_words(step0 + s, rid[r], 1u)) * 0x1p-32;
+                        ok = isfinite(fresh) && (downhill || u < exp(-beta * d_u));
+                    }
+                    /* a proposal that rounds back to x (sigma below the parameters' resolution) is no move */
+                    ok = ok && moved;
+                    if (ok) {
+                        memcpy(p, prop, N * sizeof(REAL));
+                        old = fresh;
+                        count++;
+                    }
+                    last = (uint8_t)ok;
+                }
+                loss[r] = old;
+                counts[r] = count;
+                ties[r] = tie;
+                accepted[r] = last;
+                tied[r] = last_tie;
+            }
+        }
+        free(scratch); free(z); free(prop);
+    }
+    return err;
+}
