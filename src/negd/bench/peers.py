@@ -275,13 +275,20 @@ PEERS = {
     "compile": "torch.compile ensemble",
     "jax": "JAX jit+vmap+scan",
     "grad": "negd gradient twin",
+    "generic": "generic ModuleLoss (vmap)",
 }
 
 
 def make_peer(name: str, workload: Workload, realizations: int, device: torch.device | str = "cpu",
-              seed: int = 0) -> Peer:
-    """Build peer ``name`` (a key of :data:`PEERS`) for ``workload`` at R = ``realizations``."""
+              seed: int = 0) -> Peer | None:
+    """Build peer ``name`` (a key of :data:`PEERS`) for the regression ``workload`` at R =
+    ``realizations``; None when the peer does not apply ("generic"). Every workload, the
+    classifiers included: :func:`negd.bench.factory.make_peer`."""
     device = torch.device(device)
+    if name not in PEERS:
+        raise NegdError(f"peers: each must be one of {sorted(PEERS)}, got {name!r}")
+    if not isinstance(workload, Workload):  # the classifiers' peers: negd.bench.factory
+        return None
     if name == "negd":
         return NegdPeer(workload, realizations, device, seed)
     if name == "grad":
@@ -294,4 +301,4 @@ def make_peer(name: str, workload: Workload, realizations: int, device: torch.de
         return TorchEnsemblePeer(workload, realizations, device, seed, compiled=True)
     if name == "jax":
         return JaxPeer(workload, realizations, device, seed)
-    raise NegdError(f"peers: each must be one of {sorted(PEERS)}, got {name!r}")
+    return None
