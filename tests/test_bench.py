@@ -10,10 +10,12 @@ import torch
 import negd
 from negd.bench import cli
 from negd.bench.peers import LOOP_REALIZATIONS, jax_available, jax_loss_fn, make_peer
-from negd.bench.workloads import WORKLOADS, initial_params
+from negd.bench.workloads import WORKLOADS, ClassifierWorkload, initial_params
 
 needs_jax = pytest.mark.skipif(not jax_available(), reason="jax is not installed (pip install 'negd[bench]')")
 PEERS_HERE = ["negd", "loop", "torch", "grad"] + (["jax"] if jax_available() else [])
+REGRESSION = [w for w, v in WORKLOADS.items() if not isinstance(v, ClassifierWorkload)]
+CLASSIFIERS = [w for w, v in WORKLOADS.items() if isinstance(v, ClassifierWorkload)]
 
 
 def test_quick_run_writes_markdown_and_json(tmp_path):
@@ -67,7 +69,7 @@ def test_loop_simulates_a_few_realizations():
     assert runner.realization_steps_per_step == LOOP_REALIZATIONS
 
 
-@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("name", REGRESSION)
 def test_peers_evaluate_the_same_loss_as_mlploss(name):
     workload = WORKLOADS[name]
     task = workload.task()
@@ -80,7 +82,7 @@ def test_peers_evaluate_the_same_loss_as_mlploss(name):
 
 
 @needs_jax
-@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("name", REGRESSION)
 def test_jax_peer_evaluates_the_same_loss_as_mlploss(name):
     import jax.numpy as jnp
     import numpy as np
@@ -103,4 +105,19 @@ def test_targets_are_judged_from_the_rows():
            for t in cli._targets(rows, {"status": "ok", "peak_rss_mb": 900.0})}
     assert met == {"shallow R=1000jax": True, "shallow R=1000": False, "deep R=100": True,
                    "mutation step <= 0.5x gradient step cost (worst cell, R >= 100)": False,
-                   "shallow R=100,000": True}
+                   "shallow R=100,000": True, "digits-mlp R=32": None, "digits-cnn R=32": None}
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_peers_evaluate_the_same_cross_entropy(name):
+    pytest.importorskip("sklearn")
+    workload = WORKLOADS[name]
+    losses = {p: make_peer(p, workload, 2, seed=2).losses() for p in ("negd", "generic", "loop", "grad")}
+    for peer, value in losses.items():
+        torch.testing.assert_close(value.double(), losses["generic"].double(), rtol=2e-6, atol=0, msg=peer)
+    assert make_peer("jax", workload, 2) is None and make_peer("torch", workload, 2) is None
+    path = type(make_peer("negd", workload, 2).loss_fn).__name__
+    assert path == ("MLPLoss" if name == "digits-mlp" else "ModuleLoss")
+    # forward FLOPs of the limit: 2 x P x multiply-adds of one example
+    macs = 64 * 32 + 32 * 10 if name == "digits-mlp" else 8 * 64 * 9 + 512 * 10
+    assert workload.flops_per_step == 2 * 1347 * macs

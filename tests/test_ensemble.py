@@ -55,7 +55,7 @@ def test_loss_for_picks_the_fast_path(data):
     x, y = data
     spec = SPECS["1-40-1"]
     assert isinstance(loss_for(spec.module(), x, y), MLPLoss)
-    other = torch.nn.Sequential(torch.nn.Linear(1, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    other = torch.nn.Sequential(torch.nn.Linear(1, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 1))
     assert isinstance(loss_for(other, x, y), ModuleLoss)
     assert isinstance(MLPLoss.from_module(spec.module(), x, y), MLPLoss)
     with pytest.raises(NegdError, match="model"):
@@ -102,3 +102,90 @@ def test_bad_chunk_size_raises_negd_error(cls, data):
     for bad in (0, -3, 2.5):
         with pytest.raises(NegdError, match="chunk_size"):
             cls(model_or_spec, x, y, chunk_size=bad)
+
+
+# --------------------------------------------------------------------------- classifiers (issue 10)
+def _classification(p=53, features=6, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(p, features, generator=g), torch.randint(0, classes, (p,), generator=g)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "gelu", "identity"])
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_mlp_cross_entropy_equals_the_module(activation, backend):
+    x, y = _classification()
+    spec = MLPSpec(depth=2, width=9, in_features=6, out_features=4, activation=activation)
+    params = paper_init(spec.n_params, 0.5, seed=3, realizations=5)
+    loss = MLPLoss(spec, x, y, loss="cross_entropy", backend=backend)
+    assert loss.backend == "torch"  # the fused kernel does not cover cross-entropy: never offered
+    got = loss(params)
+    assert got.dtype == torch.float64 and got.shape == (5,)
+    generic = ModuleLoss(spec.module(), x, y, loss="cross_entropy")(params)
+    assert torch.allclose(got, generic, rtol=2e-6, atol=0)
+    model = spec.module()
+    for r in (0, 3):
+        load_flat_params(model, params[r])
+        with torch.no_grad():
+            assert torch.allclose(got[r], torch.nn.functional.cross_entropy(model(x), y).double(), rtol=2e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "identity"])
+def test_non_tanh_mlps_never_take_the_tanh_kernel(activation, data):
+    from negd.engine import fused_step_fn
+    from negd.rules import Neuroevolution
+
+    x, y = data
+    spec = MLPSpec(depth=1, width=8, activation=activation)
+    loss = MLPLoss(spec, x, y)
+    params = paper_init(spec.n_params, 0.3, seed=2, realizations=3)
+    generic = ModuleLoss(spec.module(), x, y)(params)
+    assert torch.allclose(loss(params), generic, rtol=1e-5, atol=1e-7)
+    rule = Neuroevolution(0.01)
+    assert fused_step_fn(rule, rule.init(params, loss), loss) is None
+    with pytest.raises(NegdError, match="backend"):
+        MLPLoss(spec, x, y, backend="c")
+
+
+def test_cross_entropy_gradients_use_torch():
+    from negd.rules.base import value_and_grad
+
+    x, y = _classification()
+    spec = MLPSpec(depth=1, width=5, in_features=6, out_features=4)
+    params = paper_init(spec.n_params, 0.5, seed=4, realizations=2)
+    loss, grad = value_and_grad(MLPLoss(spec, x, y, loss="cross_entropy"), params)
+    _, ref = value_and_grad(ModuleLoss(spec.module(), x, y, loss="cross_entropy"), params)
+    assert torch.allclose(grad, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_for_flattens_images_for_the_mlp_path():
+    g = torch.Generator().manual_seed(1)
+    images, y = torch.rand(20, 1, 4, 4, generator=g), torch.randint(0, 3, (20,), generator=g)
+    nn = torch.nn
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    fast = loss_for(model, images, y, loss="cross_entropy")
+    assert isinstance(fast, MLPLoss) and fast.spec.activation == "relu"
+    params = paper_init(fast.n_params, 0.5, seed=5, realizations=3)
+    assert torch.allclose(fast(params), ModuleLoss(model, images, y, loss="cross_entropy")(params), rtol=2e-6)
+
+
+def test_classifier_input_errors_name_the_argument():
+    x, y = _classification(classes=10)
+    spec = MLPSpec(depth=1, width=5, in_features=6, out_features=4)
+    with pytest.raises(NegdError, match="^model: has 4 outputs"):
+        MLPLoss(spec, x, y, loss="cross_entropy")  # labels up to 9, 4 outputs
+    with pytest.raises(NegdError, match="^model: has 4 outputs"):
+        ModuleLoss(spec.module(), x, y, loss="cross_entropy")
+    with pytest.raises(NegdError, match="^targets"):
+        MLPLoss(spec, x, y.float(), loss="cross_entropy")
+    with pytest.raises(NegdError, match="^targets"):
+        MLPLoss(spec, x, y[:-1] % 4, loss="cross_entropy")
+    with pytest.raises(NegdError, match="^inputs"):
+        ModuleLoss(spec.module(), x[:, :5], y % 4, loss="cross_entropy")  # the model wants 6 features
+    with pytest.raises(NegdError, match="^inputs"):
+        MLPLoss(spec, x[:, :5], y % 4, loss="cross_entropy")
+    with pytest.raises(NegdError, match="^targets"):
+        ModuleLoss(spec.module(), x, torch.zeros(len(x), 3))  # mse: the model has 4 outputs
+    with pytest.raises(NegdError, match="^loss"):
+        MLPLoss(spec, x, y % 4, loss="hinge")
+    with pytest.raises(NegdError, match="^activation"):
+        MLPSpec(activation="swish")

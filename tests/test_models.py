@@ -60,7 +60,10 @@ def test_from_module_round_trip(spec):
 
 
 @pytest.mark.parametrize("model", [
-    nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1)),
+    nn.Sequential(nn.Linear(1, 4), nn.Sigmoid(), nn.Linear(4, 1)),
+    nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1)),
+    nn.Sequential(nn.Linear(1, 4), nn.GELU(approximate="tanh"), nn.Linear(4, 1)),
+    nn.Sequential(nn.Flatten(0), nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1)),
     nn.Sequential(nn.Linear(1, 4), nn.Tanh()),
     nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(5, 1)),
     nn.Sequential(nn.Linear(1, 4, bias=False), nn.Tanh(), nn.Linear(4, 1)),
@@ -114,3 +117,20 @@ def test_torch_default_init_reproducible_and_row_independent_of_r():
     assert shared.shape == (90,) and torch.equal(shared, torch_default_init(spec, seed=2))
     # Kaiming-uniform bound of the first layer (fan_in = 1) is 1: weights lie in [-1, 1].
     assert bool((a[:, spec.slices()[0][0]].abs() <= 1).all())
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "gelu", "identity"])
+@pytest.mark.parametrize("output_bias", [True, False])
+def test_feature_major_forward_equals_row_major(activation, output_bias):
+    spec = MLPSpec(depth=2, width=7, in_features=5, out_features=3, output_bias=output_bias,
+                   activation=activation)
+    params = paper_init(spec.n_params, 0.5, seed=1, realizations=4)
+    x = torch.randn(11, 5, generator=torch.Generator().manual_seed(2))
+    rows = spec.forward(params, x)  # [R, P, out]
+    assert torch.allclose(spec.forward_t(params, x.t()), rows.transpose(1, 2), rtol=1e-5, atol=1e-6)
+    model = spec.module()
+    assert MLPSpec.from_module(model) == spec
+    assert MLPSpec.from_module(nn.Sequential(nn.Flatten(), *model)) == spec
+    load_flat_params(model, params[1])
+    with torch.no_grad():
+        assert torch.allclose(rows[1], model(x), rtol=1e-5, atol=1e-6)

@@ -2,6 +2,8 @@
 
 * ``negd reproduce {shallow,deep,finite-beta}``: an experiment of Whitelam et al. 2021 at quick
   (default) or paper scale, with its sigma scan, then the report;
+* ``negd reproduce {digits,mnist1d}``: the same comparison on a classifier, with accuracy curves
+  and Adam for reference (:mod:`negd.experiments.classification`);
 * ``negd run CONFIG`` / ``negd run --resume DIR``: a user's experiment from a YAML/TOML file;
 * ``negd report DIR``: (re)build figures and report of a run directory;
 * ``negd bench ...``: the benchmarks (arguments go to :mod:`negd.bench.cli`).
@@ -50,6 +52,7 @@ def _twin_realizations(text: str) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from negd.experiments.classification import CLASSIFICATION_EXPERIMENTS
     from negd.experiments.presets import EXPERIMENTS, SCALES
 
     parser = _Parser(prog="negd", description="Neuroevolution <-> gradient descent experiments "
@@ -58,7 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments and build its report")
-    rep.add_argument("experiment", choices=list(EXPERIMENTS))
+    rep.add_argument("experiment", choices=list(EXPERIMENTS) + list(CLASSIFICATION_EXPERIMENTS))
     rep.add_argument("--scale", choices=SCALES, default="quick",
                      help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
@@ -130,8 +133,30 @@ def _finish(result, resume_hint: str) -> int:
     return 0
 
 
+def _reproduce_classification(args: argparse.Namespace) -> int:
+    """``negd reproduce digits|mnist1d``: NE, its twin and Adam on a classifier (minutes; no resume)."""
+    from negd.experiments.classification import classification_preset, run_classification
+
+    for flag, value in (("--resume", args.resume), ("--twin", args.twin),
+                        ("--twin-realizations", args.twin_realizations)):
+        if value is not None:
+            raise NegdError(f"{flag}: not available for {args.experiment!r} "
+                            "(a noiseless twin, a run of minutes)")
+    exp = classification_preset(args.experiment, args.scale, realizations=args.realizations, seed=args.seed,
+                                device=args.device)
+    run_dir = run_classification(exp, args.out, progress=not args.no_progress)
+    print(f"run: {run_dir}")
+    print(f"report: {run_dir / 'report.md'}")
+    _print_verdict(run_dir)
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
+    from negd.experiments.classification import CLASSIFICATION_EXPERIMENTS
     from negd.experiments.runner import load_run_config, resume_experiment, run_experiment
+
+    if args.experiment in CLASSIFICATION_EXPERIMENTS:
+        return _reproduce_classification(args)
 
     progress = not args.no_progress
     if args.resume is not None:

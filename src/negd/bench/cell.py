@@ -38,6 +38,8 @@ def _peer_cell(spec: dict) -> dict:
     except Exception as err:  # a peer that cannot be built here (e.g. no compiler) is reported
         return {"status": f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"}
     setup = time.perf_counter() - t0
+    if peer is None:
+        return {"status": "n/a"}
     start_loss = float(peer.losses().mean())
     try:
         result = time_peer(peer, spec["seconds"], spec["repeats"])
@@ -71,7 +73,7 @@ def _limit_cell(spec: dict) -> dict:
     def measure() -> dict:
         if workload.limit_kind == "tanh":
             return tanh_rate(seconds, device)
-        return matmul_rate(workload.n_points, workload.spec.width, seconds, device)
+        return matmul_rate(workload.n_points, workload.matmul_width, seconds, device)
 
     measured = {"all_threads": measure()}
     if device == "cpu" and _cores() > 1:
@@ -123,6 +125,8 @@ def run_cell(spec: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(argv[0])
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
     torch.manual_seed(spec.get("seed", 0))
     print(json.dumps(run_cell(spec)), flush=True)
     return 0

@@ -30,6 +30,9 @@ MEMORY_LIMIT_MB = 2048.0
 # Targets of the issue: (what, threshold).
 TARGET_JAX_RATIO, TARGET_LOOP_RATIO = 3.0, 40.0
 TARGET_DEEP_LIMIT_FRACTION, TARGET_MUTATION_COST = 0.5, 0.5
+# Classifier targets (issue 10): digits MLP R=32 limit fraction and ratio to the generic path,
+# digits CNN R=32 ratio to the per-realization loop.
+TARGET_DIGITS_MLP_LIMIT, TARGET_DIGITS_MLP_GENERIC, TARGET_DIGITS_CNN_LOOP = 0.5, 5.0, 3.0
 
 
 def _csv(kind: str, allowed: list[str] | None = None):
@@ -55,9 +58,9 @@ def _csv(kind: str, allowed: list[str] | None = None):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="negd bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--workloads", type=_csv("str", list(WORKLOADS)), default=None,
-                   help="comma-separated, from shallow,deep,wide ('none': skip; default: all)")
+                   help=f"comma-separated, from {','.join(WORKLOADS)} ('none': skip; default: all)")
     p.add_argument("--realizations", type=_csv("int"), default=None,
-                   help="comma-separated ensemble sizes R (default 1,100,1000)")
+                   help="comma-separated ensemble sizes R (default 1,100,1000; 1,32,256 for digits-*)")
     p.add_argument("--peers", type=_csv("str", list(PEERS)), default=None,
                    help=f"implementations to time (default: all of {','.join(PEERS)})")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per cell; the median is reported")
@@ -73,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "subprocess and report the peak resident memory")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="measure in this process (faster; peak memory is then the process's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads in every measurement subprocess (default: torch's). On a machine "
+                        "shared with other work, 1 avoids the thread-pool stalls of an oversubscribed CPU")
     p.add_argument("--compile-timeout", type=float, default=120.0,
                    help="seconds allowed for one torch.compile cell before it is skipped")
     return p
@@ -82,14 +88,18 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     quick = args.quick
     if args.workloads is None:
         args.workloads = ["shallow"] if quick else list(WORKLOADS)
-    if args.realizations is None:
-        args.realizations = [1, 4] if quick else [1, 100, 1000]
+    if args.realizations is None and quick:
+        args.realizations = [1, 4]
     if args.peers is None:
         args.peers = [p for p in PEERS if not (quick and p == "compile")]
     if args.repeats is None:
         args.repeats = 1 if quick else 3
     if args.seconds is None:
         args.seconds = 0.02 if quick else 0.8
+    if args.threads is not None and args.threads < 1:
+        raise NegdError(f"threads: must be an integer >= 1, got {args.threads}")
+    if args.threads is not None and not args.isolate:
+        raise NegdError("threads: needs isolated cells (not with --quick or --no-isolate)")
     if args.repeats < 1:
         raise NegdError(f"repeats: must be an integer >= 1, got {args.repeats}")
     if not (args.seconds > 0 and math.isfinite(args.seconds)):
@@ -104,6 +114,11 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         if not torch.cuda.is_available():
             raise NegdError("device: 'cuda' requested but torch sees no CUDA device")
     return args
+
+
+def _sizes(args: argparse.Namespace, workload: str) -> list[int]:
+    """Ensemble sizes of ``workload``: --realizations, else the workload's defaults."""
+    return list(args.realizations or get_workload(workload).default_realizations)
 
 
 def _run(spec: dict, isolate: bool, timeout: float) -> dict:
@@ -148,7 +163,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _rows(results: dict, limits: dict, args) -> list[dict]:
     rows = []
     for w in args.workloads:
-        for r in args.realizations:
+        for r in _sizes(args, w):
             cells = {p: results.get((w, r, p)) for p in args.peers}
             negd_rate = _rate(cells.get("negd"))
             grad_rate = _rate(cells.get("grad"))
@@ -162,6 +177,7 @@ def _rows(results: dict, limits: dict, args) -> list[dict]:
                 "negd_over_jax": _ratio(negd_rate, _rate(cells.get("jax"))),
                 "negd_over_loop": _ratio(negd_rate, _rate(cells.get("loop"))),
                 "negd_over_torch": _ratio(negd_rate, _rate(cells.get("torch"))),
+                "negd_over_generic": _ratio(negd_rate, _rate(cells.get("generic"))),
                 # cost per realization-step is 1/rate, so mutation/gradient cost = grad/negd rate
                 "mutation_over_gradient_cost": _ratio(grad_rate, negd_rate),
                 "fraction_of_limit": _ratio(negd_rate, limits.get(w, {}).get("rate")),
@@ -195,6 +211,18 @@ def _targets(rows: list[dict], memory: dict | None) -> list[dict]:
     v = max(costs) if costs else None
     out.append(judged(f"mutation step <= {TARGET_MUTATION_COST:g}x gradient step cost (worst cell, R >= 100)",
                       v, v is not None and v <= TARGET_MUTATION_COST))
+    m = row("digits-mlp", 32)
+    v = m and m["fraction_of_limit"]
+    out.append(judged(f"digits-mlp R=32: negd >= {TARGET_DIGITS_MLP_LIMIT:g} of the matmul limit", v,
+                      v is not None and v >= TARGET_DIGITS_MLP_LIMIT))
+    v = m and m["negd_over_generic"]
+    out.append(judged(f"digits-mlp R=32: negd >= {TARGET_DIGITS_MLP_GENERIC:g}x the generic ModuleLoss path",
+                      v,
+                      v is not None and v >= TARGET_DIGITS_MLP_GENERIC))
+    c = row("digits-cnn", 32)
+    v = c and c["negd_over_loop"]
+    out.append(judged(f"digits-cnn R=32: negd >= {TARGET_DIGITS_CNN_LOOP:g}x the per-realization loop", v,
+                      v is not None and v >= TARGET_DIGITS_CNN_LOOP))
     v = memory.get("peak_rss_mb") if memory and memory.get("status") == "ok" else None
     out.append(judged(f"shallow R={MEMORY_REALIZATIONS:,}: peak RSS < {MEMORY_LIMIT_MB:g} MB", v,
                       v is not None and v < MEMORY_LIMIT_MB))
@@ -204,7 +232,8 @@ def _targets(rows: list[dict], memory: dict | None) -> list[dict]:
 def _markdown(report: dict, args) -> str:
     m = report["machine"]
     lines = ["# negd bench", "",
-             f"{m['date']} | {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads) | "
+             f"{m['date']} | {m['cpu']}, {m['cores']} cores ({args.threads or m['torch_threads']} torch "
+             "threads) | "
              f"torch {m['torch']} | jax {m['jax'] or 'not installed'} | python {m['python']} | "
              f"device {m['device']} | commit {m['git_commit'] or 'unknown'} | load average at start "
              f"{', '.join(f'{x:.1f}' for x in m.get('load_average_1_5_15', []))}", "",
@@ -284,16 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     compile_broken = False
     for w in args.workloads:
         limits[w] = _run({"kind": "limit", "workload": w, "seconds": max(0.2, args.seconds),
-                          "device": args.device},
+                          "device": args.device, "threads": args.threads},
                          args.isolate, 300)
         log(f"{w}: limit {_fmt_rate(limits[w].get('rate'))} realization-steps/s")
-        for r in args.realizations:
+        for r in _sizes(args, w):
             for p in args.peers:
                 if p == "compile" and compile_broken:
                     results[(w, r, p)] = {"status": "skipped: torch.compile failed or was too slow earlier"}
                     continue
                 spec = {"kind": "peer", "peer": p, "workload": w, "realizations": r,
-                        "device": args.device, "seconds": args.seconds, "repeats": args.repeats}
+                        "device": args.device, "seconds": args.seconds, "repeats": args.repeats,
+                        "threads": args.threads}
                 timeout = args.compile_timeout + 10 * args.seconds * args.repeats if p == "compile" else 1800
                 cell = _run(spec, args.isolate, timeout)
                 if p == "compile" and cell.get("status") != "ok":

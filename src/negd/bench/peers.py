@@ -275,13 +275,23 @@ PEERS = {
     "compile": "torch.compile ensemble",
     "jax": "JAX jit+vmap+scan",
     "grad": "negd gradient twin",
+    "generic": "generic ModuleLoss (vmap)",
 }
 
 
 def make_peer(name: str, workload: Workload, realizations: int, device: torch.device | str = "cpu",
-              seed: int = 0) -> Peer:
-    """Build peer ``name`` (a key of :data:`PEERS`) for ``workload`` at R = ``realizations``."""
+              seed: int = 0) -> Peer | None:
+    """Build peer ``name`` (a key of :data:`PEERS`) for ``workload`` at R = ``realizations``; None
+    when the peer does not apply to the workload (e.g. JAX on a classifier, "generic" on a regression)."""
     device = torch.device(device)
+    if name not in PEERS:
+        raise NegdError(f"peers: each must be one of {sorted(PEERS)}, got {name!r}")
+    from negd.bench.workloads import ClassifierWorkload
+
+    if isinstance(workload, ClassifierWorkload):
+        from negd.bench.classifiers import make_classifier_peer  # late: classifiers imports this module
+
+        return make_classifier_peer(name, workload, realizations, device, seed)
     if name == "negd":
         return NegdPeer(workload, realizations, device, seed)
     if name == "grad":
@@ -294,4 +304,4 @@ def make_peer(name: str, workload: Workload, realizations: int, device: torch.de
         return TorchEnsemblePeer(workload, realizations, device, seed, compiled=True)
     if name == "jax":
         return JaxPeer(workload, realizations, device, seed)
-    raise NegdError(f"peers: each must be one of {sorted(PEERS)}, got {name!r}")
+    return None

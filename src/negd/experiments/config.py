@@ -38,7 +38,7 @@ from typing import Any
 from negd.analysis.rundir import ENSEMBLE_TWINS
 from negd.models import MLPSpec
 from negd.resolution import DTYPES, auto_dtype
-from negd.tasks import TASKS
+from negd.tasks import REGRESSION_TASKS
 from negd.validation import NegdError
 
 if sys.version_info >= (3, 11):
@@ -309,7 +309,7 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     network = NetworkConfig(_integer("network.depth", net.get("depth", 1), 1),
                             _integer("network.width", net.get("width", 30), 1), output_bias)
 
-    task = _choice("task", data.get("task", "sin2pi"), tuple(sorted(TASKS)))
+    task = _choice("task", data.get("task", "sin2pi"), tuple(sorted(REGRESSION_TASKS)))
 
     init_d = _check_keys("init", data.get("init", {}), ("kind", "sigma0"))
     kind = _choice("init.kind", init_d.get("kind", "paper"), INIT_KINDS)
