@@ -97,6 +97,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     for suffix in ("f32", "f64"):
         getattr(lib, f"negd_tanh_{suffix}").argtypes = [p, p, i64]
         getattr(lib, f"negd_tanh_{suffix}").restype = None
+        getattr(lib, f"negd_elementwise_{suffix}").argtypes = [ctypes.c_int, p, p, i64]
+        getattr(lib, f"negd_elementwise_{suffix}").restype = ctypes.c_int
         getattr(lib, f"negd_mlp_loss_{suffix}").argtypes = [p, i64, i64, p, p, p, i64, i64, p, ctypes.c_int]
         getattr(lib, f"negd_mlp_loss_{suffix}").restype = ctypes.c_int
         getattr(lib, f"negd_fused_ne_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, p, p, p, i64, i64,

@@ -1,4 +1,4 @@
-/* Fused neuroevolution of tanh MLP ensembles on CPU (negd.kernels).
+/* Fused neuroevolution of MLP ensembles on CPU (negd.kernels).
  *
  * Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021): conditioned stochastic
  * mutation x' = x + sigma xi, accepted with probability min(1, exp(-beta dU)).
@@ -12,8 +12,9 @@
  *
  * Forward pass (negd_mlp.h, compiled twice): float32 parameters vectorized over points (8 per
  * AVX2 register) with a clamped rational tanh (the [13/6] minimax approximation used by Eigen), or
- * float64 parameters (4 per register) with a tanh accurate to double precision. Loss: mean of the
- * squared errors accumulated in double and returned in double, whatever the parameter type, so that
+ * float64 parameters (4 per register) with a tanh accurate to double precision; hidden activations
+ * tanh, relu, exact GELU (erf) or identity. Loss: mean squared error or softmax cross-entropy, its
+ * per-point terms accumulated in double and returned in double, whatever the parameter type, so that
  * dU = U(x') - U(x) is resolved far below the float32 unit of U (at the paper's smallest mutations dU
  * is a few 1e-8, about one float32 unit of U ~ 0.3).
  *
@@ -263,7 +264,8 @@ static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-int negd_abi_version(void) { return 3; }
+/* 4: arch has 7 entries (activation and loss codes), negd_elementwise_*. */
+int negd_abi_version(void) { return 4; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -278,6 +280,7 @@ int negd_has_avx2(void) {
 #define NEGD_BAD_REALIZATION 2
 #define NEGD_BAD_STEP 3
 #define NEGD_BAD_STREAM 4
+#define NEGD_BAD_ARCH 5 /* an activation, loss or op code this build does not know */
 static int check_counters(const int64_t *rid, int64_t R, const int64_t *steps, int64_t steps_len,
                           int32_t stream) {
     if (stream < 0 || stream >= STREAM_LIMIT) return NEGD_BAD_STREAM;
@@ -323,6 +326,11 @@ int negd_uniform_rows(uint64_t seed, const int64_t *rid, int64_t R, const int64_
 #define BLK (BLK_V * VL) /* points per block */
 #define SHALLOW_NV 4     /* point vectors per register block of the shallow path */
 
+/* Codes of arch[5] (hidden activation) and arch[6] (loss): negd.kernels.ACTIVATIONS / LOSSES. */
+enum { ACT_IDENTITY = 0, ACT_TANH = 1, ACT_RELU = 2, ACT_GELU = 3, N_ACTIVATIONS = 4 };
+#define OP_ERF N_ACTIVATIONS /* negd_elementwise's extra op: erf */
+enum { LOSS_MSE = 0, LOSS_XENT = 1 };
+
 /* ---- float32 parameters: 8 points per AVX2 register, Eigen's rational tanh */
 #define REAL float
 #define FN(name) name##_f32
@@ -340,6 +348,13 @@ typedef __m256 vf;
 #define vmin(c, x) _mm256_min_ps(c, x)
 #define vmax(c, x) _mm256_max_ps(c, x)
 #define vdiv(a, b) _mm256_div_ps(a, b)
+#define vadd(a, b) _mm256_add_ps(a, b)
+#define vsel(mask, a, b) _mm256_blendv_ps(b, a, mask) /* a where mask, else b */
+#define vceq(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
+#define vclt(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define visnan(a) _mm256_cmp_ps(a, a, _CMP_UNORD_Q)
+#define vabs(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)
+#define vcopysign(mag, sgn) _mm256_or_ps(vabs(mag), _mm256_and_ps(_mm256_set1_ps(-0.0f), sgn))
 #define PIN3(h) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]))
 #else
 typedef float vf;
@@ -354,6 +369,13 @@ typedef float vf;
 #define vmin(c, x) ((c) < (x) ? (c) : (x))
 #define vmax(c, x) ((c) > (x) ? (c) : (x))
 #define vdiv(a, b) ((a) / (b))
+#define vadd(a, b) ((a) + (b))
+#define vsel(mask, a, b) ((mask) ? (a) : (b))
+#define vceq(a, b) ((a) == (b))
+#define vclt(a, b) ((a) < (b))
+#define visnan(a) ((a) != (a))
+#define vabs(a) fabsf(a)
+#define vcopysign(mag, sgn) copysignf(mag, sgn)
 #define PIN3(h) ((void)0)
 #endif
 
@@ -376,23 +398,95 @@ static inline __attribute__((always_inline)) vf vtanh_f32(vf x) {
     return vdiv(p, q);
 }
 
-/* Float32 squared errors of one vector of outputs (lanes >= valid ignored), summed in double. */
-static inline __attribute__((always_inline)) void acc_sq_f32(vf y, const float *t, int valid,
-                                                             double *acc4) {
-    vf d = vsub(y, vload(t));
-    vf sq = vmul(d, d);
+#ifdef NEGD_AVX2
+/* exp(x) for x <= 0 (softmax terms, erf's exp(-x^2)): x = n ln 2 + r (|r| <= ln2/2, Cody-Waite split
+ * of ln 2), exp(r) by its Taylor polynomial of degree 7 (truncation < 6e-9), times 2^n built in the
+ * exponent bits. Below -87, where exp leaves the normal floats, exp(-87) ~ 1.6e-38 stands in. */
+static inline __attribute__((always_inline)) vf vexp_neg_f32(vf x) {
+    x = vmax(vset1(-87.0f), x);
+    vf n = _mm256_round_ps(vmul(x, vset1(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    vf r = vfma(n, vset1(-0.693359375f), x);
+    r = vfma(n, vset1(2.12194440e-4f), r);
+    vf p = vset1(1.0f / 5040.0f);
+    p = vfma(p, r, vset1(1.0f / 720.0f));
+    p = vfma(p, r, vset1(1.0f / 120.0f));
+    p = vfma(p, r, vset1(1.0f / 24.0f));
+    p = vfma(p, r, vset1(1.0f / 6.0f));
+    p = vfma(p, r, vset1(0.5f));
+    p = vfma(p, r, vset1(1.0f));
+    p = vfma(p, r, vset1(1.0f));
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return vmul(p, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
+}
+
+/* log(x) for positive normal x (a softmax denominator, in [1, classes]): x = 2^e m with
+ * m in [sqrt(1/2), sqrt 2), log m = 2 atanh(u), u = (m - 1)/(m + 1), |u| < 0.172, by its series to u^9
+ * (truncation < 3e-9). NaN in, NaN out. */
+static inline __attribute__((always_inline)) vf vlog_f32(vf x) {
+    __m256i bits = _mm256_castps_si256(x);
+    __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
+    vf m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFF)),
+                                               _mm256_set1_epi32(0x3F800000)));
+    vf big = _mm256_cmp_ps(m, vset1(1.41421356f), _CMP_GT_OQ);
+    m = vsel(big, vmul(m, vset1(0.5f)), m);
+    e = _mm256_sub_epi32(e, _mm256_castps_si256(big)); /* mask is -1 where big */
+    vf ef = _mm256_cvtepi32_ps(e);
+    vf u = vdiv(vsub(m, vset1(1.0f)), vadd(m, vset1(1.0f)));
+    vf u2 = vmul(u, u);
+    vf p = vfma(u2, vset1(1.0f / 9.0f), vset1(1.0f / 7.0f));
+    p = vfma(u2, p, vset1(1.0f / 5.0f));
+    p = vfma(u2, p, vset1(1.0f / 3.0f));
+    p = vfma(u2, p, vset1(1.0f));
+    vf log_m = vmul(vadd(u, u), p);
+    vf y = vfma(ef, vset1(0.693359375f), vfma(ef, vset1(-2.12194440e-4f), log_m));
+    return vsel(visnan(x), x, y);
+}
+#else
+static inline float vexp_neg_f32(float x) { return expf(x); }
+static inline float vlog_f32(float x) { return logf(x); }
+#endif
+
+/* erf, odd: for |x| < 1, x P(x^2); for 1 <= |x| < 4, 1 - exp(-x^2) Q(1/|x|); 1 beyond (erf(4) rounds
+ * to 1 in float32). P and Q are least-squares polynomial fits, in double then rounded to float, of
+ * erf(x)/x on [0, 1] (relative error 6e-8) and of erfc(x) exp(x^2) on [1, 4] (relative error 1e-7
+ * of erfc <= 0.16, so <= 2e-8 of erf). Both branches are computed and blended per lane. */
+static inline __attribute__((always_inline)) vf verf_f32(vf x) {
+    vf a = vmin(vset1(4.0f), vabs(x));
+    vf z = vmul(a, a);
+    vf p = vfma(z, vset1(-5.654006963595748e-4f), vset1(4.923252854496241e-3f));
+    p = vfma(z, p, vset1(-2.6716362684965134e-2f));
+    p = vfma(z, p, vset1(1.128036379814148e-1f));
+    p = vfma(z, p, vset1(-3.7612348794937134e-1f));
+    p = vfma(z, p, vset1(1.1283791065216064f));
+    vf small = vmul(a, p);
+    vf t = vdiv(vset1(1.0f), a);
+    vf q = vfma(t, vset1(3.0003288760781288e-2f), vset1(-1.7511147260665894e-1f));
+    q = vfma(t, q, vset1(4.255220890045166e-1f));
+    q = vfma(t, q, vset1(-5.172089338302612e-1f));
+    q = vfma(t, q, vset1(2.193545401096344e-1f));
+    q = vfma(t, q, vset1(2.4212253093719482e-1f));
+    q = vfma(t, q, vset1(-3.805201053619385e-1f));
+    q = vfma(t, q, vset1(2.1681811660528183e-2f));
+    q = vfma(t, q, vset1(5.616093873977661e-1f));
+    q = vfma(t, q, vset1(1.3047966058366e-4f));
+    vf large = vsub(vset1(1.0f), vmul(vexp_neg_f32(vsub(vzero(), z)), q));
+    return vcopysign(vsel(vclt(a, vset1(1.0f)), small, large), x);
+}
+
+/* Add the lanes < valid of one vector to 4 doubles (each lane widened exactly). */
+static inline __attribute__((always_inline)) void acc_sum_f32(vf v, int valid, double *acc4) {
 #ifdef NEGD_AVX2
     if (valid < 8) {
         __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane));
-        sq = _mm256_and_ps(sq, keep);
+        v = _mm256_and_ps(v, keep);
     }
     __m256d a = _mm256_loadu_pd(acc4);
-    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
-    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
     _mm256_storeu_pd(acc4, a);
 #else
-    if (valid > 0) acc4[0] += (double)sq;
+    if (valid > 0) acc4[0] += (double)v;
 #endif
 }
 
@@ -410,6 +504,13 @@ static inline __attribute__((always_inline)) void acc_sq_f32(vf y, const float *
 #undef vmin
 #undef vmax
 #undef vdiv
+#undef vadd
+#undef vsel
+#undef vceq
+#undef vclt
+#undef visnan
+#undef vabs
+#undef vcopysign
 #undef PIN3
 
 /* ---- float64 parameters: 4 points per AVX2 register, tanh to double precision */
@@ -429,9 +530,14 @@ typedef __m256d vd;
 #define vmin(c, x) _mm256_min_pd(c, x)
 #define vmax(c, x) _mm256_max_pd(c, x)
 #define vdiv(a, b) _mm256_div_pd(a, b)
+#define vadd(a, b) _mm256_add_pd(a, b)
+#define vsel(mask, a, b) _mm256_blendv_pd(b, a, mask) /* a where mask, else b */
+#define vceq(a, b) _mm256_cmp_pd(a, b, _CMP_EQ_OQ)
+#define vclt(a, b) _mm256_cmp_pd(a, b, _CMP_LT_OQ)
+#define visnan(a) _mm256_cmp_pd(a, a, _CMP_UNORD_Q)
 #define PIN3(h) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]))
 
-/* exp(y) for 0 <= y <= 44: y = n ln 2 + r (|r| <= ln2/2, Cody-Waite split of ln 2), exp(r) by its
+/* exp(y) for -708 <= y <= 709: y = n ln 2 + r (|r| <= ln2/2, Cody-Waite split of ln 2), exp(r) by its
  * Taylor polynomial of degree 12 (truncation < 2e-16), times 2^n built in the exponent bits. */
 static inline __attribute__((always_inline)) vd vexp_f64(vd y) {
     vd n = _mm256_round_pd(vmul(y, vset1(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -475,17 +581,48 @@ static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
     return _mm256_or_pd(t, sign);
 }
 
-/* Squared errors of one vector of 4 outputs (lanes >= valid ignored). */
-static inline __attribute__((always_inline)) void acc_sq_f64(vd y, const double *t, int valid,
-                                                             double *acc4) {
-    vd d = vsub(y, vload(t));
-    vd sq = vmul(d, d);
+/* exp(x) for x <= 0 (softmax terms); below -708, where exp leaves the normal doubles, exp(-708). */
+static inline __attribute__((always_inline)) vd vexp_neg_f64(vd x) { return vexp_f64(vmax(vset1(-708.0), x)); }
+
+/* log(x) for positive normal x: x = 2^e m, m in [sqrt(1/2), sqrt 2), log m = 2 atanh(u),
+ * u = (m - 1)/(m + 1), |u| < 0.172, by its series to u^21 (truncation < 1e-18). NaN in, NaN out. */
+static inline __attribute__((always_inline)) vd vlog_f64(vd x) {
+    __m256i bits = _mm256_castpd_si256(x);
+    /* the exponent field as a double: its 11 bits OR-ed into the mantissa of 2^52, minus 2^52 */
+    __m256i e_bits = _mm256_or_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x4330000000000000LL));
+    vd e = vsub(_mm256_castsi256_pd(e_bits), vset1(4503599627370496.0 + 1023.0));
+    vd m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0xFFFFFFFFFFFFFLL)),
+                                               _mm256_set1_epi64x(0x3FF0000000000000LL)));
+    vd big = _mm256_cmp_pd(m, vset1(1.4142135623730951), _CMP_GT_OQ);
+    m = vsel(big, vmul(m, vset1(0.5)), m);
+    e = vadd(e, _mm256_and_pd(big, vset1(1.0)));
+    vd u = vdiv(vsub(m, vset1(1.0)), vadd(m, vset1(1.0)));
+    vd u2 = vmul(u, u);
+    vd p = vset1(1.0 / 21.0);
+    for (int k = 9; k >= 0; k--) p = vfma(u2, p, vset1(1.0 / (2 * k + 1)));
+    vd log_m = vmul(vadd(u, u), p);
+    /* e ln 2 with the Cody-Waite split of vexp_f64 */
+    vd y = vfma(e, vset1(6.93145751953125e-1), vfma(e, vset1(1.42860682030941723212e-6), log_m));
+    return vsel(visnan(x), x, y);
+}
+
+/* erf of 4 doubles by libm's erf, lane by lane (within 1 ulp). The float64 forward pass is the
+ * accuracy mode; this costs ~4 ns per element where the matrix products cost ~2 ns per FMA row. */
+static inline vd verf_f64(vd x) {
+    double lane[4];
+    vstore(lane, x);
+    for (int i = 0; i < 4; i++) lane[i] = erf(lane[i]);
+    return vload(lane);
+}
+
+/* Add the lanes < valid of one vector of 4 doubles to acc4. */
+static inline __attribute__((always_inline)) void acc_sum_f64(vd v, int valid, double *acc4) {
     if (valid < 4) {
         __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
         vd keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_set1_epi64x(valid), lane));
-        sq = _mm256_and_pd(sq, keep);
+        v = _mm256_and_pd(v, keep);
     }
-    _mm256_storeu_pd(acc4, _mm256_add_pd(_mm256_loadu_pd(acc4), sq));
+    _mm256_storeu_pd(acc4, _mm256_add_pd(_mm256_loadu_pd(acc4), v));
 }
 #else
 typedef double vf64;
@@ -502,9 +639,17 @@ typedef double vf64;
 #define vmax(c, x) ((c) > (x) ? (c) : (x))
 #define vdiv(a, b) ((a) / (b))
 #define PIN3(h) ((void)0)
+#define vadd(a, b) ((a) + (b))
+#define vsel(mask, a, b) ((mask) ? (a) : (b))
+#define vceq(a, b) ((a) == (b))
+#define vclt(a, b) ((a) < (b))
+#define visnan(a) ((a) != (a))
 static inline double vtanh_f64(double x) { return tanh(x); }
-static inline void acc_sq_f64(double y, const double *t, int valid, double *acc4) {
-    if (valid > 0) acc4[0] += (y - *t) * (y - *t);
+static inline double verf_f64(double x) { return erf(x); }
+static inline double vexp_neg_f64(double x) { return exp(x); }
+static inline double vlog_f64(double x) { return log(x); }
+static inline void acc_sum_f64(double v, int valid, double *acc4) {
+    if (valid > 0) acc4[0] += v;
 }
 #endif
 
