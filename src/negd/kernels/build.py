@@ -26,7 +26,8 @@ __all__ = ["load_library", "kernels_disabled", "cache_dir", "SOURCE", "CFLAGS"]
 
 SOURCE = Path(__file__).with_name("negd_kernels.c")
 # Every file the build reads: all of them enter the cache key.
-SOURCES = (SOURCE, Path(__file__).with_name("negd_mlp.h"))
+SOURCES = (SOURCE, *(Path(__file__).with_name(name)
+                     for name in ("negd_vec_f32.h", "negd_vec_f64.h", "negd_mlp.h")))
 # -ffp-contract=off: the random-number code must not fuse a*b+c (bit-identical to negd.rng);
 # the forward pass uses explicit FMA intrinsics instead.
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
