@@ -59,7 +59,7 @@ def test_batched_sequential_equals_per_network_forward(name):
     for r in (0, 4):
         torch.nn.utils.vector_to_parameters(params[r], model.parameters())
         with torch.no_grad():
-            assert torch.allclose(mse[r], ((model(x) - targets) ** 2).mean(), rtol=2e-6)
+            assert torch.allclose(mse[r], ((model(x) - targets) ** 2).double().mean(), rtol=2e-6)
 
 
 def test_gradients_of_the_batched_path_equal_vmaps():
@@ -69,7 +69,7 @@ def test_gradients_of_the_batched_path_equal_vmaps():
     loss_fast, grad_fast = value_and_grad(ModuleLoss(make(), x, y, loss="cross_entropy"), params)
     generic = ModuleLoss(make(), x, y, loss=lambda p, t: F.cross_entropy(p, t))
     loss_ref, grad_ref = value_and_grad(generic, params)
-    assert torch.allclose(loss_fast.float(), loss_ref, rtol=1e-6)
+    assert torch.allclose(loss_fast, loss_ref.double(), rtol=1e-6)  # losses are float64 (issue 7)
     assert torch.allclose(grad_fast, grad_ref, rtol=1e-4, atol=1e-6)
 
 
