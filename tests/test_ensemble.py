@@ -128,7 +128,7 @@ def test_mlp_cross_entropy_equals_the_module(activation, backend):
     spec = MLPSpec(depth=2, width=9, in_features=6, out_features=4, activation=activation)
     params = paper_init(spec.n_params, 0.5, seed=3, realizations=5)
     loss = MLPLoss(spec, x, y, loss="cross_entropy", backend=backend)
-    assert loss.backend == "torch"  # the fused kernel does not cover cross-entropy: never offered
+    assert loss.backend == backend  # the kernel covers every activation with cross-entropy
     got = loss(params)
     assert got.dtype == torch.float64 and got.shape == (5,)
     generic = ModuleLoss(spec.module(), x, y, loss="cross_entropy")(params)
@@ -141,7 +141,8 @@ def test_mlp_cross_entropy_equals_the_module(activation, backend):
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "identity"])
-def test_non_tanh_mlps_never_take_the_tanh_kernel(activation, data):
+def test_non_tanh_mlps_take_the_kernel(activation, data):
+    from negd import kernels
     from negd.engine import fused_step_fn
     from negd.rules import Neuroevolution
 
@@ -151,10 +152,11 @@ def test_non_tanh_mlps_never_take_the_tanh_kernel(activation, data):
     params = paper_init(spec.n_params, 0.3, seed=2, realizations=3)
     generic = ModuleLoss(spec.module(), x, y)(params)
     assert torch.allclose(loss(params), generic, rtol=1e-5, atol=1e-7)
+    if not kernels.available():
+        pytest.skip("C kernels unavailable")
     rule = Neuroevolution(0.01)
-    assert fused_step_fn(rule, rule.init(params, loss), loss) is None
-    with pytest.raises(NegdError, match="backend"):
-        MLPLoss(spec, x, y, backend="c")
+    assert fused_step_fn(rule, rule.init(params, loss), loss) is not None  # the fused kernel runs it
+    assert torch.allclose(MLPLoss(spec, x, y, backend="c")(params), generic, rtol=1e-5, atol=1e-7)
 
 
 def test_cross_entropy_gradients_use_torch():

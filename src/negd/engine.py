@@ -1,10 +1,11 @@
 """Advance a state by many steps, using a fused kernel when one fits.
 
 ``advance(rule, state, loss_fn, steps)`` is the loop every caller uses. It is exactly
-``for _ in range(steps): state = rule.step(state, loss_fn)``, except that neuroevolution of a
-tanh MLP (:class:`negd.ensemble.MLPLoss`) on CPU, with float32 or float64 parameters, runs many
-steps per call in the C kernel of :mod:`negd.kernels`, which draws the same random numbers
-(:mod:`negd.rng`) and so takes the same steps. This module is where that dispatch lives: the
+``for _ in range(steps): state = rule.step(state, loss_fn)``, except that neuroevolution of an
+MLP (:class:`negd.ensemble.MLPLoss`: tanh, relu, gelu or identity; mse or cross-entropy) on CPU,
+with float32 or float64 parameters, runs many steps per call in the C kernel of
+:mod:`negd.kernels`, which draws the same random numbers (:mod:`negd.rng`) and so takes the
+same steps. This module is where that dispatch lives: the
 kernels themselves only compute on tensors.
 
 ``advance_counted`` also returns how many of those steps each realization accepted, and

@@ -4,7 +4,7 @@ Two implementations of the same function:
 
 * :class:`ModuleLoss` works for any ``nn.Module``: ``torch.func.functional_call`` of the
   module on each row of the flat parameters, vectorized over rows by ``torch.func.vmap``;
-* :class:`MLPLoss` is the fast path for the tanh MLPs of :class:`negd.models.MLPSpec`:
+* :class:`MLPLoss` is the fast path for the MLPs of :class:`negd.models.MLPSpec`:
   batched matrix products, and on CPU optionally the fused C kernel of :mod:`negd.kernels`.
 
 Both evaluate in chunks of at most ``chunk_size`` realizations so that memory stays bounded;
@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from negd.kernels import ACTIVATIONS as KERNEL_ACTIVATIONS
+from negd.kernels import LOSSES as KERNEL_LOSSES
 from negd.losses import LOSSES, check_classifier_targets, cross_entropy_unchecked
 from negd.models import MLPSpec
 from negd.sequential import compile_sequential
@@ -38,10 +40,6 @@ def mse(pred: Tensor, target: Tensor) -> Tensor:
     C kernel does.
     """
     return ((pred - target) ** 2).flatten(1).to(torch.float64).mean(dim=1)
-
-
-def _mean_squared_error(pred: Tensor, target: Tensor) -> Tensor:
-    return ((pred - target) ** 2).to(torch.float64).mean()
 
 
 def _check_params(params: Tensor, n: int) -> None:
@@ -112,7 +110,7 @@ class ModuleLoss:
 
     def _per_network_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.loss == "mse":
-            return _mean_squared_error(pred, target)
+            return ((pred - target) ** 2).to(torch.float64).mean()  # summed in float64, as mse()
         if self.loss == "cross_entropy":
             return cross_entropy_unchecked(pred, target)
         return self.loss(pred, target)
@@ -207,14 +205,15 @@ class MLPLoss:
     """Loss of an MLP (:class:`MLPSpec`) for a batch of flat parameter vectors.
 
     ``loss``: "mse" (targets [P, out] float) or "cross_entropy" (targets: class labels [P] in
-    0 .. out - 1; softmax cross-entropy reduced in float64, :mod:`negd.losses`).
+    0 .. out - 1; softmax cross-entropy reduced in float64, :mod:`negd.losses`). Losses are float64.
 
-    ``backend``: "auto" (default: the fused C kernel where it covers the model, i.e. tanh
-    activations and the MSE loss, float32 or float64 on CPU, and it can be built; elsewhere batched torch
-    matmuls, with the kernel's tanh for tanh networks on CPU; always pure torch when a gradient
-    is needed), "torch" (batched matmul, torch's own functions, any device) or "c" (the kernel,
-    or an error). ``self.backend`` is the resolved choice: a model the kernel does not cover
-    resolves "auto" to "torch", so that no fused path runs it. Losses are float64.
+    ``backend``: "auto" (default: the C kernel where it covers the model, i.e. every activation of
+    :data:`negd.kernels.ACTIVATIONS` with either loss, float32 or float64 parameters on CPU, and it
+    can be built; elsewhere batched torch matmuls, with the kernel's tanh for float32 tanh networks
+    on CPU; always pure torch when a gradient is needed), "torch" (batched matmul, torch's own
+    functions, any device) or "c" (the kernel, or an error). ``self.backend`` is the resolved
+    choice: a model the kernel does not cover resolves "auto" to "torch", so that no fused path
+    runs it.
     """
 
     def __init__(self, spec: MLPSpec, inputs: Tensor, targets: Tensor, chunk_size: int | None = None,
@@ -231,10 +230,11 @@ class MLPLoss:
             targets = check_classifier_targets(targets, spec.out_features, inputs.shape[0])
         if backend not in ("torch", "auto", "c"):
             raise NegdError(f"backend: must be 'torch', 'auto' or 'c', got {backend!r}")
-        kernel_covers = spec.activation == "tanh" and loss == "mse"
+        kernel_covers = spec.activation in KERNEL_ACTIVATIONS and loss in KERNEL_LOSSES
         if backend == "c" and not kernel_covers:
-            raise NegdError(f"backend: 'c' covers tanh MLPs with the mse loss, not {spec.activation} with "
-                            f"{loss}; use 'auto' or 'torch'")
+            raise NegdError(f"backend: 'c' covers MLPs with {', '.join(KERNEL_ACTIVATIONS)} activations and "
+                            f"the {' or '.join(KERNEL_LOSSES)} loss, not {spec.activation} with {loss}; use "
+                            f"'auto' or 'torch'")
         self.spec, self.inputs, self.targets, self.loss = spec, inputs, targets, loss
         self.n_params = spec.n_params
         # Keep the largest activation tensor of a chunk near 32 MB.
@@ -286,7 +286,8 @@ class MLPLoss:
         if data is None:
             spec = self.spec
             arch = (spec.depth, spec.width, spec.in_features, spec.out_features, spec.output_bias)
-            data = kernels.mlp_data(arch, self.n_params, self.inputs, self.targets, params.dtype)
+            data = kernels.mlp_data(arch, self.n_params, self.inputs, self.targets, params.dtype,
+                                    activation=spec.activation, loss=self.loss)
             self._kernel_data[params.dtype] = data
         return data if kernels.fits(params, data) else None
 

@@ -1,10 +1,16 @@
-"""``python -m negd.bench.kernel_rates [shallow|deep|wide|shallow64|deep64|tanh|tanh64|bmm ...]``.
+"""``python -m negd.bench.kernel_rates [shallow|deep|wide|shallow64|deep64|tanh|tanh64|bmm|digits ...]``.
 
 Throughput of the fused kernel: realization-steps per second of the paper's three set-ups with
 float32 parameters (and, as ``shallow64``/``deep64``, float64 parameters), the kernel's tanh
 alone and the float32 ``torch.bmm`` yardstick for the deep net's shapes. Each line gives the wall-clock
 rate and the rate per CPU-second times the thread count (the wall rate of an otherwise idle
 machine; both agree when nothing else runs).
+
+``digits``: the digits-mlp workload of ``negd bench`` (64-32-10 tanh, cross-entropy, 1347 images)
+per CPU-second, on one thread so that no idle OpenMP worker's spinning is counted: the fused
+kernel at R = 1, 32, 256, the generic path (``ModuleLoss`` with a callable loss, the bench's
+``generic`` peer) at R = 32, the matmul limit (float32 ``torch.bmm`` of [B, 1347, 32] x [B, 32, 32]
+over the forward pass's FLOPs) and the ratios; robust to other processes on the machine.
 """
 
 from __future__ import annotations
@@ -71,6 +77,61 @@ def bench_bmm() -> None:
           f"(per {threads} CPU-s) = {threads * flops / cpu / per_step:,.0f} deep realization-steps/s")
 
 
+def _cpu_rate(fn, work: float, min_cpu: float = 1.0) -> float:
+    """``work`` per CPU-second of ``fn``, repeated until it has used ``min_cpu`` CPU-seconds."""
+    fn()  # warm-up
+    used, calls = 0.0, 0
+    while used < min_cpu:
+        used += _timed(fn)[1]
+        calls += 1
+    return calls * work / used
+
+
+def bench_digits() -> None:
+    from torch.nn import functional
+
+    from negd.bench.classifiers import initial_classifier_params
+    from negd.bench.workloads import get_workload
+    from negd.engine import advance
+    from negd.ensemble import ModuleLoss, loss_for
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        workload = get_workload("digits-mlp")
+        x, y = workload.data("cpu")
+        rule = Neuroevolution(workload.sigma, workload.beta)
+        fast = loss_for(workload.model(), x, y, loss="cross_entropy")
+        generic = ModuleLoss(workload.model(), x, y, loss=lambda pred, t: functional.cross_entropy(pred, t))
+        rates = {}
+        for r in (1, 32, 256):
+            state = rule.init(initial_classifier_params(workload, r), fast)
+            run = fused_step_fn(rule, state, fast)
+            assert run is not None, "the fused kernel should run digits-mlp"
+            steps = max(2, 4096 // r)
+            rates[r] = _cpu_rate(lambda run=run, state=state, steps=steps: run(state, steps), r * steps)
+        state = rule.init(initial_classifier_params(workload, 32), generic)
+        generic_rate = _cpu_rate(lambda: advance(rule, state, generic, 4), 32 * 4, 2.0)
+        # the bench's matmul limit: the better of B independent products and one product of the B
+        # inputs stacked (a shared weight, the most favourable layout for the GEMM library)
+        batch, points, width = 64, x.shape[0], 32
+        a, b = torch.randn(batch, points, width), torch.randn(batch, width, width)
+        out = torch.empty(batch, points, width)
+        work = 10 * 2.0 * batch * points * width ** 2
+        flops = max(_cpu_rate(lambda: [torch.bmm(a, b, out=out) for _ in range(10)], work),
+                    _cpu_rate(lambda: [torch.mm(a.reshape(-1, width), b[0], out=out.reshape(-1, width))
+                                       for _ in range(10)], work))
+        limit = flops / workload.flops_per_step
+    finally:
+        torch.set_num_threads(threads)
+    print(f"digits-mlp per CPU-second (one thread): matmul limit {limit:,.0f} realization-steps/s "
+          f"({flops / 1e9:.1f} GFLOP/s / {workload.flops_per_step:,} FLOP)")
+    for r, rate in rates.items():
+        print(f"  fused kernel R={r:<4d} {rate:10,.0f} realization-steps/s = {rate / limit:.2f} of the limit")
+    print(f"  generic path R=32   {generic_rate:10,.0f} realization-steps/s; fused/generic at R=32: "
+          f"{rates[32] / generic_rate:.1f}x", flush=True)
+
+
 def main(argv: list[str]) -> None:
     if not kernels.available():
         raise SystemExit("negd kernels unavailable (see warnings)")
@@ -87,6 +148,8 @@ def main(argv: list[str]) -> None:
         bench_rule("wide", MLPSpec(1, 256), "sin2pi", 1000, 0.01, 1000.0, 30)
     if "bmm" in which:
         bench_bmm()
+    if "digits" in which:
+        bench_digits()
 
 
 if __name__ == "__main__":

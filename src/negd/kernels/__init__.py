@@ -1,8 +1,8 @@
-"""C kernels on plain CPU tensors: tanh-MLP losses, fused neuroevolution steps, counter-based normals.
+"""C kernels on plain CPU tensors: MLP losses, fused neuroevolution steps, counter-based normals.
 
 Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021): each neuroevolution step mutates
 every parameter, x' = x + sigma xi, and accepts with probability min(1, exp(-beta dU)).
-:func:`fused_neuroevolution` runs many such steps of an ensemble of tanh MLPs entirely in C
+:func:`fused_neuroevolution` runs many such steps of an ensemble of MLPs entirely in C
 (``negd_kernels.c``, forward pass in ``negd_mlp.h``), parallel over realizations with OpenMP. It
 draws the random numbers of :mod:`negd.rng` bit for bit and applies the acceptance test of
 :func:`negd.rules.metropolis_accept` on float64 losses (see docs/kernels.md).
@@ -10,8 +10,10 @@ draws the random numbers of :mod:`negd.rng` bit for bit and applies the acceptan
 This package is a leaf: it knows tensors, not rules, states or losses. Deciding when the fused
 kernel fits a rule, a loss and a state is :func:`negd.engine.fused_step_fn`'s job.
 
-Parameters may be float32 or float64; the forward pass runs in that type and the loss, the mean of
-the squared errors, is always summed and returned in float64.
+MLPs: hidden layers of one activation (:data:`ACTIVATIONS`: tanh, relu, exact erf GELU, identity),
+a linear output; loss (:data:`LOSSES`) the mean squared error or the softmax cross-entropy against
+class labels (per point ``logsumexp(z) - z_y``, as :mod:`negd.losses`). Parameters may be float32
+or float64; the forward pass runs in that type and the loss is always summed and returned in float64.
 
 Environment: ``NEGD_DISABLE_KERNELS=1`` turns the kernels off, ``NEGD_CACHE`` moves the build
 cache, ``CC`` picks the compiler.
@@ -29,19 +31,27 @@ from negd.kernels.build import kernels_disabled, load_library
 from negd.validation import NegdError
 
 __all__ = ["available", "MLPData", "mlp_data", "mlp_loss", "fused_neuroevolution", "FusedResult",
-           "normal", "uniform", "tanh", "kernels_disabled", "KERNEL_DTYPES"]
+           "normal", "uniform", "tanh", "activation", "erf", "kernels_disabled", "KERNEL_DTYPES",
+           "ACTIVATIONS", "LOSSES"]
 
 _VECTOR = 8  # points are padded to a multiple of the AVX2 float32 width (and so of the float64 one)
 KERNEL_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+# Codes of the hidden activations and losses (ACT_* and LOSS_* of negd_kernels.c).
+ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2, "gelu": 3}
+LOSSES = {"mse": 0, "cross_entropy": 1}
+_OP_ERF = len(ACTIVATIONS)  # negd_elementwise's extra op
 
 # Return codes of the kernel's counter checks (negd_kernels.c); 1 is "out of memory".
 _OUT_OF_MEMORY = 1
 _COUNTER_ERRORS = {2: ("realization", "2^44"), 3: ("step", "2^44"), 4: ("stream", "2^8")}
+_BAD_ARCH = 5  # an activation, loss or op code the compiled library does not know
 
 
 def _raise_counter_error(code: int, what: str) -> None:
     if code == _OUT_OF_MEMORY:
         raise MemoryError(f"negd kernel: out of memory in {what}")
+    if code == _BAD_ARCH:
+        raise RuntimeError(f"negd kernel: unknown activation, loss or op code in {what} (stale build?)")
     if code in _COUNTER_ERRORS:
         name, limit = _COUNTER_ERRORS[code]
         raise NegdError(f"{name}: must be an integer in [0, {limit}) (Philox counter range of negd.rng)")
@@ -73,13 +83,15 @@ def _feature_major(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, int]:
 
 @dataclass(frozen=True)
 class MLPData:
-    """A tanh MLP and its data laid out for the kernel, in one parameter dtype.
+    """An MLP, its loss and its data laid out for the kernel, in one parameter dtype.
 
     ``arch`` is (depth, width, in_features, out_features, output_bias) of
-    :class:`negd.models.MLPSpec`; inputs and targets are stored feature-major and padded.
+    :class:`negd.models.MLPSpec`, then the codes of the activation and the loss; inputs and
+    targets are stored feature-major and padded (class labels as one row of the parameter dtype,
+    exact for fewer than 2^24 classes).
     """
 
-    arch: Tensor  # int32 [5]
+    arch: Tensor  # int32 [7]
     n_params: int
     n_points: int
     ld: int
@@ -92,15 +104,39 @@ class MLPData:
         return KERNEL_DTYPES[self.dtype]
 
 
+def _checked_labels(labels: Tensor, n_classes: int, n_points: int) -> Tensor:
+    """Class labels [P] (integer, in 0 .. n_classes - 1) as a column [P, 1] (one target feature)."""
+    if labels.dim() != 1 or labels.shape[0] != n_points or labels.is_floating_point() or labels.is_complex():
+        raise NegdError(f"targets: cross_entropy needs integer class labels [{n_points}], got "
+                        f"{labels.dtype} {list(labels.shape)}")
+    if n_classes >= 2**24:
+        raise NegdError(f"out_features: the kernel takes fewer than 2^24 classes, got {n_classes}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise NegdError(f"targets: labels must be in 0..{n_classes - 1} for {n_classes} classes, got values "
+                        f"in {int(labels.min())}..{int(labels.max())}")
+    return labels.reshape(-1, 1)
+
+
 def mlp_data(arch: tuple[int, int, int, int, bool], n_params: int, inputs: Tensor, targets: Tensor,
-             dtype: torch.dtype) -> MLPData:
-    """Lay out ``inputs`` [P, in] and ``targets`` [P, out] for the kernel of parameter ``dtype``."""
+             dtype: torch.dtype, *, activation: str = "tanh", loss: str = "mse") -> MLPData:
+    """Lay out ``inputs`` [P, in] and the targets for the kernel of parameter ``dtype``.
+
+    ``arch``: (depth, width, in_features, out_features, output_bias). ``activation``: a key of
+    :data:`ACTIVATIONS`. ``loss`` "mse": ``targets`` [P, out] floats; "cross_entropy": ``targets``
+    class labels [P] of an integer dtype (int32 or int64) in 0 .. out - 1.
+    """
     if dtype not in KERNEL_DTYPES:
         raise NegdError(f"dtype: the kernels take float32 or float64 parameters, got {dtype}")
+    if activation not in ACTIVATIONS:
+        raise NegdError(f"activation: the kernels take {', '.join(ACTIVATIONS)}, got {activation!r}")
+    if loss not in LOSSES:
+        raise NegdError(f"loss: the kernels take {', '.join(LOSSES)}, got {loss!r}")
     x, ld = _feature_major(inputs, dtype)
+    if loss == "cross_entropy":
+        targets = _checked_labels(targets, int(arch[3]), inputs.shape[0])
     t, _ = _feature_major(targets, dtype)
-    return MLPData(torch.tensor([int(a) for a in arch], dtype=torch.int32), n_params, inputs.shape[0], ld,
-                   x, t, dtype)
+    codes = [int(a) for a in arch] + [ACTIVATIONS[activation], LOSSES[loss]]
+    return MLPData(torch.tensor(codes, dtype=torch.int32), n_params, inputs.shape[0], ld, x, t, dtype)
 
 
 def fits(params: Tensor, data: MLPData) -> bool:
@@ -110,7 +146,7 @@ def fits(params: Tensor, data: MLPData) -> bool:
 
 
 def mlp_loss(data: MLPData, params: Tensor) -> Tensor | None:
-    """MSE loss [R] float64 of the MLP of ``data`` for each row of ``params`` [R, N], or None.
+    """Loss [R] float64 of the MLP of ``data`` for each row of ``params`` [R, N], or None.
 
     None when the kernel is unavailable or ``params`` does not fit it (:func:`fits`).
     """
@@ -210,13 +246,40 @@ def uniform(seed: int, realizations: Tensor, step: int | Tensor, stream: int = 1
     return out
 
 
+def _as_kernel_dtype(x: Tensor) -> Tensor:
+    """``x`` contiguous in float32 or float64 (its own dtype if one of them, else float32)."""
+    return x.to(x.dtype if x.dtype in KERNEL_DTYPES else torch.float32).contiguous()
+
+
 def tanh(x: Tensor) -> Tensor:
     """The kernel's tanh in the dtype of ``x`` (float32, or float64; anything else as float32)."""
     lib = load_library()
     if lib is None:
         raise RuntimeError("negd kernels unavailable")
-    dtype = x.dtype if x.dtype in KERNEL_DTYPES else torch.float32
-    x = x.to(dtype).contiguous()
+    x = _as_kernel_dtype(x)
     y = torch.empty_like(x)
-    getattr(lib, f"negd_tanh_{KERNEL_DTYPES[dtype]}")(_ptr(x), _ptr(y), x.numel())
+    getattr(lib, f"negd_tanh_{KERNEL_DTYPES[x.dtype]}")(_ptr(x), _ptr(y), x.numel())
     return y
+
+
+def _elementwise(op: int, x: Tensor) -> Tensor:
+    lib = load_library()
+    if lib is None:
+        raise RuntimeError("negd kernels unavailable")
+    x = _as_kernel_dtype(x)
+    y = torch.empty_like(x)
+    fn = getattr(lib, f"negd_elementwise_{KERNEL_DTYPES[x.dtype]}")
+    _raise_counter_error(fn(op, _ptr(x), _ptr(y), x.numel()), "elementwise")
+    return y
+
+
+def activation(name: str, x: Tensor) -> Tensor:
+    """The kernel's hidden-layer activation ``name`` (:data:`ACTIVATIONS`) of ``x``, dtype as :func:`tanh`."""
+    if name not in ACTIVATIONS:
+        raise NegdError(f"activation: the kernels take {', '.join(ACTIVATIONS)}, got {name!r}")
+    return _elementwise(ACTIVATIONS[name], x)
+
+
+def erf(x: Tensor) -> Tensor:
+    """The kernel's erf (used by its GELU) of ``x``, dtype as :func:`tanh`."""
+    return _elementwise(_OP_ERF, x)

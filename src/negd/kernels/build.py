@@ -33,7 +33,8 @@ __all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "ve
 
 SOURCE = Path(__file__).with_name("negd_kernels.c")
 # Every file the build reads: all of them enter the cache key.
-SOURCES = (SOURCE, Path(__file__).with_name("negd_mlp.h"))
+SOURCES = (SOURCE, *(Path(__file__).with_name(name)
+                     for name in ("negd_vec_f32.h", "negd_vec_f64.h", "negd_mlp.h")))
 # -ffp-contract=off: the random-number code must not fuse a*b+c (bit-identical to negd.rng);
 # the forward pass uses explicit FMA intrinsics instead.
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
@@ -143,6 +144,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     for suffix in ("f32", "f64"):
         getattr(lib, f"negd_tanh_{suffix}").argtypes = [p, p, i64]
         getattr(lib, f"negd_tanh_{suffix}").restype = None
+        getattr(lib, f"negd_elementwise_{suffix}").argtypes = [ctypes.c_int, p, p, i64]
+        getattr(lib, f"negd_elementwise_{suffix}").restype = ctypes.c_int
         getattr(lib, f"negd_mlp_loss_{suffix}").argtypes = [p, i64, i64, p, p, p, i64, i64, p, ctypes.c_int]
         getattr(lib, f"negd_mlp_loss_{suffix}").restype = ctypes.c_int
         getattr(lib, f"negd_fused_ne_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, p, p, p, i64, i64,

@@ -1,4 +1,4 @@
-/* Fused neuroevolution of tanh MLP ensembles on CPU (negd.kernels).
+/* Fused neuroevolution of MLP ensembles on CPU (negd.kernels).
  *
  * Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021): conditioned stochastic
  * mutation x' = x + sigma xi, accepted with probability min(1, exp(-beta dU)).
@@ -12,8 +12,9 @@
  *
  * Forward pass (negd_mlp.h, compiled twice): float32 parameters vectorized over points (8 per
  * AVX2 register) with a clamped rational tanh (the [13/6] minimax approximation used by Eigen), or
- * float64 parameters (4 per register) with a tanh accurate to double precision. Loss: mean of the
- * squared errors accumulated in double and returned in double, whatever the parameter type, so that
+ * float64 parameters (4 per register) with a tanh accurate to double precision; hidden activations
+ * tanh, relu, exact GELU (erf) or identity. Loss: mean squared error or softmax cross-entropy, its
+ * per-point terms accumulated in double and returned in double, whatever the parameter type, so that
  * dU = U(x') - U(x) is resolved far below the float32 unit of U (at the paper's smallest mutations dU
  * is a few 1e-8, about one float32 unit of U ~ 0.3).
  *
@@ -263,7 +264,8 @@ static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-int negd_abi_version(void) { return 3; }
+/* 4: arch has 7 entries (activation and loss codes), negd_elementwise_*. */
+int negd_abi_version(void) { return 4; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -278,6 +280,7 @@ int negd_has_avx2(void) {
 #define NEGD_BAD_REALIZATION 2
 #define NEGD_BAD_STEP 3
 #define NEGD_BAD_STREAM 4
+#define NEGD_BAD_ARCH 5 /* an activation, loss or op code this build does not know */
 static int check_counters(const int64_t *rid, int64_t R, const int64_t *steps, int64_t steps_len,
                           int32_t stream) {
     if (stream < 0 || stream >= STREAM_LIMIT) return NEGD_BAD_STREAM;
@@ -323,79 +326,13 @@ int negd_uniform_rows(uint64_t seed, const int64_t *rid, int64_t R, const int64_
 #define BLK (BLK_V * VL) /* points per block */
 #define SHALLOW_NV 4     /* point vectors per register block of the shallow path */
 
+/* Codes of arch[5] (hidden activation) and arch[6] (loss): negd.kernels.ACTIVATIONS / LOSSES. */
+enum { ACT_IDENTITY = 0, ACT_TANH = 1, ACT_RELU = 2, ACT_GELU = 3, N_ACTIVATIONS = 4 };
+#define OP_ERF N_ACTIVATIONS /* negd_elementwise's extra op: erf */
+enum { LOSS_MSE = 0, LOSS_XENT = 1 };
+
 /* ---- float32 parameters: 8 points per AVX2 register, Eigen's rational tanh */
-#define REAL float
-#define FN(name) name##_f32
-#ifdef NEGD_AVX2
-typedef __m256 vf;
-#define VL 8
-#define vset1(x) _mm256_set1_ps(x)
-#define vzero() _mm256_setzero_ps()
-#define vload(p) _mm256_loadu_ps(p)
-#define vstore(p, v) _mm256_storeu_ps((p), (v))
-#define vsub(a, b) _mm256_sub_ps(a, b)
-#define vmul(a, b) _mm256_mul_ps(a, b)
-#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
-/* min(c, x) / max(c, x) return x when x is NaN, so NaN propagates through the clamp */
-#define vmin(c, x) _mm256_min_ps(c, x)
-#define vmax(c, x) _mm256_max_ps(c, x)
-#define vdiv(a, b) _mm256_div_ps(a, b)
-#define PIN3(h) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]))
-#else
-typedef float vf;
-#define VL 1
-#define vset1(x) (x)
-#define vzero() 0.0f
-#define vload(p) (*(p))
-#define vstore(p, v) (*(p) = (v))
-#define vsub(a, b) ((a) - (b))
-#define vmul(a, b) ((a) * (b))
-#define vfma(a, b, c) fmaf(a, b, c)
-#define vmin(c, x) ((c) < (x) ? (c) : (x))
-#define vmax(c, x) ((c) > (x) ? (c) : (x))
-#define vdiv(a, b) ((a) / (b))
-#define PIN3(h) ((void)0)
-#endif
-
-/* tanh: clamp to +-7.9053 (where tanh rounds to 1 in float32), then the odd [13/6] rational
- * minimax approximation of Eigen's generic_fast_tanh_float. */
-static inline __attribute__((always_inline)) vf vtanh_f32(vf x) {
-    x = vmin(vset1(7.90531110763549805f), x);
-    x = vmax(vset1(-7.90531110763549805f), x);
-    vf x2 = vmul(x, x);
-    vf p = vfma(x2, vset1(-2.76076847742355e-16f), vset1(2.00018790482477e-13f));
-    p = vfma(x2, p, vset1(-8.60467152213735e-11f));
-    p = vfma(x2, p, vset1(5.12229709037114e-08f));
-    p = vfma(x2, p, vset1(1.48572235717979e-05f));
-    p = vfma(x2, p, vset1(6.37261928875436e-04f));
-    p = vfma(x2, p, vset1(4.89352455891786e-03f));
-    p = vmul(x, p);
-    vf q = vfma(x2, vset1(1.19825839466702e-06f), vset1(1.18534705686654e-04f));
-    q = vfma(x2, q, vset1(2.26843463243900e-03f));
-    q = vfma(x2, q, vset1(4.89352518554385e-03f));
-    return vdiv(p, q);
-}
-
-/* Float32 squared errors of one vector of outputs (lanes >= valid ignored), summed in double. */
-static inline __attribute__((always_inline)) void acc_sq_f32(vf y, const float *t, int valid,
-                                                             double *acc4) {
-    vf d = vsub(y, vload(t));
-    vf sq = vmul(d, d);
-#ifdef NEGD_AVX2
-    if (valid < 8) {
-        __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane));
-        sq = _mm256_and_ps(sq, keep);
-    }
-    __m256d a = _mm256_loadu_pd(acc4);
-    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
-    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
-    _mm256_storeu_pd(acc4, a);
-#else
-    if (valid > 0) acc4[0] += (double)sq;
-#endif
-}
-
+#include "negd_vec_f32.h"
 #include "negd_mlp.h"
 #undef REAL
 #undef FN
@@ -410,102 +347,15 @@ static inline __attribute__((always_inline)) void acc_sq_f32(vf y, const float *
 #undef vmin
 #undef vmax
 #undef vdiv
+#undef vadd
+#undef vsel
+#undef vceq
+#undef vclt
+#undef visnan
+#undef vabs
+#undef vcopysign
 #undef PIN3
 
 /* ---- float64 parameters: 4 points per AVX2 register, tanh to double precision */
-#define REAL double
-#define FN(name) name##_f64
-#ifdef NEGD_AVX2
-typedef __m256d vd;
-#define vf vd
-#define VL 4
-#define vset1(x) _mm256_set1_pd(x)
-#define vzero() _mm256_setzero_pd()
-#define vload(p) _mm256_loadu_pd(p)
-#define vstore(p, v) _mm256_storeu_pd((p), (v))
-#define vsub(a, b) _mm256_sub_pd(a, b)
-#define vmul(a, b) _mm256_mul_pd(a, b)
-#define vfma(a, b, c) _mm256_fmadd_pd(a, b, c)
-#define vmin(c, x) _mm256_min_pd(c, x)
-#define vmax(c, x) _mm256_max_pd(c, x)
-#define vdiv(a, b) _mm256_div_pd(a, b)
-#define PIN3(h) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]))
-
-/* exp(y) for 0 <= y <= 44: y = n ln 2 + r (|r| <= ln2/2, Cody-Waite split of ln 2), exp(r) by its
- * Taylor polynomial of degree 12 (truncation < 2e-16), times 2^n built in the exponent bits. */
-static inline __attribute__((always_inline)) vd vexp_f64(vd y) {
-    vd n = _mm256_round_pd(vmul(y, vset1(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    vd r = vsub(vsub(y, vmul(n, vset1(6.93145751953125e-1))), vmul(n, vset1(1.42860682030941723212e-6)));
-    vd s = vset1(1.0 / 479001600.0);                      /* 1/12! */
-    static const double inv_fact[12] = {1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
-                                        1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0,
-                                        0.5, 1.0, 1.0};
-    for (int k = 0; k < 12; k++) s = vfma(s, r, vset1(inv_fact[k]));
-    __m256i e = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
-    vd scale = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52));
-    return vmul(s, scale);
-}
-
-/* tanh(x) = sign(x) t(|x|), |x| clamped at 22 (tanh(22) rounds to 1): for |x| < 0.625 the Cephes
- * rational form |x| + |x| z P(z)/Q(z) (z = x^2), else (e - 1)/(e + 1) with e = exp(2|x|); a vector
- * with lanes on both sides computes both and divides once. Within 1 ulp of tanh (tests/test_kernels.py). */
-static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
-    const vd sign_bit = vset1(-0.0);
-    vd sign = _mm256_and_pd(x, sign_bit);
-    vd a = vmin(vset1(22.0), _mm256_andnot_pd(sign_bit, x));
-    vd small = _mm256_cmp_pd(a, vset1(0.625), _CMP_LT_OQ);
-    const int n_small = __builtin_popcount(_mm256_movemask_pd(small));
-    vd num = vzero(), den = vset1(1.0);
-    if (n_small) { /* the rational branch */
-        vd z = vmul(a, a);
-        vd p = vfma(vfma(vset1(-9.64399179425052238628e-1), z, vset1(-9.92877231001918586564e1)), z,
-                    vset1(-1.61468768441708447952e3));
-        vd q = vfma(vfma(_mm256_add_pd(z, vset1(1.12811678491632931402e2)), z, vset1(2.23548839060100448583e3)),
-                    z, vset1(4.84406305325125486048e3));
-        num = vmul(vmul(a, z), p);
-        den = q;
-    }
-    if (n_small < 4) { /* the exponential branch (NaN lanes take it too, and stay NaN) */
-        vd e = vexp_f64(_mm256_add_pd(a, a));
-        num = _mm256_blendv_pd(vsub(e, vset1(1.0)), num, small);
-        den = _mm256_blendv_pd(_mm256_add_pd(e, vset1(1.0)), den, small);
-    }
-    vd ratio = vdiv(num, den);
-    vd t = _mm256_blendv_pd(ratio, _mm256_add_pd(a, ratio), small);
-    return _mm256_or_pd(t, sign);
-}
-
-/* Squared errors of one vector of 4 outputs (lanes >= valid ignored). */
-static inline __attribute__((always_inline)) void acc_sq_f64(vd y, const double *t, int valid,
-                                                             double *acc4) {
-    vd d = vsub(y, vload(t));
-    vd sq = vmul(d, d);
-    if (valid < 4) {
-        __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
-        vd keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_set1_epi64x(valid), lane));
-        sq = _mm256_and_pd(sq, keep);
-    }
-    _mm256_storeu_pd(acc4, _mm256_add_pd(_mm256_loadu_pd(acc4), sq));
-}
-#else
-typedef double vf64;
-#define vf vf64
-#define VL 1
-#define vset1(x) (x)
-#define vzero() 0.0
-#define vload(p) (*(p))
-#define vstore(p, v) (*(p) = (v))
-#define vsub(a, b) ((a) - (b))
-#define vmul(a, b) ((a) * (b))
-#define vfma(a, b, c) fma(a, b, c)
-#define vmin(c, x) ((c) < (x) ? (c) : (x))
-#define vmax(c, x) ((c) > (x) ? (c) : (x))
-#define vdiv(a, b) ((a) / (b))
-#define PIN3(h) ((void)0)
-static inline double vtanh_f64(double x) { return tanh(x); }
-static inline void acc_sq_f64(double y, const double *t, int valid, double *acc4) {
-    if (valid > 0) acc4[0] += (y - *t) * (y - *t);
-}
-#endif
-
+#include "negd_vec_f64.h"
 #include "negd_mlp.h"
