@@ -49,6 +49,31 @@ def _twin_realizations(text: str) -> int:
     return value
 
 
+def _shards(text: str) -> int:
+    """argparse type of --shards: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _add_sharding(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", type=_shards, default=None, metavar="K",
+                        help="split every arm's realizations into K shards advanced separately between "
+                             "snapshots (same numbers as unsharded; default: no shards)")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="run each shard as a Ray task: 'local' starts a local cluster for this run, "
+                             "else the address of a running one (needs pip install 'negd[ray]')")
+
+
+def _sharding_kwargs(shards, ray) -> dict:
+    """``shards``/``ray`` keyword arguments of the runner, only those given (the default run is unchanged)."""
+    return {k: v for k, v in (("shards", shards), ("ray", ray)) if v is not None}
+
+
 _ALLOW_PATH_CHANGE = ("with --resume: continue even if this machine computes on another path (kernel or "
                       "torch, dtypes, device, versions) than the run started on; recorded in config.json")
 
@@ -83,6 +108,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue an interrupted run")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
+    _add_sharding(rep)
 
     run = sub.add_parser("run", help="run an experiment described by a YAML or TOML file")
     run.add_argument("config", type=Path, nargs="?", default=None)
@@ -90,6 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, default=None, metavar="DIR")
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
+    _add_sharding(run)
 
     report = sub.add_parser("report", help="build summary, figures and report.md of a run directory")
     report.add_argument("run_dir", type=Path)
@@ -149,11 +176,13 @@ def _reproduce(args: argparse.Namespace) -> int:
             raise NegdError(f"--resume: {args.resume} is a {config.experiment!r} run, "
                             f"not {args.experiment!r}")
         _check_resume_flags(args, config)
-        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change)
+        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change,
+                                   **_sharding_kwargs(args.shards, args.ray))
     else:
         if args.allow_path_change:
             raise NegdError("--allow-path-change: only with --resume")
-        result = run_experiment(_reproduce_config(args), args.out, progress=progress)
+        result = run_experiment(_reproduce_config(args), args.out, progress=progress,
+                                **_sharding_kwargs(args.shards, args.ray))
     return _finish(result, f"negd reproduce {args.experiment} --resume {result.run_dir}")
 
 
@@ -197,24 +226,28 @@ def _reproduce_config(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from negd.experiments.config import load_config
+    from negd.experiments.config import load_config_and_options
     from negd.experiments.runner import resume_experiment, run_experiment
 
     progress = not args.no_progress
     if args.resume is not None:
         if args.config is not None or args.out is not None:
             raise NegdError("--resume: give only the run directory (its config.json is used)")
-        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change)
+        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change,
+                                   **_sharding_kwargs(args.shards, args.ray))
     else:
         if args.allow_path_change:
             raise NegdError("--allow-path-change: only with --resume")
         if args.config is None:
             raise NegdError("run: give a CONFIG file (YAML or TOML) or --resume DIR")
         try:
-            config = load_config(args.config)
+            config, options = load_config_and_options(args.config)
         except NegdError as e:
             raise NegdError(f"config error: {e}") from None
-        result = run_experiment(config, args.out, progress=progress)
+        if "grid" in options:
+            raise NegdError(f"grid: {args.config} has a grid section: run it with negd sweep")
+        shards = args.shards if args.shards is not None else options.get("shards")
+        result = run_experiment(config, args.out, progress=progress, **_sharding_kwargs(shards, args.ray))
     return _finish(result, f"negd run --resume {result.run_dir}")
 
 
