@@ -517,18 +517,17 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
     _refuse_used_dir(run_dir)
     problem = _Problem.build(config)
     arms = config.arms()
-    check_shards(shards, arms)
-    with run_dir_lock(run_dir):
-        _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
-        sharding = _sharding(config, arms, shards, ray)
-        try:
+    sharding = _sharding(config, arms, shards, ray)  # before anything is written: errors leave no trace
+    try:
+        with run_dir_lock(run_dir):
+            _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
             path = _compute_path(problem, arms, sharding)
             write_json(run_dir / "config.json", _resolved_config(config, arms, path))
             write_status(run_dir, "running", [], 0.0)
             return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
-        finally:
-            if sharding is not None:
-                sharding.executor.close()
+    finally:
+        if sharding is not None:
+            sharding.executor.close()
 
 
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
