@@ -3,6 +3,7 @@
 * ``negd reproduce {shallow,deep,finite-beta}``: an experiment of Whitelam et al. 2021 at quick
   (default) or paper scale, with its sigma scan, then the report;
 * ``negd run CONFIG`` / ``negd run --resume DIR``: a user's experiment from a YAML/TOML file;
+* ``negd sweep CONFIG --grid KEY=V1,V2 ...``: one run per grid point and a correspondence map;
 * ``negd report DIR``: (re)build figures and report of a run directory;
 * ``negd bench ...``: the benchmarks (arguments go to :mod:`negd.bench.cli`).
 
@@ -83,7 +84,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="negd", description="Neuroevolution <-> gradient descent experiments "
                      "(Whitelam et al., Nat. Commun. 12, 6317, 2021).")
-    sub = parser.add_subparsers(dest="command", metavar="{reproduce,run,report,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{reproduce,run,sweep,report,bench}")
     sub.required = True
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments and build its report")
@@ -117,6 +118,16 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
     _add_sharding(run)
+
+    sweep = sub.add_parser("sweep", help="one run per point of a grid and a correspondence map")
+    sweep.add_argument("config", type=Path)
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                       help="a grid axis over a numeric key (sigma, lambda, beta, alpha, realizations, ...); "
+                            "repeat for more axes; replaces the same key of the file's grid section")
+    sweep.add_argument("--out", type=Path, default=None,
+                       help="sweep directory (default runs/sweep-...); rerunning into it continues the sweep")
+    sweep.add_argument("--no-progress", action="store_true")
+    _add_sharding(sweep)
 
     report = sub.add_parser("report", help="build summary, figures and report.md of a run directory")
     report.add_argument("run_dir", type=Path)
@@ -251,6 +262,37 @@ def _run(args: argparse.Namespace) -> int:
     return _finish(result, f"negd run --resume {result.run_dir}")
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    import datetime as _dt
+    import time
+
+    from negd.experiments.config import config_from_dict
+    from negd.experiments.sweep import checked_grid, plan_sweep, read_sweep_file, run_sweep
+    from negd.experiments.sweep_report import write_sweep_report
+
+    try:
+        base, options = read_sweep_file(args.config)
+        config_from_dict(base)
+    except NegdError as e:
+        raise NegdError(f"config error: {e}") from None
+    grid = checked_grid(options.get("grid"), args.grid)
+    out = args.out or Path("runs") / f"sweep-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    shards = args.shards if args.shards is not None else options.get("shards")
+    start = time.perf_counter()
+    states = run_sweep(base, grid, out, progress=not args.no_progress, shards=shards, ray=args.ray,
+                       log=lambda line: print(line, file=sys.stderr))
+    state_of = {point.name: state for point, state in states}
+    report = write_sweep_report(out, grid, plan_sweep(base, grid), state_of, time.perf_counter() - start)
+    print(f"sweep: {out}")
+    print(f"report: {report}")
+    if len(states) < len(plan_sweep(base, grid)) or "interrupted" in state_of.values():
+        grids = " ".join(f"--grid {g!r}" for g in args.grid)
+        hint = f"negd sweep {args.config} {grids} --out {out}".replace("  ", " ")
+        print(f"negd: interrupted; continue with: {hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise NegdError(f"report: {str(args.run_dir)!r} is not a directory")
@@ -297,11 +339,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     try:
         if not argv:
-            raise _UsageError("a command is required: reproduce, run, report or bench (see negd --help)")
+            raise _UsageError("a command is required: reproduce, run, sweep, report or bench "
+                              "(see negd --help)")
         if argv[0] == "bench":
             return _bench(argv[1:])
         args = _build_parser().parse_args(argv)
-        handlers = {"reproduce": _reproduce, "run": _run, "report": _report}
+        handlers = {"reproduce": _reproduce, "run": _run, "sweep": _sweep, "report": _report}
         return handlers[args.command](args)
     except (NegdError, _UsageError) as e:
         print(f"negd: error: {e}", file=sys.stderr)
