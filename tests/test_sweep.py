@@ -58,6 +58,8 @@ def test_points_replace_the_paired_key_and_are_validated_first():
     assert points[1].config.twin == "langevin"  # finite beta gets its default twin
     sigma_points = plan_sweep(base, {"sigma": [2 * (2 * math.pi) ** 0.5 * 1e-3]})  # lambda = 2
     assert sigma_points[0].config.lam == 2.0
+    mixed = plan_sweep(base | {"twin_realizations": 3}, {"beta": [math.inf, 1000.0]})
+    assert [p.config.twin_realizations for p in mixed] == [None, 3]  # for the finite-beta points only
     with pytest.raises(NegdError, match=r"grid point p001-realizations=1: trajectories"):
         plan_sweep(base | {"trajectories": 2}, {"realizations": [4, 1]})
 

@@ -6,10 +6,11 @@ point of the grid's Cartesian product, each into its own run directory under the
 (``p<index>-<key>=<value>...``), then writes the combined report (negd.experiments.sweep_report).
 
 Each point is the file's configuration with the point's values put in (sigma replaces lambda and
-vice versa, steps replaces t_final and vice versa), validated like a file: every point is checked
-before anything runs. A rerun of the same sweep into the same directory skips the points that are
-complete, resumes the interrupted ones and runs the rest; a sweep directory holding another grid or
-another configuration is refused, so nothing already written is lost.
+vice versa, steps replaces t_final and vice versa; twin_realizations is dropped at beta = inf points
+when the file leaves the twin to its default, noiseless GD there), validated like a file: every
+point is checked before anything runs. A rerun of the same sweep into the same directory skips the
+points that are complete, resumes the interrupted ones and runs the rest; a sweep directory holding
+another grid or another configuration is refused, so nothing already written is lost.
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def plan_sweep(base: dict, grid: dict[str, list]) -> list[SweepPoint]:
         for key, value in values.items():
             data.pop(_REPLACES.get(key, ""), None)
             data[key] = "inf" if value == math.inf else value
+        if values.get("beta") == math.inf and "twin" not in data:
+            # the default twin at beta = inf is noiseless GD: twin_realizations is for finite-beta points
+            data.pop("twin_realizations", None)
         name = f"p{index:03d}-" + "_".join(f"{k}={_label(v)}" for k, v in values.items())
         try:
             config = config_from_dict(data)
