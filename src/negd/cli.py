@@ -266,13 +266,11 @@ def _sweep(args: argparse.Namespace) -> int:
     import datetime as _dt
     import time
 
-    from negd.experiments.config import config_from_dict
     from negd.experiments.sweep import checked_grid, plan_sweep, read_sweep_file, run_sweep
     from negd.experiments.sweep_report import write_sweep_report
 
     try:
-        base, options = read_sweep_file(args.config)
-        config_from_dict(base)
+        base, options = read_sweep_file(args.config)  # validated point by point (plan_sweep)
     except NegdError as e:
         raise NegdError(f"config error: {e}") from None
     grid = checked_grid(options.get("grid"), args.grid)
