@@ -81,9 +81,11 @@ def test_sharded_run_equals_unsharded(tmp_path, k):
     assert "shards" not in json.loads((whole.run_dir / "config.json").read_text())["compute_path"]
 
 
-def test_sharded_langevin_twin_equals_unsharded(tmp_path):
-    whole = _run(tmp_path, "whole", FINITE)
-    sharded = _run(tmp_path, "k3", FINITE, shards=3)
+@pytest.mark.parametrize("twin", ["langevin", "matched"])
+def test_sharded_ensemble_twin_equals_unsharded(tmp_path, twin):
+    data = FINITE | {"twin": twin}
+    whole = _run(tmp_path, "whole", data)
+    sharded = _run(tmp_path, "k3", data, shards=3)
     _assert_same_arms(whole.run_dir, sharded.run_dir, 1)
 
 
