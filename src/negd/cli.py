@@ -5,6 +5,7 @@
 * ``negd reproduce {digits,mnist1d}``: the same comparison on a classifier, with accuracy curves
   and Adam for reference (:mod:`negd.experiments.classification`);
 * ``negd run CONFIG`` / ``negd run --resume DIR``: a user's experiment from a YAML/TOML file;
+* ``negd sweep CONFIG --grid KEY=V1,V2 ...``: one run per grid point and a correspondence map;
 * ``negd report DIR``: (re)build figures and report of a run directory;
 * ``negd bench ...``: the benchmarks (arguments go to :mod:`negd.bench.cli`).
 
@@ -51,6 +52,31 @@ def _twin_realizations(text: str) -> int:
     return value
 
 
+def _shards(text: str) -> int:
+    """argparse type of --shards: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _add_sharding(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", type=_shards, default=None, metavar="K",
+                        help="split every arm's realizations into K shards advanced separately between "
+                             "snapshots (same numbers as unsharded; default: no shards)")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="run each shard as a Ray task: 'local' starts a local cluster for this run, "
+                             "else the address of a running one (needs pip install 'negd[ray]')")
+
+
+def _sharding_kwargs(shards, ray) -> dict:
+    """``shards``/``ray`` keyword arguments of the runner, only those given (the default run is unchanged)."""
+    return {k: v for k, v in (("shards", shards), ("ray", ray)) if v is not None}
+
+
 _ALLOW_PATH_CHANGE = ("with --resume: continue even if this machine computes on another path (kernel or "
                       "torch, dtypes, device, versions) than the run started on; recorded in config.json")
 
@@ -61,7 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="negd", description="Neuroevolution <-> gradient descent experiments "
                      "(Whitelam et al., Nat. Commun. 12, 6317, 2021).")
-    sub = parser.add_subparsers(dest="command", metavar="{reproduce,run,report,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{reproduce,run,sweep,report,bench}")
     sub.required = True
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments and build its report")
@@ -86,6 +112,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue an interrupted run")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
+    _add_sharding(rep)
 
     run = sub.add_parser("run", help="run an experiment described by a YAML or TOML file")
     run.add_argument("config", type=Path, nargs="?", default=None)
@@ -93,6 +120,17 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, default=None, metavar="DIR")
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
+    _add_sharding(run)
+
+    sweep = sub.add_parser("sweep", help="one run per point of a grid and a correspondence map")
+    sweep.add_argument("config", type=Path)
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                       help="a grid axis over a numeric key (sigma, lambda, beta, alpha, realizations, ...); "
+                            "repeat for more axes; replaces the same key of the file's grid section")
+    sweep.add_argument("--out", type=Path, default=None,
+                       help="sweep directory (default runs/sweep-...); rerunning into it continues the sweep")
+    sweep.add_argument("--no-progress", action="store_true")
+    _add_sharding(sweep)
 
     report = sub.add_parser("report", help="build summary, figures and report.md of a run directory")
     report.add_argument("run_dir", type=Path)
@@ -176,11 +214,13 @@ def _reproduce(args: argparse.Namespace) -> int:
             raise NegdError(f"--resume: {args.resume} is a {config.experiment!r} run, "
                             f"not {args.experiment!r}")
         _check_resume_flags(args, config)
-        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change)
+        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change,
+                                   **_sharding_kwargs(args.shards, args.ray))
     else:
         if args.allow_path_change:
             raise NegdError("--allow-path-change: only with --resume")
-        result = run_experiment(_reproduce_config(args), args.out, progress=progress)
+        result = run_experiment(_reproduce_config(args), args.out, progress=progress,
+                                **_sharding_kwargs(args.shards, args.ray))
     return _finish(result, f"negd reproduce {args.experiment} --resume {result.run_dir}")
 
 
@@ -224,25 +264,58 @@ def _reproduce_config(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from negd.experiments.config import load_config
+    from negd.experiments.config import load_config_and_options
     from negd.experiments.runner import resume_experiment, run_experiment
 
     progress = not args.no_progress
     if args.resume is not None:
         if args.config is not None or args.out is not None:
             raise NegdError("--resume: give only the run directory (its config.json is used)")
-        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change)
+        result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change,
+                                   **_sharding_kwargs(args.shards, args.ray))
     else:
         if args.allow_path_change:
             raise NegdError("--allow-path-change: only with --resume")
         if args.config is None:
             raise NegdError("run: give a CONFIG file (YAML or TOML) or --resume DIR")
         try:
-            config = load_config(args.config)
+            config, options = load_config_and_options(args.config)
         except NegdError as e:
             raise NegdError(f"config error: {e}") from None
-        result = run_experiment(config, args.out, progress=progress)
+        if "grid" in options:
+            raise NegdError(f"grid: {args.config} has a grid section: run it with negd sweep")
+        shards = args.shards if args.shards is not None else options.get("shards")
+        result = run_experiment(config, args.out, progress=progress, **_sharding_kwargs(shards, args.ray))
     return _finish(result, f"negd run --resume {result.run_dir}")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import datetime as _dt
+    import time
+
+    from negd.experiments.sweep import checked_grid, plan_sweep, read_sweep_file, run_sweep
+    from negd.experiments.sweep_report import write_sweep_report
+
+    try:
+        base, options = read_sweep_file(args.config)  # validated point by point (plan_sweep)
+    except NegdError as e:
+        raise NegdError(f"config error: {e}") from None
+    grid = checked_grid(options.get("grid"), args.grid)
+    out = args.out or Path("runs") / f"sweep-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    shards = args.shards if args.shards is not None else options.get("shards")
+    start = time.perf_counter()
+    states = run_sweep(base, grid, out, progress=not args.no_progress, shards=shards, ray=args.ray,
+                       log=lambda line: print(line, file=sys.stderr))
+    state_of = {point.name: state for point, state in states}
+    report = write_sweep_report(out, grid, plan_sweep(base, grid), state_of, time.perf_counter() - start)
+    print(f"sweep: {out}")
+    print(f"report: {report}")
+    if len(states) < len(plan_sweep(base, grid)) or "interrupted" in state_of.values():
+        grids = " ".join(f"--grid {g!r}" for g in args.grid)
+        hint = f"negd sweep {args.config} {grids} --out {out}".replace("  ", " ")
+        print(f"negd: interrupted; continue with: {hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -291,11 +364,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     try:
         if not argv:
-            raise _UsageError("a command is required: reproduce, run, report or bench (see negd --help)")
+            raise _UsageError("a command is required: reproduce, run, sweep, report or bench "
+                              "(see negd --help)")
         if argv[0] == "bench":
             return _bench(argv[1:])
         args = _build_parser().parse_args(argv)
-        handlers = {"reproduce": _reproduce, "run": _run, "report": _report}
+        handlers = {"reproduce": _reproduce, "run": _run, "sweep": _sweep, "report": _report}
         return handlers[args.command](args)
     except (NegdError, _UsageError) as e:
         print(f"negd: error: {e}", file=sys.stderr)

@@ -42,7 +42,8 @@ from negd.tasks import REGRESSION_TASKS
 from negd.validation import NegdError
 
 __all__ = ["Arm", "ExperimentConfig", "InitConfig", "NetworkConfig", "ScanConfig", "config_from_dict",
-           "load_config", "sigma_for_lambda", "lambda_for_sigma", "snapshot_ne_steps"]
+           "load_config", "load_config_and_options", "RUN_OPTION_KEYS", "sigma_for_lambda",
+           "lambda_for_sigma", "snapshot_ne_steps"]
 
 # Largest denominator accepted for lambda: NE and GD step counts must align at every snapshot.
 MAX_LAMBDA_DENOMINATOR = 1024
@@ -444,12 +445,26 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     return config
 
 
+# Keys of a configuration file that say how to run it, not what to compute (never in the settings):
+# ``shards`` (negd.experiments.shards) and ``grid`` (negd.experiments.sweep).
+RUN_OPTION_KEYS = ("shards", "grid")
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read (bounded: negd.experiments.config_file) and validate a YAML (.yaml/.yml) or TOML (.toml)
     configuration file; every error is one line of at most MAX_MESSAGE characters."""
+    return load_config_and_options(path)[0]
+
+
+def load_config_and_options(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """:func:`load_config`, and the file's run options (RUN_OPTION_KEYS present in it, unvalidated)."""
     data = read_config_file(Path(path))
+    options = {}
+    if isinstance(data, dict):
+        options = {k: data[k] for k in RUN_OPTION_KEYS if k in data}
+        data = {k: v for k, v in data.items() if k not in RUN_OPTION_KEYS}
     try:
-        return config_from_dict(data)
+        return config_from_dict(data), options
     except NegdError as e:
         text = " ".join(str(e).split())
         if len(text) > MAX_MESSAGE:

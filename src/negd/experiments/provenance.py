@@ -31,8 +31,8 @@ from negd.experiments.config import TOP_KEYS, Arm, ExperimentConfig, config_from
 from negd.experiments.store import read_json_object, write_json
 from negd.validation import NegdError
 
-__all__ = ["settings_of", "settings_hash", "settings_record", "compute_path", "differences", "check_flags",
-           "load_run_config", "check_compute_path"]
+__all__ = ["recorded_shards", "settings_of", "settings_hash", "settings_record", "compute_path",
+           "differences", "check_flags", "load_run_config", "check_compute_path"]
 
 
 def settings_of(config: ExperimentConfig, arms: list[Arm]) -> dict:
@@ -135,14 +135,30 @@ def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
     return config, arms
 
 
+# Entries of the compute path that never change the numbers (negd.experiments.shards): recorded,
+# updated on resume, never a reason to refuse one.
+SHARDING_KEYS = ("shards", "engine")
+
+
+def recorded_shards(run_dir: Path) -> int | None:
+    """The shard count recorded in ``run_dir``'s compute path (None: not sharded or not recorded)."""
+    path = read_json_object(Path(run_dir) / "config.json").get("compute_path")
+    shards = path.get("shards") if isinstance(path, dict) else None
+    return shards if isinstance(shards, int) and not isinstance(shards, bool) and shards >= 1 else None
+
+
 def check_compute_path(run_dir: Path, path: dict, allow_change: bool) -> None:
     config_path = run_dir / "config.json"
     stored = read_json_object(config_path)
     recorded = stored.get("compute_path")
     if not isinstance(recorded, dict):  # run directories from before the compute path was recorded
         recorded = {"kernel": stored["kernel"]} if isinstance(stored.get("kernel"), bool) else {}
-    changed = differences(recorded, path, common_only=True)
+    numeric = {k: v for k, v in recorded.items() if k not in SHARDING_KEYS}
+    changed = differences(numeric, path, common_only=True)
     if not changed:
+        if any(recorded.get(k) != path.get(k) for k in SHARDING_KEYS):  # record how it continues
+            stored["compute_path"] = {**numeric, **path}
+            write_json(config_path, stored)
         return
     if not allow_change:
         raise NegdError(f"--resume: this run was computed on another path ({'; '.join(changed)}); its "

@@ -44,10 +44,12 @@ from negd.experiments.provenance import (
     check_compute_path,
     compute_path,
     load_run_config,
+    recorded_shards,
     settings_of,
     settings_record,
 )
 from negd.experiments.restore import ArmShape, Restored, restore_arm
+from negd.experiments.shards import ShardExecutor, ShardJob, advance_sharded, check_shards, plain_advance
 from negd.experiments.store import (
     arm_dir,
     save_checkpoint,
@@ -343,9 +345,44 @@ def _restore_or_reset(problem: _Problem, run_dir: Path, index: int, arm: Arm,
         return None
 
 
+@dataclass(frozen=True)
+class Sharding:
+    """``shards`` blocks of realizations per arm, advanced by ``executor`` (negd.experiments.shards)."""
+
+    shards: int
+    executor: ShardExecutor
+
+
+def _advance_interval(problem: _Problem, index: int, ne_rule: Neuroevolution, gd_rule: UpdateRule,
+                      ne: State, gd: State, dn: int, dg: int, progress: _Progress, pace: dict,
+                      sharding: Sharding | None) -> tuple[State, State, Tally]:
+    """NE by ``dn`` steps and the twin by ``dg``, whole or as shards merged by realization id (the same
+    numbers: counter-based random numbers, realizations independent)."""
+    twin_loss_fn = problem.twin_loss_fn
+    if sharding is None:
+        ne, tally = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
+        with _one_thread():
+            gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
+        return ne, gd, tally
+
+    def local_ne(shard: State, steps: int) -> tuple[State, Tally]:
+        return _advance_ne(ne_rule, shard, problem.loss_fn, steps, progress,
+                           pace.setdefault(int(shard.realization[0]), {}))
+
+    ne, tally = advance_sharded(sharding.executor, ShardJob("ne", index, dn), ne, sharding.shards, local_ne,
+                                progress.update)
+    with _one_thread():
+        if problem.ensemble_twin:
+            gd, _ = advance_sharded(sharding.executor, ShardJob("twin", index, dg), gd, sharding.shards,
+                                    plain_advance(gd_rule, twin_loss_fn), lambda n: None)
+        else:  # one noiseless GD run: nothing to split
+            gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
+    return ne, gd, tally
+
+
 def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, restored: Restored | None,
              progress: _Progress, on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None],
-             settings: dict) -> None:
+             settings: dict, sharding: Sharding | None = None) -> None:
     config = problem.config
     folder = arm_dir(run_dir, index)
     ne_rule, gd_rule = problem.ne_rule(arm), problem.gd_rule(arm)
@@ -375,9 +412,9 @@ def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, restored: R
         start = time.perf_counter()
         dn = arm.snapshots[row] - arm.snapshots[row - 1]
         dg = arm.gd_step_of(arm.snapshots[row]) - arm.gd_step_of(arm.snapshots[row - 1])
-        ne, tally = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
+        ne, gd, tally = _advance_interval(problem, index, ne_rule, gd_rule, ne, gd, dn, dg, progress, pace,
+                                          sharding)
         with _one_thread():
-            gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
             rows.append(_snapshot_row(problem, arm, row, ne, gd, tally, dn, n_traj))
         wall += time.perf_counter() - start
         rows[-1]["wall_seconds"] = wall
@@ -433,14 +470,32 @@ def _build_report(run_dir: Path) -> tuple[Path | None, str | None]:
         return None, f"report failed: {e}"
 
 
-def _compute_path(problem: _Problem, arms: list[Arm]) -> dict:
-    """Kernel or torch, dtypes, device, versions of this process for ``problem`` (provenance.compute_path)."""
+def _compute_path(problem: _Problem, arms: list[Arm], sharding: Sharding | None = None) -> dict:
+    """Kernel or torch, dtypes, device, versions of this process for ``problem`` (provenance.compute_path),
+    and the shard count and engine of a sharded run (recorded; they do not change the numbers)."""
     from negd.engine import fused_step_fn
 
     rule = problem.ne_rule(arms[0])
     probe = rule.init(problem.x0, problem.loss_fn, seed=problem.config.seed, realizations=1)
     kernel = fused_step_fn(rule, probe, problem.loss_fn) is not None
-    return compute_path(kernel=kernel, params=probe.params, loss=probe.loss, device=problem.device)
+    extra = {} if sharding is None else {"shards": sharding.shards, "engine": sharding.executor.label}
+    return compute_path(kernel=kernel, params=probe.params, loss=probe.loss, device=problem.device, **extra)
+
+
+def _sharding(config: ExperimentConfig, arms: list[Arm], shards: int | None,
+              ray: str | None) -> Sharding | None:
+    """None (the whole ensemble at once, as without shards) unless ``shards`` or ``ray`` is given."""
+    from negd.experiments.shards import InProcessShards
+
+    k = check_shards(shards, arms)
+    if ray is None:
+        return None if k is None else Sharding(k, InProcessShards())
+    from negd.experiments.ray_shards import RayShards
+
+    executor = RayShards.connect(ray, config)
+    if k is None:  # one shard per CPU of the cluster, at most one per realization
+        k = max(1, min(executor.cpus, min(a.realizations for a in arms)))
+    return Sharding(k, executor)
 
 
 def _refuse_used_dir(run_dir: Path) -> None:
@@ -450,40 +505,60 @@ def _refuse_used_dir(run_dir: Path) -> None:
 
 
 def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progress: bool = True,
-                   on_snapshot: SnapshotHook | None = None, report: bool = True) -> RunResult:
+                   on_snapshot: SnapshotHook | None = None, report: bool = True, shards: int | None = None,
+                   ray: str | None = None) -> RunResult:
     """Run ``config`` into a new directory ``out`` (default ``runs/...``); refuses a non-empty ``out``
-    and one another process is writing (the run directory's lock, negd.experiments.lock)."""
+    and one another process is writing (the run directory's lock, negd.experiments.lock).
+
+    ``shards``: split every arm's realizations into that many shards (same numbers);
+    ``ray``: "local" or a cluster address, one Ray task per shard (negd.experiments.ray_shards).
+    """
     run_dir = Path(out) if out is not None else default_run_dir(config)
     _refuse_used_dir(run_dir)
     problem = _Problem.build(config)
     arms = config.arms()
-    path = _compute_path(problem, arms)
-    with run_dir_lock(run_dir):
-        _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
-        write_json(run_dir / "config.json", _resolved_config(config, arms, path))
-        write_status(run_dir, "running", [], 0.0)
-        return _execute(problem, arms, run_dir, progress, on_snapshot, report)
+    sharding = _sharding(config, arms, shards, ray)  # before anything is written: errors leave no trace
+    try:
+        with run_dir_lock(run_dir):
+            _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
+            path = _compute_path(problem, arms, sharding)
+            write_json(run_dir / "config.json", _resolved_config(config, arms, path))
+            write_status(run_dir, "running", [], 0.0)
+            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
+    finally:
+        if sharding is not None:
+            sharding.executor.close()
 
 
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
-                      report: bool = True, allow_path_change: bool = False) -> RunResult:
+                      report: bool = True, allow_path_change: bool = False, shards: int | None = None,
+                      ray: str | None = None) -> RunResult:
     """Continue an interrupted run in ``run_dir`` from its checkpoints (same numbers as no interruption).
 
     Refused when another process writes ``run_dir``, when config.json was edited, or when this
     process would compute on another path (kernel/torch, dtypes, device, versions) than the run
-    was started on; ``allow_path_change`` allows the latter and records it in config.json.
+    was started on; ``allow_path_change`` allows the latter and records it in config.json. Without
+    ``shards`` a sharded run continues with its recorded shard count (any count gives the same numbers).
     """
     run_dir = Path(run_dir)
     config, arms = load_run_config(run_dir)
+    if shards is None:
+        shards = recorded_shards(run_dir)
+    check_shards(shards, arms)
     with run_dir_lock(run_dir):
         config, arms = load_run_config(run_dir)  # again under the lock
         problem = _Problem.build(config)
-        check_compute_path(run_dir, _compute_path(problem, arms), allow_path_change)
-        return _execute(problem, arms, run_dir, progress, on_snapshot, report)
+        sharding = _sharding(config, arms, shards, ray)
+        try:
+            check_compute_path(run_dir, _compute_path(problem, arms, sharding), allow_path_change)
+            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
+        finally:
+            if sharding is not None:
+                sharding.executor.close()
 
 
 def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: bool,
-             on_snapshot: SnapshotHook | None, report: bool) -> RunResult:
+             on_snapshot: SnapshotHook | None, report: bool, sharding: Sharding | None = None) -> RunResult:
     settings = settings_of(problem.config, arms)
     restored = [_restore_or_reset(problem, run_dir, i, arm, settings) for i, arm in enumerate(arms)]
     done_rows = [0 if r is None else len(r.rows) for r in restored]
@@ -503,7 +578,8 @@ def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: b
                 walls[index] = wall
                 write_status(run_dir, "running", complete, sum(walls))
 
-            _run_arm(problem, run_dir, index, arm, restored[index], progress, on_snapshot, saved, settings)
+            _run_arm(problem, run_dir, index, arm, restored[index], progress, on_snapshot, saved, settings,
+                     sharding)
             restored[index] = None  # free the restored rows
             complete.append(index)
             write_status(run_dir, "running", complete, sum(walls))

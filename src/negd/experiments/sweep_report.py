@@ -1,0 +1,158 @@
+"""The combined report of a sweep: sweep.json, sweep.md and the correspondence map sweep.png.
+
+Per grid point (each a run directory with its own summary.json, negd.analysis) it collects the
+measured Delta_c / param_change, the relative loss gap, the acceptance measured and predicted, the
+regime parameters z = beta sigma |grad U| and c = sigma tr(H) / (2 |grad U|) at the end of the run,
+and the report's verdict. The map puts every point on the (z, c) plane, colored by its verdict,
+over the region where the theory of Whitelam et al. 2021 (docs/theory.md) says neuroevolution
+follows gradient descent: c <= 0.1 (the loss is locally linear over a mutation) and, at finite beta,
+z <= 0.1 (the Metropolis acceptance is in its linear, Langevin regime). At beta = inf, z is
+infinite and only c matters: those points sit in a column of their own at the right.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from negd.experiments.store import atomic_write_bytes, read_json_object, write_json
+from negd.experiments.sweep import SweepPoint
+from negd.validation import NegdError
+
+__all__ = ["C_LIMIT", "Z_LIMIT", "point_row", "write_sweep_report"]
+
+C_LIMIT = 0.1
+Z_LIMIT = 0.1
+COLORS = {"holds": "tab:green", "weakens": "tab:orange", "does not hold": "tab:red"}
+FIELDS = ("delta_ratio", "delta_ratio_upper", "loss_gap_relative", "loss_gap_in_se", "acceptance_measured",
+          "acceptance_predicted", "z_final", "c_final", "z_max", "c_max", "wall_seconds")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def theory_inside(beta: float, z: float, c: float) -> bool | None:
+    """Whether (z, c) is where the theory expects the correspondence; None when undetermined."""
+    if math.isnan(c) or (math.isfinite(beta) and math.isnan(z)):
+        return None
+    return c <= C_LIMIT and (math.isinf(beta) or z <= Z_LIMIT)
+
+
+def point_row(point: SweepPoint, run_dir: Path) -> dict:
+    """The row of one point: its values, its summary's numbers, verdict and the theory's region."""
+    row: dict[str, Any] = {"name": point.name, "values": {k: _json(v) for k, v in point.values.items()},
+                           "sigma": point.config.sigma, "beta": _json(point.config.beta)}
+    try:
+        summary = read_json_object(run_dir / "summary.json")
+    except (NegdError, OSError):
+        summary = {}
+    row |= {k: _number(summary.get(k)) for k in FIELDS}
+    row["verdict"] = summary.get("verdict") if isinstance(summary.get("verdict"), str) else "missing"
+    row["theory_inside"] = theory_inside(point.config.beta, row["z_final"], row["c_final"])
+    row["agrees"] = None if row["theory_inside"] is None or row["verdict"] not in COLORS else \
+        (row["verdict"] == "holds") == row["theory_inside"]
+    return row
+
+
+def _json(value: float) -> float | str:
+    return "inf" if value == math.inf else value
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}g}"
+
+
+def _figure(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    finite_z = [r["z_final"] for r in rows if math.isfinite(r["z_final"]) and r["z_final"] > 0]
+    cs = [r["c_final"] for r in rows if math.isfinite(r["c_final"]) and r["c_final"] > 0]
+    z_lo = min(finite_z + [Z_LIMIT]) / 10
+    z_inf = max(finite_z + [Z_LIMIT]) * 100  # where beta = inf (z = inf) points are drawn
+    c_lo, c_hi = min(cs + [C_LIMIT]) / 10, max(cs + [C_LIMIT]) * 10
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.fill_between([z_lo, Z_LIMIT], c_lo, C_LIMIT, color="tab:green", alpha=0.15, lw=0,
+                    label="theory: correspondence (c <= 0.1, z <= 0.1)")
+    ax.fill_between([z_inf / 3, z_inf * 3], c_lo, C_LIMIT, color="tab:green", alpha=0.15, lw=0)
+    ax.axvline(z_inf / 6, color="gray", lw=0.8, ls=":")
+    seen = set()
+    for r in rows:
+        z = z_inf if math.isinf(r["z_final"]) else r["z_final"]
+        if not (z > 0 and math.isfinite(z) and r["c_final"] > 0 and math.isfinite(r["c_final"])):
+            continue
+        verdict = r["verdict"]
+        ax.scatter([z], [r["c_final"]], color=COLORS.get(verdict, "tab:gray"), s=50, edgecolor="black",
+                   zorder=3, label=None if verdict in seen else f"data: {verdict}")
+        seen.add(verdict)
+        ax.annotate(r["name"].split("-", 1)[0], (z, r["c_final"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=7)
+    ax.set_xlim(z_lo, z_inf * 3)
+    # decades of finite z, then the beta = inf column labelled as such
+    decades = range(math.ceil(math.log10(z_lo)), math.floor(math.log10(z_inf / 6)) + 1)
+    ax.set_xticks([10.0**k for k in decades] + [z_inf], [f"1e{k}" for k in decades] + ["inf"])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_ylim(c_lo, c_hi)
+    ax.text(z_inf, c_hi / 1.5, "beta = inf\n(z = inf)", ha="center", va="top", fontsize=8)
+    ax.set_xlabel("z = beta sigma |grad U| (end of run)")
+    ax.set_ylabel("c = sigma tr(H) / (2 |grad U|) (end of run)")
+    ax.set_title("Correspondence map: theory (shaded) and data (verdicts)")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_sweep_report(sweep_dir: Path, grid: dict, points: list[SweepPoint], states: dict[str, str],
+                       wall_seconds: float) -> Path:
+    """sweep.json, sweep.md and sweep.png in ``sweep_dir``; returns the path of sweep.md."""
+    rows = [point_row(p, sweep_dir / p.name) | {"state": states.get(p.name, "not run")} for p in points]
+    figure = sweep_dir / "sweep.png"
+    _figure(rows, figure)
+    agree = [r["agrees"] for r in rows if r["agrees"] is not None]
+    write_json(sweep_dir / "sweep.json", {
+        "grid": {k: [_json(v) for v in vs] for k, vs in grid.items()},
+        "region": {"c_max": C_LIMIT, "z_max_finite_beta": Z_LIMIT}, "points": rows,
+        "agreements": sum(agree), "compared": len(agree), "wall_seconds": wall_seconds,
+        "figure": figure.name})
+    keys = list(grid)
+    lines = ["# negd sweep: correspondence map", "",
+             f"Grid: {', '.join(f'{k} = ' + ', '.join(_fmt(v, 4) for v in vs) for k, vs in grid.items())} "
+             f"({len(points)} points, wall time {wall_seconds:.0f} s for the points run now).", "",
+             f"Theory's region (docs/theory.md): c <= {C_LIMIT:g} and, at finite beta, z <= {Z_LIMIT:g} "
+             f"(z, c at the end of each run). The data's verdict and the theory's region agree at "
+             f"{sum(agree)} of {len(agree)} points.", "",
+             f"![map]({figure.name})", "",
+             "| point | " + " | ".join(keys) + " | sigma | Delta_c/change | loss gap | acceptance (pred.) "
+             "| z | c | verdict | theory | state |",
+             "|" + "---|" * (len(keys) + 10)]
+    for r in rows:
+        inside = {True: "inside", False: "outside", None: "n/a"}[r["theory_inside"]]
+        lines.append(
+            f"| {r['name'].split('-', 1)[0]} | " + " | ".join(_fmt(r["values"][k], 4) for k in keys)
+            + f" | {_fmt(r['sigma'])} | {_fmt(r['delta_ratio'])} | {_fmt(r['loss_gap_relative'])} "
+            f"| {_fmt(r['acceptance_measured'])} ({_fmt(r['acceptance_predicted'])}) | {_fmt(r['z_final'])} "
+            f"| {_fmt(r['c_final'])} | {r['verdict']} | {inside} | {r['state']} |")
+    lines += ["", "Each point's run directory (report.md, summary.json, figures) is the folder named after "
+              "the point."]
+    path = sweep_dir / "sweep.md"
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path

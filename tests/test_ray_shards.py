@@ -1,0 +1,79 @@
+"""Shards as Ray tasks (negd.experiments.ray_shards): same numbers as the unsharded run.
+
+The tests that need Ray skip when it is not installed (``pip install -e ".[ray]"``); they share one
+local cluster of 2 CPUs for the session (a cluster takes several seconds to start).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from negd.cli import main
+from negd.experiments.config import config_from_dict
+from negd.experiments.ray_shards import state_from_arrays, state_to_arrays
+from negd.experiments.runner import run_experiment
+from negd.state import State
+from negd.validation import NegdError
+from tests.test_shards import FINITE, TINY, _assert_same_arms
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_state_round_trips_through_plain_arrays():
+    state = State(torch.randn(3, 4), torch.rand(3, dtype=torch.float64), 7, 11, torch.tensor([4, 5, 6]),
+                  torch.tensor([True, False, True]), {"grad": torch.randn(3, 4)})
+    arrays = state_to_arrays(state)
+    for value in arrays.values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False  # as Ray returns them
+    back = state_from_arrays(arrays)
+    for key in ("params", "loss", "realization", "accepted", "tied"):
+        assert torch.equal(getattr(back, key), getattr(state, key)), key
+    assert torch.equal(back.extras["grad"], state.extras["grad"])
+    assert (back.step, back.seed) == (7, 11)
+
+
+def test_missing_ray_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(NegdError, match=r"pip install -e '\.\[ray\]'"):
+        run_experiment(config_from_dict(TINY), tmp_path / "r", progress=False, report=False, ray="local")
+
+
+def test_unreachable_address_is_one_line(tmp_path, capsys):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(str(TINY).replace("'", '"').replace("None", "null"))
+    start = time.perf_counter()
+    # Port 1 on this machine: nothing listens there.
+    args = ["run", str(config), "--ray", "127.0.0.1:1", "--no-progress", "--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    assert time.perf_counter() - start < 30
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--ray: cannot reach a Ray cluster at '127.0.0.1:1'" in err
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_ray_shards_equal_unsharded(tmp_path, ray_cluster):
+    whole = run_experiment(config_from_dict(TINY), tmp_path / "whole", progress=False, report=False)
+    on_ray = run_experiment(config_from_dict(TINY), tmp_path / "ray", progress=False, report=False, shards=3,
+                            ray="local")  # the session's cluster is used, and left running
+    assert on_ray.state == "complete" and ray_cluster.is_initialized()
+    _assert_same_arms(whole.run_dir, on_ray.run_dir, 2)
+
+
+def test_ray_langevin_twin_shards_equal_unsharded(tmp_path, ray_cluster):
+    whole = run_experiment(config_from_dict(FINITE), tmp_path / "whole", progress=False, report=False)
+    on_ray = run_experiment(config_from_dict(FINITE), tmp_path / "ray", progress=False, report=False,
+                            shards=2, ray="local")
+    _assert_same_arms(whole.run_dir, on_ray.run_dir, 1)
