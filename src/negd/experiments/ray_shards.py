@@ -70,12 +70,12 @@ _PROBLEMS: dict[str, Any] = {}  # per worker process: configuration -> its probl
 
 
 def _problem(payload: dict):
-    from negd.experiments.runner import _Problem  # the runner's own set-up, so the numbers are its
+    from negd.experiments.problem import Problem  # the runner's own set-up, so the numbers are its
 
     key = json.dumps(payload, sort_keys=True, default=str)
     if key not in _PROBLEMS:
         config = config_from_dict(payload["user"], experiment=payload["experiment"], scale=payload["scale"])
-        _PROBLEMS[key] = _Problem.build(config)
+        _PROBLEMS[key] = Problem.build(config)
     return _PROBLEMS[key]
 
 

@@ -34,12 +34,12 @@ import torch
 from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
-from negd.analysis.rundir import ENSEMBLE_TWINS
 from negd.analysis.runfiles import CorruptFile
 from negd.engine import Tally, advance_counted, advance_tallied
 from negd.ensemble import MLPLoss
 from negd.experiments.config import Arm, ExperimentConfig
 from negd.experiments.lock import LOCK_NAME, run_dir_lock
+from negd.experiments.problem import Problem
 from negd.experiments.provenance import (
     check_compute_path,
     compute_path,
@@ -57,18 +57,11 @@ from negd.experiments.store import (
     write_json,
     write_status,
 )
-from negd.experiments.twin import TwinLoss, langevin_twin_rule
-from negd.models import paper_init, torch_default_init
-from negd.resolution import DTYPES
 from negd.rules import (
-    GradientDescent,
-    MomentMatchedLangevin,
     Neuroevolution,
-    NormalizedGradientDescent,
     UpdateRule,
 )
 from negd.state import State
-from negd.tasks import get_task
 from negd.validation import NegdError
 
 __all__ = ["RunResult", "run_experiment", "resume_experiment", "default_run_dir", "load_run_config"]
@@ -119,59 +112,6 @@ def _versions() -> dict:
             "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu}
 
 
-def _device(config: ExperimentConfig) -> torch.device:
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise NegdError("device: cuda is not available on this machine (use --device cpu)")
-    return torch.device(config.device)
-
-
-@dataclass
-class _Problem:
-    """Everything an arm needs that follows from the configuration alone."""
-
-    config: ExperimentConfig
-    loss_fn: MLPLoss
-    x0: Tensor
-    device: torch.device
-
-    @property
-    def ensemble_twin(self) -> bool:
-        """The twin is an ensemble (Langevin or moment-matched Langevin)."""
-        return self.config.twin in ENSEMBLE_TWINS
-
-    @property
-    def twin_loss_fn(self) -> MLPLoss | TwinLoss:
-        return TwinLoss(self.loss_fn) if self.ensemble_twin else self.loss_fn
-
-    @property
-    def twin_realizations(self) -> int:
-        return int(self.config.twin_realizations) if self.ensemble_twin else 1
-
-    @staticmethod
-    def build(config: ExperimentConfig) -> _Problem:
-        device = _device(config)
-        spec = config.network.spec()
-        task = get_task(config.task).to(device)
-        loss_fn = MLPLoss(spec, task.inputs, task.targets, backend="auto")
-        if config.init.kind == "paper":
-            x0 = paper_init(spec.n_params, config.init.sigma0, seed=config.seed)
-        else:
-            x0 = torch_default_init(spec, seed=config.seed)
-        return _Problem(config, loss_fn, x0.to(device=device, dtype=DTYPES[config.dtype]), device)
-
-    def ne_rule(self, arm: Arm) -> Neuroevolution:
-        return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)
-
-    def gd_rule(self, arm: Arm) -> UpdateRule:
-        if self.config.twin == "matched":  # one GD step is 1/lambda NE steps
-            return MomentMatchedLangevin(sigma=arm.sigma, beta=self.config.beta, time_step=1 / arm.lam)
-        if self.config.twin == "langevin":
-            return langevin_twin_rule(self.config.alpha, arm.sigma, arm.lam)
-        if self.config.gd_rule == "normalized":
-            return NormalizedGradientDescent(alpha=self.config.alpha)
-        return GradientDescent(alpha=self.config.alpha)
-
-
 def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> dict:
     d = config.to_user_dict()
     d = {"experiment": config.experiment, "scale": config.scale, **d}
@@ -189,7 +129,7 @@ def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> d
 
 
 # --------------------------------------------------------------------------- one snapshot row
-def _regime(problem: _Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[str, float]:
+def _regime(problem: Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[str, float]:
     """negd.regime.regime_check at the twin's parameters; NaN when that module is unavailable."""
     try:
         from negd.regime import regime_check
@@ -200,7 +140,7 @@ def _regime(problem: _Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[st
     return {k: float(getattr(check, k)) for k in REGIME_KEYS}
 
 
-def _snapshot_row(problem: _Problem, arm: Arm, row: int, ne: State, gd: State, tally: Tally | None,
+def _snapshot_row(problem: Problem, arm: Arm, row: int, ne: State, gd: State, tally: Tally | None,
                   dn: int, n_traj: int) -> dict:
     params = ne.params.to(torch.float64)
     r = params.shape[0]
@@ -249,7 +189,7 @@ def _delta_se(ne: State, gd: State, ensemble_twin: bool) -> float:
     return float(stats.corrected_se)
 
 
-def _twin_stats(problem: _Problem, gd: State) -> dict:
+def _twin_stats(problem: Problem, gd: State) -> dict:
     """Mean [N], unbiased variance [N], mean loss +- SE, loss of the mean of a Langevin twin ensemble."""
     params = gd.params.to(torch.float64)
     r = params.shape[0]
@@ -324,13 +264,13 @@ def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int
     return state, Tally(accepted, ties)
 
 
-def _arm_shape(problem: _Problem, index: int, arm: Arm, settings: dict) -> ArmShape:
+def _arm_shape(problem: Problem, index: int, arm: Arm, settings: dict) -> ArmShape:
     config = problem.config
     return ArmShape(index, arm, int(problem.x0.shape[0]), config.trajectories, config.seed,
                     problem.twin_realizations, problem.ensemble_twin, settings)
 
 
-def _restore_or_reset(problem: _Problem, run_dir: Path, index: int, arm: Arm,
+def _restore_or_reset(problem: Problem, run_dir: Path, index: int, arm: Arm,
                       settings: dict) -> Restored | None:
     """The arm's saved state; a damaged or foreign file is set aside (``*.corrupt``) with one line on
     stderr, and the arm starts again (same numbers: the random numbers are counter based)."""
@@ -353,7 +293,7 @@ class Sharding:
     executor: ShardExecutor
 
 
-def _advance_interval(problem: _Problem, index: int, ne_rule: Neuroevolution, gd_rule: UpdateRule,
+def _advance_interval(problem: Problem, index: int, ne_rule: Neuroevolution, gd_rule: UpdateRule,
                       ne: State, gd: State, dn: int, dg: int, progress: _Progress, pace: dict,
                       sharding: Sharding | None) -> tuple[State, State, Tally]:
     """NE by ``dn`` steps and the twin by ``dg``, whole or as shards merged by realization id (the same
@@ -380,7 +320,7 @@ def _advance_interval(problem: _Problem, index: int, ne_rule: Neuroevolution, gd
     return ne, gd, tally
 
 
-def _run_arm(problem: _Problem, run_dir: Path, index: int, arm: Arm, restored: Restored | None,
+def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Restored | None,
              progress: _Progress, on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None],
              settings: dict, sharding: Sharding | None = None) -> None:
     config = problem.config
@@ -470,7 +410,7 @@ def _build_report(run_dir: Path) -> tuple[Path | None, str | None]:
         return None, f"report failed: {e}"
 
 
-def _compute_path(problem: _Problem, arms: list[Arm], sharding: Sharding | None = None) -> dict:
+def _compute_path(problem: Problem, arms: list[Arm], sharding: Sharding | None = None) -> dict:
     """Kernel or torch, dtypes, device, versions of this process for ``problem`` (provenance.compute_path),
     and the shard count and engine of a sharded run (recorded; they do not change the numbers)."""
     from negd.engine import fused_step_fn
@@ -515,7 +455,7 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
     """
     run_dir = Path(out) if out is not None else default_run_dir(config)
     _refuse_used_dir(run_dir)
-    problem = _Problem.build(config)
+    problem = Problem.build(config)
     arms = config.arms()
     sharding = _sharding(config, arms, shards, ray)  # before anything is written: errors leave no trace
     try:
@@ -547,7 +487,7 @@ def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: Snap
     check_shards(shards, arms)
     with run_dir_lock(run_dir):
         config, arms = load_run_config(run_dir)  # again under the lock
-        problem = _Problem.build(config)
+        problem = Problem.build(config)
         sharding = _sharding(config, arms, shards, ray)
         try:
             check_compute_path(run_dir, _compute_path(problem, arms, sharding), allow_path_change)
@@ -557,7 +497,7 @@ def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: Snap
                 sharding.executor.close()
 
 
-def _execute(problem: _Problem, arms: list[Arm], run_dir: Path, show_progress: bool,
+def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bool,
              on_snapshot: SnapshotHook | None, report: bool, sharding: Sharding | None = None) -> RunResult:
     settings = settings_of(problem.config, arms)
     restored = [_restore_or_reset(problem, run_dir, i, arm, settings) for i, arm in enumerate(arms)]
