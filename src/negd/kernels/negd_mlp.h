@@ -118,9 +118,10 @@ static inline __attribute__((always_inline)) void FN(dense_tile)(
             vstore(hout + m * ld_out + k * VL, FN(vapply)(acc[m][k], act));
 }
 
-/* hout[o][0:nv*VL] = act(W hin + b) for a block of nv point vectors. */
-static void FN(dense)(const REAL *W, const REAL *bias, int fan_in, int fan_out, const REAL *hin,
-                      int64_t ld_in, REAL *hout, int64_t ld_out, int nv, int act) {
+/* hout[o][0:nv*VL] = act(W hin + b) for a block of nv point vectors (act a constant where inlined). */
+static inline __attribute__((always_inline)) void FN(dense_act)(
+        const REAL *W, const REAL *bias, int fan_in, int fan_out, const REAL *hin, int64_t ld_in, REAL *hout,
+        int64_t ld_out, int nv, int act) {
     int o = 0;
     for (; o + 4 <= fan_out; o += 4) {
         const REAL *Wo = W + (int64_t)o * fan_in, *bo = bias ? bias + o : NULL;
@@ -137,6 +138,18 @@ static void FN(dense)(const REAL *W, const REAL *bias, int fan_in, int fan_out, 
             FN(dense_tile)(1, 3, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
         for (; k < nv; k++)
             FN(dense_tile)(1, 1, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
+    }
+}
+
+/* FN(dense_act) with the activation as a compile-time constant in each case: a runtime code reaching
+ * the tiles made gcc keep every activation's code in the hot loop (deep 8x32 net: 0.76x as fast). */
+static void FN(dense)(const REAL *W, const REAL *bias, int fan_in, int fan_out, const REAL *hin,
+                      int64_t ld_in, REAL *hout, int64_t ld_out, int nv, int act) {
+    switch (act) {
+    case ACT_TANH: FN(dense_act)(W, bias, fan_in, fan_out, hin, ld_in, hout, ld_out, nv, ACT_TANH); break;
+    case ACT_RELU: FN(dense_act)(W, bias, fan_in, fan_out, hin, ld_in, hout, ld_out, nv, ACT_RELU); break;
+    case ACT_GELU: FN(dense_act)(W, bias, fan_in, fan_out, hin, ld_in, hout, ld_out, nv, ACT_GELU); break;
+    default: FN(dense_act)(W, bias, fan_in, fan_out, hin, ld_in, hout, ld_out, nv, ACT_IDENTITY); break;
     }
 }
 
