@@ -34,11 +34,13 @@ def test_tiny_run_writes_files_with_finite_numbers(tiny_run):
         assert s["verdict_label"] in ("holds", "weakens", "does not hold")
         for key in ("delta_ratio", "delta_ratio_se", "loss_gap_relative"):
             assert math.isfinite(s["final"][key]), (name, key)
-        for key in ("loss_mean", "loss_se", "twin_loss", "drift_per_evaluation_run", "measured_ratio_run"):
+        for key in ("loss_mean", "loss_se", "twin_loss", "drift_per_evaluation_run",
+                    "drift_per_evaluation_twin", "evaluations_to_target", "measured_ratio_to_neuroevolution"):
             assert math.isfinite(s[key]), (name, key)
         assert s["drift_per_evaluation_run"] > 0  # beta = inf (and comma, at K = 4): the loss went down
     rules = summary["rules"]
-    assert rules["neuroevolution"]["measured_ratio_run"] == 1.0
+    assert rules["neuroevolution"]["measured_ratio_to_neuroevolution"] == 1.0
+    assert rules["population-comma"]["evaluations_to_target"] <= 4 * TINY.steps  # reached within the run
     assert rules["population-comma"]["evaluations_per_step"] == 4
     assert rules["minibatch-paired"]["theory_ratio_to_neuroevolution"] == 0.5
     assert rules["adaptive-mc"]["theory_ratio_to_neuroevolution"] is None
