@@ -51,21 +51,24 @@ def _plot_loss(results: dict[str, dict], path: Path) -> Path:
 
 
 def _plot_delta(results: dict[str, dict], path: Path) -> Path:
-    fig, axes = _new(size=(8.0, 4.5))
-    ax = axes[0]
-    for k, (name, res) in enumerate(results.items()):
-        rows = res["snapshots"][1:]
-        change = _col(rows, "param_change")
-        ax.errorbar(_col(rows, "t"), _col(rows, "delta_corrected") / change,
-                    yerr=2 * _col(rows, "delta_corrected_se") / change, fmt="o-", ms=3, color=f"C{k}",
-                    label=name)
-    ax.axhline(RATIO_HOLDS, color="g", ls=":", label=f"holds below {RATIO_HOLDS}")
-    ax.axhline(RATIO_FAILS, color="r", ls=":", label=f"fails at {RATIO_FAILS}")
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("t = lambda alpha x steps")
-    ax.set_ylabel("Delta_c / param_change (+- 2 SE)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    """All rules (left) and the same on the verdict's scale (right), where the twins that hold are visible."""
+    fig, axes = _new(2, 1, size=(12.0, 4.5))
+    for ax in axes:
+        for k, (name, res) in enumerate(results.items()):
+            rows = res["snapshots"][1:]
+            change = _col(rows, "param_change")
+            ax.errorbar(_col(rows, "t"), _col(rows, "delta_corrected") / change,
+                        yerr=2 * _col(rows, "delta_corrected_se") / change, fmt="o-", ms=3, color=f"C{k}",
+                        label=name)
+        ax.axhline(RATIO_HOLDS, color="g", ls=":", label=f"holds below {RATIO_HOLDS}")
+        ax.axhline(RATIO_FAILS, color="r", ls=":", label=f"fails at {RATIO_FAILS}")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("t = lambda alpha x steps")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Delta_c / param_change (+- 2 SE)")
+    axes[1].set_ylim(-0.05, 0.1)
+    axes[1].set_title("zoom on the verdict's thresholds", fontsize=9)
+    axes[0].legend(fontsize=8)
     return _save_atomic(fig, path)
 
 
