@@ -4,6 +4,8 @@
   (default) or paper scale, with its sigma scan, then the report;
 * ``negd reproduce {digits,mnist1d}``: the same comparison on a classifier, with accuracy curves
   and Adam for reference (:mod:`negd.experiments.classification`);
+* ``negd reproduce variants``: population, adaptive and minibatch neuroevolution, each next to its
+  twin (:mod:`negd.experiments.variants`);
 * ``negd run CONFIG`` / ``negd run --resume DIR``: a user's experiment from a YAML/TOML file;
 * ``negd sweep CONFIG --grid KEY=V1,V2 ...``: one run per grid point and a correspondence map;
 * ``negd report DIR``: (re)build figures and report of a run directory;
@@ -91,7 +93,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments and build its report")
-    rep.add_argument("experiment", choices=list(EXPERIMENTS) + list(CLASSIFICATION_EXPERIMENTS))
+    rep.add_argument("experiment",
+                     choices=list(EXPERIMENTS) + list(CLASSIFICATION_EXPERIMENTS) + ["variants"])
     rep.add_argument("--scale", choices=SCALES, default=None,
                      help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
@@ -198,12 +201,35 @@ def _reproduce_classification(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce_variants(args: argparse.Namespace) -> int:
+    """``negd reproduce variants``: each neuroevolution variant next to its twin (minutes; no resume)."""
+    from negd.experiments.variants import run_variants, variants_preset
+
+    for flag, value in (("--resume", args.resume), ("--twin", args.twin),
+                        ("--twin-realizations", args.twin_realizations), ("--device", args.device),
+                        ("--allow-path-change", args.allow_path_change or None),
+                        ("--dtype", None if args.dtype in (None, "auto", "float64") else args.dtype),
+                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray)):
+        if value is not None:
+            raise NegdError(f"{flag}: not available for 'variants' (float64 on the CPU, each rule's own "
+                            "twin, a run of minutes)")
+    exp = variants_preset(args.scale or "quick", realizations=args.realizations,
+                          seed=0 if args.seed is None else args.seed)
+    run_dir = run_variants(exp, args.out, progress=not args.no_progress)
+    print(f"run: {run_dir}")
+    print(f"report: {run_dir / 'report.md'}")
+    _print_verdict(run_dir)
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from negd.experiments.classification import CLASSIFICATION_EXPERIMENTS
     from negd.experiments.runner import load_run_config, resume_experiment, run_experiment
 
     if args.experiment in CLASSIFICATION_EXPERIMENTS:
         return _reproduce_classification(args)
+    if args.experiment == "variants":
+        return _reproduce_variants(args)
 
     progress = not args.no_progress
     if args.resume is not None:
