@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.optim.neuroevolution import Neuroevolution
+from negd.optim.neuroevolution import _REALIZATION, Neuroevolution
 from negd.rules.adaptive import amc_mutation, amc_update, check_amc_hyperparameters
 from negd.rules.neuroevolution import metropolis_accept
 from negd.validation import NegdError
@@ -96,18 +96,8 @@ class AdaptiveMC(Neuroevolution):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Tensor:  # type: ignore[override]
         """One aMC step (module docstring); returns the loss of the parameters it leaves."""
-        if closure is None:
-            raise NegdError("closure: AdaptiveMC.step needs a closure that returns the loss")
-        beta = self._beta()
-        params = self._parameters()
+        beta, params, old_loss, xi = self._start_step(closure)
         entry = self._negd
-        if self.reevaluate or entry["loss"] is None:
-            entry["loss"] = self._evaluate(closure)
-        old_loss = entry["loss"]
-
-        n = sum(p.numel() for p, _ in params)
-        realization = torch.zeros(1, dtype=torch.int64)
-        xi = rng.normal(entry["seed"], realization, entry["step"], n)[0]
         moves, backups, pos = [], [], 0
         for p, sigma in params:
             backups.append(p.detach().clone())  # (x + d) - d need not be x in floating point
@@ -118,7 +108,7 @@ class AdaptiveMC(Neuroevolution):
             pos += p.numel()
 
         new_loss = self._evaluate(closure)
-        u = None if math.isinf(beta) else rng.uniform(entry["seed"], realization, entry["step"])
+        u = None if math.isinf(beta) else rng.uniform(entry["seed"], _REALIZATION, entry["step"])
         accept = bool(metropolis_accept(new_loss.reshape(1), old_loss.reshape(1), beta, u)[0])
         if accept:
             entry["loss"] = new_loss.to(old_loss.dtype)

@@ -52,6 +52,8 @@ __all__ = ["Neuroevolution"]
 # in state_dict()/load_state_dict(), and does not cast their values to the parameters' dtype,
 # which would round a float64 loss).
 _STATE_KEY = "negd"
+# The optimizer is realization 0 of the counter-based generator (negd.rng).
+_REALIZATION = torch.zeros(1, dtype=torch.int64)
 
 
 def _check_seed(seed: Any) -> int:
@@ -207,21 +209,26 @@ class Neuroevolution(Optimizer):
         return [(p, _check_group_sigma(g["sigma"], i))
                 for i, g in enumerate(self.param_groups) for p in g["params"]]
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Tensor:  # type: ignore[override]
-        """One mutation + accept/reject step (see class docstring); returns the kept loss."""
+    def _start_step(self, closure: Callable[[], Any] | None
+                    ) -> tuple[float, list[tuple[Tensor, float]], Tensor, Tensor]:
+        """What every step begins with: the closure checked, the stored loss (re)evaluated where
+        needed, and this step's normals of all parameters. Returns (beta, [(parameter, sigma)],
+        current loss, xi [N])."""
         if closure is None:
-            raise NegdError("closure: Neuroevolution.step needs a closure that returns the loss")
-        beta = self._beta()
+            raise NegdError(f"closure: {type(self).__name__}.step needs a closure that returns the loss")
         params = self._parameters()
         entry = self._negd
         if self.reevaluate or entry["loss"] is None:
             entry["loss"] = self._evaluate(closure)
-        old_loss = entry["loss"]
-
         n = sum(p.numel() for p, _ in params)
-        realization = torch.zeros(1, dtype=torch.int64)
-        xi = rng.normal(entry["seed"], realization, entry["step"], n)[0]
+        xi = rng.normal(entry["seed"], _REALIZATION, entry["step"], n)[0]
+        return self._beta(), params, entry["loss"], xi
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Tensor:  # type: ignore[override]
+        """One mutation + accept/reject step (see class docstring); returns the kept loss."""
+        beta, params, old_loss, xi = self._start_step(closure)
+        entry = self._negd
         backups, pos = [], 0
         for p, sigma in params:
             backups.append(p.detach().clone())
@@ -246,7 +253,7 @@ class Neuroevolution(Optimizer):
             for (p, _), old in zip(params, backups):
                 p.copy_(old)
             raise
-        u = None if math.isinf(beta) else rng.uniform(entry["seed"], realization, entry["step"])
+        u = None if math.isinf(beta) else rng.uniform(entry["seed"], _REALIZATION, entry["step"])
         accept = bool(metropolis_accept(new_loss.reshape(1), old_loss.reshape(1), beta, u)[0])
         if accept:
             entry["loss"] = new_loss.to(old_loss.dtype)
