@@ -25,6 +25,7 @@ import torch
 
 import negd
 from negd.engine import fused_step_fn
+from negd.experiments.environment import versions
 from negd.kernels import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ def main() -> None:
         results[name] = {k: {"rate": v, "ratio_to_before": v / base} for k, v in rates.items()}
         for k, v in rates.items():
             print(f"{name:8s} {k:24s} {v:12,.0f} realization-steps/s   {v / base:5.2f}x before", flush=True)
-    machine = {"cpu": negd.experiments.runner._versions()["cpu"], "threads": threads,
+    machine = {"cpu": versions()["cpu"], "threads": threads,
                "torch": torch.__version__, "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d"), "before": args.before}
     payload = {"machine": machine, "results": results}
@@ -123,6 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import negd.experiments.runner  # noqa: F401 - machine description
-
     main()

@@ -130,12 +130,20 @@ class Resolution:
 
     loss_error: Tensor
     spread: Tensor
-    loss_ratio: Tensor
     decision_risk: Tensor
     quantization: Tensor
-    param_ratio: Tensor
     ok: Tensor
     message: str
+
+    @property
+    def loss_ratio(self) -> Tensor:
+        """sigma |grad U| over the rounding error of dU."""
+        return self.spread / self.loss_error
+
+    @property
+    def param_ratio(self) -> Tensor:
+        """sigma in rms units of the parameters' last place, 1/(sqrt(12) q)."""
+        return 1 / (math.sqrt(12) * self.quantization)
 
 
 def assess(loss_error: Tensor, spread: Tensor, quant: Tensor, dtype: torch.dtype | None = None) -> Resolution:
@@ -162,6 +170,5 @@ def assess(loss_error: Tensor, spread: Tensor, quant: Tensor, dtype: torch.dtype
     else:
         message = (f"rounding resolved: decision risk <= {100 * float(risk.nan_to_num(0).max()):.2g}%, "
                    f"move quantization <= {100 * float(quant.max()):.2g}%")
-    return Resolution(loss_error=loss_error, spread=spread, loss_ratio=spread / loss_error,
-                      decision_risk=risk, quantization=quant, param_ratio=1 / (math.sqrt(12) * quant),
+    return Resolution(loss_error=loss_error, spread=spread, decision_risk=risk, quantization=quant,
                       ok=risk_ok & quant_ok, message=message)

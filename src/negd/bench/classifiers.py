@@ -62,18 +62,10 @@ class ClassifierLoopPeer(LoopPeer):
 
     def __init__(self, workload: ClassifierWorkload, realizations: int, device: torch.device, seed: int
                  ) -> None:
-        self.x, self.y = workload.data(device)
-        self.sigma, self.beta = workload.sigma, workload.beta
-        n = min(realizations, LOOP_REALIZATIONS)
-        start = initial_classifier_params(workload, n, seed)
-        self.nets = [negd.load_flat_params(workload.model(), row).to(device) for row in start]
-        self.criterion = nn.CrossEntropyLoss()
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.cpu_generator = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            self.current = [self.criterion(net(self.x), self.y).item() for net in self.nets]
-        self.realization_steps_per_step = n
-        self.device = device
+        x, y = workload.data(device)
+        start = initial_classifier_params(workload, min(realizations, LOOP_REALIZATIONS), seed)
+        self._setup(x, y, workload.model, start, nn.CrossEntropyLoss(), workload.sigma, workload.beta,
+                    device, seed)
 
 
 def make_classifier_peer(name: str, workload: ClassifierWorkload, realizations: int, device: torch.device,

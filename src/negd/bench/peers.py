@@ -89,20 +89,23 @@ class LoopPeer:
     def __init__(self, workload: Workload, realizations: int, device: torch.device, seed: int = 0
                  ) -> None:
         task = workload.task(device)
-        self.x, self.y = task.inputs, task.targets
-        self.sigma, self.beta = workload.sigma, workload.beta
         n = min(realizations, LOOP_REALIZATIONS)
-        start = initial_params(workload, n, seed)
-        self.nets: list[nn.Module] = []
-        for row in start:
-            net = negd.load_flat_params(workload.spec.module(), row).to(device)
-            self.nets.append(net)
-        self.criterion = nn.MSELoss()
+        self._setup(task.inputs, task.targets, workload.spec.module, initial_params(workload, n, seed),
+                    nn.MSELoss(), workload.sigma, workload.beta, device, seed)
+
+    def _setup(self, x: Tensor, y: Tensor, make_model, start: Tensor, criterion: nn.Module, sigma: float,
+               beta: float, device: torch.device, seed: int) -> None:
+        """One model per row of ``start`` (``make_model()`` loaded with it), their current losses and
+        the generators: the state every loop peer starts from."""
+        self.x, self.y = x, y
+        self.sigma, self.beta = sigma, beta
+        self.nets: list[nn.Module] = [negd.load_flat_params(make_model(), row).to(device) for row in start]
+        self.criterion = criterion
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.cpu_generator = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
             self.current = [self.criterion(net(self.x), self.y).item() for net in self.nets]
-        self.realization_steps_per_step = n
+        self.realization_steps_per_step = len(self.nets)
         self.device = device
 
     def _one_step(self, k: int) -> None:

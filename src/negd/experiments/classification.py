@@ -38,7 +38,7 @@ from negd.analysis.delta import delta_from_samples
 from negd.analysis.metrics import verdict
 from negd.engine import advance_counted
 from negd.ensemble import MLPLoss
-from negd.experiments.runner import _one_thread  # one-network work: one thread (see there)
+from negd.experiments.environment import one_thread  # one-network work: one thread (see there)
 from negd.experiments.store import write_json
 from negd.losses import accuracy
 from negd.models import MLPSpec, load_flat_params, torch_default_init
@@ -292,7 +292,7 @@ def run_classification(exp: ClassificationExperiment, out: Path | None = None, *
     # One torch thread for everything: on 2 shared cores a second thread costs more in synchronization
     # than it gains (the twin's gradient step: 4 ms on one thread, 32 ms on two under load, measured),
     # and a fixed thread count keeps floating-point reductions, hence the numbers, reproducible.
-    with _one_thread():
+    with one_thread():
         rows = _ne_and_twin(exp, spec, task, loss_fn, x0, log)
         small = exp.small_sigma_arm()
         small_rows = _ne_and_twin(small, spec, task, loss_fn, x0, log)

@@ -21,11 +21,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from negd.analysis.runfiles import CorruptFile
 from negd.engine import Tally, advance_counted, advance_tallied
 from negd.ensemble import MLPLoss
 from negd.experiments.config import Arm, ExperimentConfig
+from negd.experiments.environment import one_thread, versions
 from negd.experiments.lock import LOCK_NAME, run_dir_lock
 from negd.experiments.problem import Problem
 from negd.experiments.provenance import (
@@ -97,21 +96,6 @@ def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path
     return root / f"{config.experiment}-{config.scale}-seed{config.seed}-{stamp}"
 
 
-def _versions() -> dict:
-    import negd
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"negd": negd.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu}
-
-
 def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> dict:
     d = config.to_user_dict()
     d = {"experiment": config.experiment, "scale": config.scale, **d}
@@ -120,7 +104,7 @@ def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> d
     if config.init.kind == "torch":
         d["init"] = {"kind": "torch", "sigma0": None}
     d["arms"] = [a.to_json() for a in arms]
-    d["versions"] = _versions()
+    d["versions"] = versions()
     d["kernel"] = path["kernel"]
     d["compute_path"] = path
     d.update(settings_record(settings_of(config, arms)))
@@ -301,7 +285,7 @@ def _advance_interval(problem: Problem, index: int, ne_rule: Neuroevolution, gd_
     twin_loss_fn = problem.twin_loss_fn
     if sharding is None:
         ne, tally = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
-        with _one_thread():
+        with one_thread():
             gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
         return ne, gd, tally
 
@@ -311,7 +295,7 @@ def _advance_interval(problem: Problem, index: int, ne_rule: Neuroevolution, gd_
 
     ne, tally = advance_sharded(sharding.executor, ShardJob("ne", index, dn), ne, sharding.shards, local_ne,
                                 progress.update)
-    with _one_thread():
+    with one_thread():
         if problem.ensemble_twin:
             gd, _ = advance_sharded(sharding.executor, ShardJob("twin", index, dg), gd, sharding.shards,
                                     plain_advance(gd_rule, twin_loss_fn), lambda n: None)
@@ -336,7 +320,7 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
     else:
         start = time.perf_counter()
         ne = ne_rule.init(problem.x0, problem.loss_fn, seed=config.seed, realizations=arm.realizations)
-        with _one_thread():
+        with one_thread():
             gd = gd_rule.init(problem.x0, twin_loss_fn, seed=config.seed,
                               realizations=problem.twin_realizations)
             rows = [_snapshot_row(problem, arm, 0, ne, gd, None, 0, n_traj)]
@@ -354,7 +338,7 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         dg = arm.gd_step_of(arm.snapshots[row]) - arm.gd_step_of(arm.snapshots[row - 1])
         ne, gd, tally = _advance_interval(problem, index, ne_rule, gd_rule, ne, gd, dn, dg, progress, pace,
                                           sharding)
-        with _one_thread():
+        with one_thread():
             rows.append(_snapshot_row(problem, arm, row, ne, gd, tally, dn, n_traj))
         wall += time.perf_counter() - start
         rows[-1]["wall_seconds"] = wall
@@ -362,22 +346,6 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, row)
-
-
-@contextmanager
-def _one_thread():
-    """Run the one-network work (twin, regime check) on one torch thread.
-
-    Its tensors are tiny ([P, width] for R = 1): a second thread costs more in synchronization
-    than it saves (measured ~7x more CPU time per GD step on 2 cores), and a fixed thread count
-    keeps its floating-point reductions, hence its numbers, the same on every run.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _to(value, device: torch.device):

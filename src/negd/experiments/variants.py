@@ -40,7 +40,7 @@ from negd.analysis.delta import delta_from_samples
 from negd.analysis.metrics import verdict
 from negd.engine import advance
 from negd.ensemble import MLPLoss
-from negd.experiments.runner import _one_thread, _versions
+from negd.experiments.environment import one_thread, versions
 from negd.experiments.store import write_json
 from negd.minibatch import MinibatchLoss
 from negd.models import MLPSpec, paper_init
@@ -276,11 +276,11 @@ def run_variants(exp: VariantsExperiment, out: Path | None = None, *, progress: 
     config = asdict(exp) | {"sigma": exp.sigma, "steps": exp.steps, "n_params": spec.n_params,
                             "spec": asdict(spec), "task": "sin2pi", "beta": "inf", "seeds": {
                                 "x0": exp.seed, "rules": exp.seed, "twins": exp.seed, "batches": exp.seed},
-                            "versions": _versions()}
+                            "versions": versions()}
     write_json(run_dir / "config.json", config)
     log = (lambda text: print(f"negd variants: {text}", flush=True)) if progress else (lambda text: None)
     start = time.perf_counter()
-    with _one_thread():  # one thread: reproducible reductions, and faster on shared cores (see runner)
+    with one_thread():  # one thread: reproducible reductions, and faster on shared cores (see runner)
         results = {arm.name: run_arm(arm, exp, full, minibatch, x0, log) for arm in arms(exp)}
     target = _add_ratios(results)
     summary = {"experiment": "variants", "scale": exp.scale, "seed": exp.seed, "config": config,
