@@ -406,3 +406,21 @@ def test_covariance_se_calibrated_with_correlated_parameters(twin):
     assert abs(ratio - 1) < 4 * ratio_se
     ratio, ratio_se = ratio_and_se(np.asarray(st.corrected_se) ** 2)
     assert 1 - 4 * ratio_se < ratio < 2
+
+
+def test_spread_parameter_by_hand():
+    """s = tr(H) sigma^2 sum_k dn_k A_k / (2 U_twin); 0 for an ensemble twin, NaN without tr(H)."""
+    from negd.analysis.metrics import spread_parameter
+    from negd.analysis.rundir import ArmData
+
+    arm = ArmData(index=0, label="sigma", sigma=0.01, lam=1.0, t_final=1.0, realizations=4, ne_steps=300,
+                  arrays=None)
+    series = {"ne_step": np.array([0, 100, 300]), "acceptance_predicted": np.array([np.nan, 0.5, 0.4]),
+              "gd_loss": np.array([1.0, 0.5, 0.25]), "trace_hessian": np.array([1.0, 2.0, 3.0])}
+    variance = 0.01**2 * (100 * 0.5 + 200 * 0.4)
+    assert spread_parameter(arm, series) == pytest.approx(3.0 * variance / (2 * 0.25), rel=1e-12)
+    arm.twin = "langevin"
+    assert spread_parameter(arm, series) == 0.0
+    arm.twin = "noiseless"
+    series["trace_hessian"] = np.array([1.0, 2.0, np.nan])
+    assert math.isnan(spread_parameter(arm, series))

@@ -70,6 +70,12 @@ def test_theory_region():
     assert theory_inside(1000.0, 0.05, 0.05) is True
     assert theory_inside(1000.0, 0.5, 0.05) is False
     assert theory_inside(1000.0, math.nan, 0.05) is None
+    # c is a ratio of signed curvature to |g|: negative curvature as large is as far from linear
+    assert theory_inside(math.inf, math.inf, -0.2) is False
+    # the spread s (mutation noise a noiseless twin lacks) puts a point outside on its own
+    assert theory_inside(math.inf, math.inf, 0.05, s=0.04) is True
+    assert theory_inside(math.inf, math.inf, 0.05, s=0.2) is False
+    assert theory_inside(math.inf, math.inf, 0.05, s=math.nan) is None
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +99,16 @@ def test_two_by_two_sweep_writes_every_point_and_the_map(sweep_dir):
         summary = json.loads((run / "summary.json").read_text())
         assert point["state"] == "complete" and point["verdict"] == summary["verdict"]
         assert point["c_final"] == pytest.approx(summary["c_final"])
+        assert point["s_final"] == pytest.approx(summary["s_final"])
+        assert (point["s_final"] == 0.0) == (point["values"]["beta"] != "inf")  # langevin twin: no s
         assert point["acceptance_measured"] == pytest.approx(summary["acceptance_measured"])
         assert json.loads((run / "config.json").read_text())["compute_path"]["shards"] == 2
     assert (sweep_dir / "sweep.png").stat().st_size > 0
     table = [line for line in (sweep_dir / "sweep.md").read_text().splitlines() if line.startswith("| p0")]
     assert len(table) == 4
+    failing = [p for p in data["points"] if p["verdict"] == "does not hold" and p["theory_inside"] is not None]
+    assert data["failing"] == len(failing)
+    assert data["failing_outside"] == sum(not p["theory_inside"] for p in failing)
 
 
 def test_rerun_skips_complete_points_and_resumes_interrupted_ones(sweep_dir, capsys):

@@ -43,6 +43,8 @@ __all__ = [
     "LOSS_SE_HOLDS",
     "LOSS_GAP_FAILS",
     "C_SMALL",
+    "S_SMALL",
+    "spread_parameter",
     "arm_series",
     "arm_final",
     "sigma_trend",
@@ -58,6 +60,9 @@ LOSS_GAP_HOLDS = 0.05
 LOSS_SE_HOLDS = 3.0
 LOSS_GAP_FAILS = 0.25
 C_SMALL = 0.1  # curvature parameter below which the small-sigma limit is accurate (c^2/2 < 0.5%)
+# Spread parameter below which the mutation noise a noiseless twin lacks leaves the mean loss
+# within the verdict's own "holds" loss gap (negd.analysis.metrics.spread_parameter).
+S_SMALL = LOSS_GAP_HOLDS
 
 # Per-snapshot scalar columns copied from snapshots.npz into timeseries.csv.
 SCALAR_COLUMNS = (
@@ -149,6 +154,29 @@ def _resolution(series: dict[str, np.ndarray]) -> dict[str, float]:
             "resolution_quantization_max": quant, "resolution_ok": resolved}
 
 
+def spread_parameter(arm: ArmData, series: dict[str, np.ndarray]) -> float:
+    """s = tr(H) Var / (2 U_twin) at the last snapshot: the relative excess of the ensemble-mean loss
+    that the mutation noise alone causes, which a noiseless twin lacks (0 for an ensemble twin, whose
+    noise is NE's).
+
+    Each NE step moves a realization by sigma xi with probability A (the predicted acceptance:
+    1/2 at beta = inf, ~1 at small z), so without restoring forces the parameters' variance after
+    the run is Var = sigma^2 sum_k dn_k A_k (a random walk; Whitelam et al. 2021, noise of variance
+    sigma^2/2 per step at beta = inf), and over a quadratic loss the mean loss exceeds the loss of
+    the mean by tr(H) Var / 2 (Jensen). Negative curvature and restoring forces make the true excess
+    differ; s is the theory's scale of it, from the run's own sigma, steps, acceptance and tr(H)."""
+    if arm.twin in ENSEMBLE_TWINS:
+        return 0.0
+    steps = np.diff(series["ne_step"].astype(np.float64))
+    accept = np.nan_to_num(series["acceptance_predicted"][1:], nan=0.5)
+    variance = arm.sigma**2 * float(np.sum(steps * accept))
+    u_twin = float(series["gd_loss"][-1])
+    trace = float(series["trace_hessian"][-1])
+    if not (math.isfinite(trace) and u_twin > 0):
+        return math.nan
+    return trace * variance / (2 * u_twin)
+
+
 def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
     """The numbers of the last snapshot of an arm (and run averages of acceptance)."""
     last = {k: float(v[-1]) for k, v in series.items()}
@@ -201,6 +229,7 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         "c_max": float(np.nanmax(c)) if np.isfinite(c).any() else math.nan,
         "z_max": float(np.nanmax(series["z"])) if np.isfinite(series["z"]).any() else math.nan,
         "t_c_exceeds": float(series["t"][above[0]]) if above.size else math.nan,
+        "s_final": spread_parameter(arm, series),
         "grad_norm_initial": float(series["grad_norm"][0]),
         "grad_norm_final": last["grad_norm"],
         "wall_seconds": last["wall_seconds"],

@@ -23,6 +23,7 @@ from negd.analysis.metrics import (
     LOSS_SE_HOLDS,
     RATIO_FAILS,
     RATIO_HOLDS,
+    S_SMALL,
     arm_final,
     arm_series,
     sigma_trend,
@@ -125,6 +126,15 @@ def _regime_text(run: RunData, final: dict) -> str:
             f"(factor erfcx(z/sqrt 2)); {not_small}"
         )
         parts.append(f"z = beta sigma |g| = {_fmt(z, 3)} at the end: {regime}.")
+    spread = final.get("s_final", math.nan)
+    if math.isfinite(spread) and run.twin not in ENSEMBLE_TWINS:
+        verdict_on_spread = (
+            f"below {S_SMALL}: the mutation noise the noiseless twin lacks moves the mean loss by less than "
+            "the verdict's own tolerance" if abs(spread) <= S_SMALL else
+            f"above {S_SMALL}: the ensemble spreads enough that its mean loss is expected to leave the "
+            "noiseless twin's, whatever z and c say")
+        parts.append(f"s = tr(H) Var/(2 U_twin) = {_fmt(spread, 3)} at the end, with Var = sigma^2 x "
+                     f"(accepted steps) the random-walk spread of the mutations: {verdict_on_spread}.")
     return " ".join(parts)
 
 
@@ -278,6 +288,7 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
                 "c_final",
                 "c_max",
                 "z_max",
+                "s_final",
             )
         },
         "dtype": cfg.get("dtype", "float32"),
