@@ -6,7 +6,10 @@ local cluster of 2 CPUs for the session (a cluster takes several seconds to star
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -20,6 +23,9 @@ from negd.experiments.runner import run_experiment
 from negd.state import State
 from negd.validation import NegdError
 from tests.test_shards import FINITE, TINY, _assert_same_arms
+
+# One interval of 100 000 NE steps per realization (a second or two per shard), a twin of 1000 GD steps.
+LONG = TINY | {"realizations": 2, "t_final": 1.0, "lambda": 0.01, "n_snapshots": 2, "scan": None}
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +83,44 @@ def test_ray_langevin_twin_shards_equal_unsharded(tmp_path, ray_cluster):
     on_ray = run_experiment(config_from_dict(FINITE), tmp_path / "ray", progress=False, report=False,
                             shards=2, ray="local")
     _assert_same_arms(whole.run_dir, on_ray.run_dir, 1)
+
+
+def _kill_writer_of(path, killed: dict, timeout: float = 60.0) -> None:
+    """SIGKILL the process whose pid the shard checkpoint ``path`` records, as soon as it appears."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and "pid" not in killed:
+        try:
+            saved = torch.load(path, weights_only=True)
+            killed["step"], killed["pid"] = saved["state"]["step"], saved["pid"]
+        except (OSError, RuntimeError, EOFError, KeyError):  # not there yet
+            time.sleep(0.01)
+    if "pid" in killed:
+        os.kill(killed["pid"], signal.SIGKILL)
+
+
+def test_killed_worker_is_retried_and_continues_from_its_checkpoint(tmp_path, ray_cluster, monkeypatch,
+                                                                    capsys):
+    from negd.experiments import runner
+
+    updates: list[int] = []  # the progress bar's updates (it moves while the shards run)
+    monkeypatch.setattr(runner._Progress, "update", lambda self, n: updates.append(n))
+    whole = run_experiment(config_from_dict(LONG), tmp_path / "whole", progress=False, report=False)
+    updates.clear()
+    killed: dict = {}
+    killer = threading.Thread(target=_kill_writer_of, daemon=True,
+                              args=(tmp_path / "ray" / "arms" / "0" / "shards" / "ne-0-1.pt", killed))
+    killer.start()
+    on_ray = run_experiment(config_from_dict(LONG), tmp_path / "ray", progress=False, report=False, shards=2,
+                            ray="local", shard_checkpoint_seconds=0.2)
+    killer.join(timeout=10)
+    assert on_ray.state == "complete" and killed.get("pid") not in (None, os.getpid())
+    _assert_same_arms(whole.run_dir, on_ray.run_dir, 1)
+    # The retried task continued from the killed worker's last checkpoint, not from the start.
+    err = capsys.readouterr().err
+    resumed = [line for line in err.splitlines() if "shard 0 of arm 0 (NE, realizations 0-0): found its "
+               "checkpoint at step" in line]
+    assert len(resumed) == 1 and resumed[0].endswith("and continued from it (attempt 2)"), err
+    step = int(resumed[0].split("at step ")[1].split()[0])
+    assert killed["step"] <= step < 100_000
+    assert sum(updates) == 2 * 100_000 and len(updates) > 2  # more than one update per shard
+    assert not any((on_ray.run_dir / "arms" / "0" / "shards").iterdir())
