@@ -185,3 +185,23 @@ def test_shard_checkpoint_seconds_is_checked(tmp_path):
         run_experiment(config_from_dict(TINY), tmp_path / "r", progress=False, report=False, shards=2,
                        shard_checkpoint_seconds=0)
     assert not (tmp_path / "r").exists()
+
+
+def test_cli_shard_checkpoint_flag(tmp_path, capsys, monkeypatch):
+    from negd.cli import main
+    from negd.experiments import runner
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(TINY))  # JSON is YAML
+    assert main(["run", str(config), "--out", str(tmp_path / "a"), "--no-progress", "--shards", "2",
+                 "--shard-checkpoint", "0"]) == 2
+    assert "--shard-checkpoint: must be a number of seconds > 0, got '0'" in capsys.readouterr().err
+    given = {}
+
+    def fake_run(config, out, **kw):
+        given.update(kw)
+        raise NegdError("stopped here")
+
+    monkeypatch.setattr(runner, "run_experiment", fake_run)
+    assert main(["run", str(config), "--no-progress", "--shards", "2", "--shard-checkpoint", "0.5"]) == 2
+    assert given["shard_checkpoint_seconds"] == 0.5 and given["shards"] == 2

@@ -13,7 +13,9 @@ Every snapshot rewrites ``arms/<i>/snapshots.npz`` and ``arms/<i>/checkpoint.pt`
 The random numbers of NE are a pure function of (seed, realization, step) (:mod:`negd.rng`), so
 restoring the saved states and snapshotting at the same steps makes a resumed run identical,
 bit for bit, to an uninterrupted one. Ctrl-C stops at once; the run directory keeps every
-snapshot completed before it.
+snapshot completed before it. A sharded run also checkpoints each shard's progress inside an
+interval (``arms/<i>/shards/``, negd.experiments.shard_task), so a killed worker, a failed shard
+or an interrupted run loses at most about ``shard_checkpoint_seconds`` (30 s) of each shard's work.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Layout (the contract with :mod:`negd.analysis`; see docs/experiments.md)::
     DIR/status.json              {"state": running|interrupted|complete, "arms_complete", "wall_seconds"}
     DIR/arms/<i>/snapshots.npz   per-snapshot arrays (rewritten at every snapshot)
     DIR/arms/<i>/checkpoint.pt   NE and GD states to resume exactly
+    DIR/arms/<i>/shards/         sharded runs: each shard's checkpoint inside an interval
+                                 (negd.experiments.shard_files)
 
 A crash or Ctrl-C at any moment leaves every file either in its previous or its new version,
 never half written. Every file is read back through one validating loader here: a damaged or
