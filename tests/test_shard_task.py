@@ -121,21 +121,25 @@ def test_check_result_names_what_is_wrong(problem):
 
 
 def _counting(monkeypatch, fail=None):
-    """advance_tallied of the shards, counting calls per (first realization, step); ``fail(state)``
-    returns an exception to raise or a state to return instead."""
-    calls: dict = {}
+    """advance_tallied of the shards, recording each call's (first realization, step) in order;
+    ``fail(state, result)`` returns an exception to raise or a result to return instead."""
+    calls: list = []
 
     def advance(rule, state, loss_fn, steps):
-        key = (int(state.realization[0]), state.step)
-        calls[key] = calls.get(key, 0) + 1
+        calls.append((int(state.realization[0]), state.step))
         out = real_advance(rule, state, loss_fn, steps)
         bad = None if fail is None else fail(state, out)
-        if isinstance(bad, Exception):
+        if isinstance(bad, BaseException):
             raise bad
         return out if bad is None else bad
 
     monkeypatch.setattr(shard_task, "advance_tallied", advance)
     return calls
+
+
+def _arm0(calls: list) -> list:
+    """The calls of a resumed run's arm 0 (arm 1 starts after it, at step 0)."""
+    return calls[:next((i for i, (_, step) in enumerate(calls) if step == 0), len(calls))]
 
 
 def test_failed_shard_is_one_line_and_resume_recomputes_only_unfinished_shards(tmp_path, monkeypatch,
@@ -155,8 +159,7 @@ def test_failed_shard_is_one_line_and_resume_recomputes_only_unfinished_shards(t
     calls = _counting(monkeypatch)
     assert resume_experiment(out, progress=False, report=False).state == "complete"
     # The finished shards were not recomputed in the failed interval (steps 10-20 of arm 0).
-    in_interval = {k: n for k, n in calls.items() if 10 <= k[1] < 20}
-    assert {first for first, _ in in_interval} == {5}
+    assert {first for first, step in _arm0(calls) if step < 20} == {5}
     err = capsys.readouterr().err
     assert "shard 0 of arm 0 (NE, realizations 0-2): found its checkpoint at step 20 of 10-20 and was " \
            "complete (attempt 2)" in err
@@ -205,3 +208,27 @@ def test_cli_shard_checkpoint_flag(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(runner, "run_experiment", fake_run)
     assert main(["run", str(config), "--no-progress", "--shards", "2", "--shard-checkpoint", "0.5"]) == 2
     assert given["shard_checkpoint_seconds"] == 0.5 and given["shards"] == 2
+
+
+def test_run_interrupted_inside_a_shard_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the middle of shard 1's interval (steps 10-20 of arm 0): --resume continues that shard
+    from its last checkpoint (step 15), reuses the finished shard 0, and ends identical."""
+    whole = run_experiment(config_from_dict(TINY), tmp_path / "whole", progress=False, report=False)
+    _counting(monkeypatch, lambda s, out: KeyboardInterrupt() if int(s.realization[0]) == 3
+              and s.step == 15 else None)
+    out = tmp_path / "run"
+    part = run_experiment(config_from_dict(TINY), out, progress=False, report=False, shards=3,
+                          shard_checkpoint_seconds=1e-9)  # chunks of one step, a checkpoint after each
+    assert part.state == "interrupted"
+    capsys.readouterr()
+    calls = _counting(monkeypatch)
+    assert resume_experiment(out, progress=False, report=False).state == "complete"
+    first_calls = _arm0(calls)
+    assert first_calls[0] == (3, 15)  # shard 0 skipped, shard 1 continued at 15: steps 10-14 not redone
+    assert not any(first == 0 and step < 20 for first, step in first_calls)  # shard 0 not at all
+    err = capsys.readouterr().err
+    assert "shard 1 of arm 0 (NE, realizations 3-4): found its checkpoint at step 15 of 10-20 and " \
+           "continued from it (attempt 2)" in err
+    assert "shard 0 of arm 0 (NE, realizations 0-2): found its checkpoint at step 20 of 10-20 and " \
+           "was complete (attempt 2)" in err
+    _assert_same_arms(whole.run_dir, out, 2)
