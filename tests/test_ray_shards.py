@@ -19,7 +19,7 @@ import torch
 from negd.cli import main
 from negd.experiments.config import config_from_dict
 from negd.experiments.ray_shards import state_from_arrays, state_to_arrays
-from negd.experiments.runner import run_experiment
+from negd.experiments.runner import resume_experiment, run_experiment
 from negd.state import State
 from negd.validation import NegdError
 from tests.test_shards import FINITE, TINY, _assert_same_arms
@@ -125,3 +125,28 @@ def test_killed_worker_is_retried_and_continues_from_its_checkpoint(tmp_path, ra
     assert killed["step"] <= step < 300_000
     assert sum(updates) == 2 * 300_000 and len(updates) > 2  # more than one update per shard
     assert not any((on_ray.run_dir / "arms" / "0" / "shards").iterdir())
+
+
+def test_task_that_raises_fails_the_run_in_one_line_and_resume_completes(tmp_path, ray_cluster, capsys):
+    """A Ray task that raises is not retried: the run fails with one line naming the shard, keeps what
+    it wrote, and --resume completes it identical to an uninterrupted run. The fault: shard 0's
+    checkpoint path is a directory, so the worker cannot save its checkpoint."""
+    whole = run_experiment(config_from_dict(TINY), tmp_path / "whole", progress=False, report=False)
+
+    def stop(arm, row):
+        if (arm, row) == (0, 1):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "ray"
+    run_experiment(config_from_dict(TINY), out, progress=False, report=False, shards=2, ray="local",
+                   on_snapshot=stop)
+    blocker = out / "arms" / "0" / "shards" / "ne-0-4.pt"
+    blocker.mkdir(parents=True)
+    with pytest.raises(NegdError) as e:
+        resume_experiment(out, progress=False, report=False, ray="local")
+    assert str(e.value).startswith("shard 0 of arm 0 (NE, realizations 0-3) failed on Ray: ")
+    assert "\n" not in str(e.value) and "Error" in str(e.value)
+    assert torch.load(out / "arms" / "0" / "checkpoint.pt", weights_only=True)["rows"] == 2  # kept
+    blocker.rmdir()
+    assert resume_experiment(out, progress=False, report=False, ray="local").state == "complete"
+    _assert_same_arms(whole.run_dir, out, 2)
