@@ -15,7 +15,8 @@ same shard after ``--resume``) that finds a checkpoint of its interval continues
 returns it at once when it is complete. Once the interval is merged and the arm checkpoint saved,
 the shard files are removed (:func:`clear_shard_files`).
 
-Files are written atomically (negd.experiments.store). They are read through a validating
+Files are written atomically (negd.experiments.store; not synced to disk, which would cost more
+than a short interval's work). They are read through a validating
 loader: a damaged or foreign file (another interval, other realizations or settings, non-finite
 numbers) is ignored with one line on stderr, and the shard recomputes its interval (the same
 numbers: they are a pure function of seed, realization id and step, negd.rng).
@@ -83,7 +84,8 @@ def save_shard(path: Path, job: ShardJob, state: State, tally: Tally, attempt: i
                "accepted": tally.accepted, "ties": tally.ties, "attempt": attempt, "pid": os.getpid()}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    # Not synced to disk: after a power cut a damaged file is rejected by the loader (then recomputed).
+    atomic_write_bytes(path, buffer.getvalue(), durable=False)
 
 
 def load_shard(path: Path, job: ShardJob, shard: State) -> SavedShard | None:
