@@ -504,6 +504,8 @@ def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bo
             restored[index] = None  # free the restored rows
             complete.append(index)
             write_status(run_dir, "running", complete, sum(walls))
+        for index in range(len(arms)):  # left over by a stop between an arm's last save and clean-up
+            clear_shard_files(shard_folder(run_dir, index))
         state = "complete"
     except KeyboardInterrupt:
         pass  # every completed snapshot is on disk; report what exists and say how to resume
