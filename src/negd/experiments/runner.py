@@ -239,7 +239,8 @@ class _Progress:
 
 def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: _Progress,
                 pace: dict) -> tuple[State, Tally]:
-    """``steps`` NE steps in chunks of about CHUNK_SECONDS (same numbers as one call: counter-based RNG)."""
+    """``steps`` NE steps in chunks of about a second (advance_paced; same numbers as one call: counter-based
+    RNG)."""
     tally = zero_tally(state)
     chunks = advance_paced(rule, state, loss_fn, state.step + steps, tally, pace)
     for state, tally, chunk in chunks:  # noqa: B007 - the last chunk's state and tally are the result

@@ -29,18 +29,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from negd.analysis.runfiles import CorruptFile, short
 from negd.engine import Tally
 from negd.experiments.restore import checked_state
+from negd.experiments.shard_job import ShardJob
 from negd.experiments.store import arm_dir, atomic_write_bytes
 from negd.state import State
-
-if TYPE_CHECKING:
-    from negd.experiments.shard_task import ShardJob
 
 __all__ = ["SHARDS_DIR", "SavedShard", "shard_folder", "checkpoint_path", "progress_path", "save_shard",
            "load_shard", "write_progress", "read_progress", "clear_shard_files"]

@@ -23,6 +23,7 @@ import torch
 
 from negd.engine import Tally, advance_tallied
 from negd.experiments.shard_files import checkpoint_path, load_shard, save_shard
+from negd.experiments.shard_job import DEFAULT_CHECKPOINT_SECONDS, ShardJob
 from negd.state import State
 from negd.validation import NegdError
 
@@ -31,30 +32,8 @@ __all__ = ["CHUNK_SECONDS", "DEFAULT_CHECKPOINT_SECONDS", "ShardJob", "ShardResu
 
 # Target duration of one advance_tallied call, so that the progress bar moves about once a second.
 CHUNK_SECONDS = 1.0
-# Seconds of work between two checkpoints of a shard (a killed worker loses at most about this).
-DEFAULT_CHECKPOINT_SECONDS = 30.0
 
 OnSteps = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    """One snapshot interval of one kind of shard: ``kind`` "ne" (neuroevolution) or "twin" (the gradient
-    twin ensemble) of arm ``arm_index``, ``steps`` steps from ``start_step``. ``folder``: where the shards
-    keep their checkpoints (absolute path; None: none), ``settings``: the arm checkpoint's settings
-    (JSON), which a shard checkpoint must repeat to be trusted."""
-
-    kind: str
-    arm_index: int
-    start_step: int
-    steps: int
-    folder: str | None = None
-    settings: str = ""
-    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
-
-    @property
-    def target_step(self) -> int:
-        return self.start_step + self.steps
 
 
 @dataclass(frozen=True)
