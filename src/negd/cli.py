@@ -65,18 +65,36 @@ def _shards(text: str) -> int:
     return value
 
 
-def _add_sharding(parser: argparse.ArgumentParser) -> None:
+def _add_sharding(parser: argparse.ArgumentParser, checkpoint: bool = True) -> None:
     parser.add_argument("--shards", type=_shards, default=None, metavar="K",
                         help="split every arm's realizations into K shards advanced separately between "
                              "snapshots (same numbers as unsharded; default: no shards)")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",
                         help="run each shard as a Ray task: 'local' starts a local cluster for this run, "
                              "else the address of a running one (needs pip install 'negd[ray]')")
+    if not checkpoint:
+        return
+    parser.add_argument("--shard-checkpoint", type=_seconds, default=None, metavar="SECONDS",
+                        help="seconds of work between two checkpoints of a shard in the run directory "
+                             "(default 30; a killed worker or run loses at most about that)")
 
 
-def _sharding_kwargs(shards, ray) -> dict:
-    """``shards``/``ray`` keyword arguments of the runner, only those given (the default run is unchanged)."""
-    return {k: v for k, v in (("shards", shards), ("ray", ray)) if v is not None}
+def _seconds(text: str) -> float:
+    """argparse type of --shard-checkpoint: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _sharding_kwargs(shards, ray, checkpoint_seconds=None) -> dict:
+    """``shards``/``ray``/``shard_checkpoint_seconds`` keyword arguments of the runner, only those given
+    (the default run is unchanged)."""
+    given = (("shards", shards), ("ray", ray), ("shard_checkpoint_seconds", checkpoint_seconds))
+    return {k: v for k, v in given if v is not None}
 
 
 _ALLOW_PATH_CHANGE = ("with --resume: continue even if this machine computes on another path (kernel or "
@@ -133,7 +151,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, default=None,
                        help="sweep directory (default runs/sweep-...); rerunning into it continues the sweep")
     sweep.add_argument("--no-progress", action="store_true")
-    _add_sharding(sweep)
+    _add_sharding(sweep, checkpoint=False)  # a sweep's runs checkpoint their shards every 30 s
 
     report = sub.add_parser("report", help="build summary, figures and report.md of a run directory")
     report.add_argument("run_dir", type=Path)
@@ -209,7 +227,8 @@ def _reproduce_variants(args: argparse.Namespace) -> int:
                         ("--twin-realizations", args.twin_realizations), ("--device", args.device),
                         ("--allow-path-change", args.allow_path_change or None),
                         ("--dtype", None if args.dtype in (None, "auto", "float64") else args.dtype),
-                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray)):
+                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray),
+                        ("--shard-checkpoint", args.shard_checkpoint)):
         if value is not None:
             raise NegdError(f"{flag}: not available for 'variants' (float64 on the CPU, each rule's own "
                             "twin, a run of minutes)")
@@ -241,12 +260,12 @@ def _reproduce(args: argparse.Namespace) -> int:
                             f"not {args.experiment!r}")
         _check_resume_flags(args, config)
         result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change,
-                                   **_sharding_kwargs(args.shards, args.ray))
+                                   **_sharding_kwargs(args.shards, args.ray, args.shard_checkpoint))
     else:
         if args.allow_path_change:
             raise NegdError("--allow-path-change: only with --resume")
         result = run_experiment(_reproduce_config(args), args.out, progress=progress,
-                                **_sharding_kwargs(args.shards, args.ray))
+                                **_sharding_kwargs(args.shards, args.ray, args.shard_checkpoint))
     return _finish(result, f"negd reproduce {args.experiment} --resume {result.run_dir}")
 
 
@@ -298,7 +317,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.config is not None or args.out is not None:
             raise NegdError("--resume: give only the run directory (its config.json is used)")
         result = resume_experiment(args.resume, progress=progress, allow_path_change=args.allow_path_change,
-                                   **_sharding_kwargs(args.shards, args.ray))
+                                   **_sharding_kwargs(args.shards, args.ray, args.shard_checkpoint))
     else:
         if args.allow_path_change:
             raise NegdError("--allow-path-change: only with --resume")
@@ -311,7 +330,8 @@ def _run(args: argparse.Namespace) -> int:
         if "grid" in options:
             raise NegdError(f"grid: {args.config} has a grid section: run it with negd sweep")
         shards = args.shards if args.shards is not None else options.get("shards")
-        result = run_experiment(config, args.out, progress=progress, **_sharding_kwargs(shards, args.ray))
+        result = run_experiment(config, args.out, progress=progress,
+                                **_sharding_kwargs(shards, args.ray, args.shard_checkpoint))
     return _finish(result, f"negd run --resume {result.run_dir}")
 
 

@@ -1,14 +1,18 @@
 """Shards as Ray tasks (``--ray local`` or ``--ray ADDRESS``; the optional extra ``negd[ray]``).
 
 Each shard's advance between two snapshots is one Ray core task with plain inputs: the
-configuration (a JSON-able dict), which arm and dynamics ("ne" or "twin"), the number of steps and
-the shard's state as numpy arrays (its realization ids among them). The worker rebuilds the
-problem from the configuration (cached per worker process), pins torch, hence the C kernel, to one
-thread so that the workers of a machine do not fight over its cores, advances the shard with
-:func:`negd.engine.advance_tallied` and returns the new state as numpy arrays. The random numbers
-are a pure function of (seed, realization id, step), so a task that Ray retries after its worker
-died recomputes exactly the same numbers; the driver merges the results by realization id, never
-by completion order (negd.experiments.shards).
+configuration (a JSON-able dict), the job (negd.experiments.shard_task.ShardJob: arm, "ne" or
+"twin", step range, checkpoint folder) and the shard's state as numpy arrays (its realization ids
+among them). The worker rebuilds the problem from the configuration (cached per worker process),
+pins torch, hence the C kernel, to one thread so that the workers of a machine do not fight over
+its cores, and runs :func:`negd.experiments.shard_task.run_shard`, the function in-process shards
+run: it checkpoints the shard's progress into the run directory and writes a progress record
+that the driver reads to move the progress bar during the interval. A task whose worker died is
+retried by Ray (TASK_RETRIES) and continues from the shard's checkpoint; the random numbers are a
+pure function of (seed, realization id, step), so it ends with exactly the numbers of an
+uninterrupted task. A task that raised is not retried: the run fails with one line naming the
+shard. The driver merges the results by realization id, never by completion order
+(negd.experiments.shards).
 
 Ray is imported only here and only when asked for; Ray is never started implicitly.
 """
@@ -22,9 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from negd.engine import Tally, advance_tallied
+from negd.engine import Tally
 from negd.experiments.config import ExperimentConfig, config_from_dict
-from negd.experiments.shards import Advance, Progress, ShardJob
+from negd.experiments.shard_files import progress_path, read_progress, write_progress
+from negd.experiments.shard_task import ShardJob, ShardResult, run_shard, shard_name
+from negd.experiments.shards import Dynamics, Progress, first_line, realization_steps
 from negd.state import State
 from negd.validation import NegdError
 
@@ -33,6 +39,10 @@ __all__ = ["RayShards", "advance_shard", "state_to_arrays", "state_from_arrays"]
 # Seconds to wait for a cluster address to accept a connection (Ray itself retries for minutes).
 CONNECT_TIMEOUT = 5.0
 RAY_DEFAULT_PORT = 6379
+# Retries of a task whose worker process died (killed, out of memory, node lost).
+TASK_RETRIES = 3
+# Seconds between two looks at the shards' progress records while their tasks run.
+POLL_SECONDS = 0.5
 MISSING = "--ray: Ray is not installed; install the extra: pip install -e '.[ray]' (or pip install ray)"
 
 
@@ -79,17 +89,33 @@ def _problem(payload: dict):
     return _PROBLEMS[key]
 
 
-def advance_shard(payload: dict, kind: str, arm_index: int, steps: int, shard: dict) -> dict:
-    """One shard's advance by ``steps`` (the body of a Ray task; plain inputs and outputs)."""
+_PACE: dict = {}  # per worker process and shard: measured steps per second (chunks of about a second)
+
+
+def advance_shard(payload: dict, job: ShardJob, shard: dict) -> dict:
+    """One shard's interval (the body of a Ray task; plain inputs and outputs): the problem rebuilt from
+    the configuration, then :func:`negd.experiments.shard_task.run_shard`, as in-process shards do."""
     torch.set_num_threads(1)  # one core per task: the C kernel uses torch's thread count
     problem = _problem(payload)
-    arm = problem.config.arms()[arm_index]
-    if kind == "ne":
+    arm = problem.config.arms()[job.arm_index]
+    if job.kind == "ne":
         rule, loss_fn = problem.ne_rule(arm), problem.loss_fn
     else:
         rule, loss_fn = problem.gd_rule(arm), problem.twin_loss_fn
-    state, tally = advance_tallied(rule, state_from_arrays(shard), loss_fn, steps)
-    return {"state": state_to_arrays(state), "accepted": tally.accepted.numpy(), "ties": tally.ties.numpy()}
+    state = state_from_arrays(shard)
+    record = progress_path(job, state)
+    step = [job.start_step]
+
+    def on_steps(n: int) -> None:  # the driver's progress bar reads this record
+        step[0] += n
+        if record is not None:
+            write_progress(record, step[0])
+
+    pace = _PACE.setdefault((json.dumps(payload, sort_keys=True, default=str), job.kind, job.arm_index,
+                             int(state.realization[0])), {})
+    result = run_shard(job, state, rule, loss_fn, on_steps, pace)
+    return {"state": state_to_arrays(result.state), "accepted": result.tally.accepted.numpy(),
+            "ties": result.tally.ties.numpy(), "resumed_from": result.resumed_from, "attempt": result.attempt}
 
 
 # --------------------------------------------------------------------------- the executor
@@ -102,7 +128,9 @@ class RayShards:
         self._ray = ray
         self._payload = payload
         self._started = started
-        self._task = ray.remote(num_cpus=1)(advance_shard)
+        # A task whose worker died is retried (it continues from the shard's checkpoint); one that
+        # raised is not (the same inputs would raise again).
+        self._task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(advance_shard)
         self.cpus = int(ray.cluster_resources().get("CPU", 1))
 
     @staticmethod
@@ -127,23 +155,40 @@ class RayShards:
             raise NegdError(f"--ray: cannot use Ray at {address!r}: {first}") from None
         return RayShards(ray, config_payload(config), started=True)
 
-    def advance(self, job: ShardJob, shards: list[State], local: Advance,
-                progress: Progress) -> list[tuple[State, Tally]]:
+    def advance(self, job: ShardJob, shards: list[State], dynamics: Dynamics,
+                progress: Progress) -> list[ShardResult]:
         ray = self._ray
-        refs = [self._task.remote(self._payload, job.kind, job.arm_index, job.steps, state_to_arrays(s))
-                for s in shards]
+        refs = [self._task.remote(self._payload, job, state_to_arrays(s)) for s in shards]
         position = {ref: i for i, ref in enumerate(refs)}
-        results: dict[int, tuple[State, Tally]] = {}
+        results: dict[int, ShardResult] = {}
+        reported = [0] * len(shards)  # steps of each shard shown on the progress bar
+
+        def report(i: int, steps: int) -> None:
+            if steps > reported[i]:
+                progress(realization_steps(job, shards[i], steps - reported[i]))
+                reported[i] = steps
+
         pending = list(refs)
-        while pending:  # results as they complete (progress), placed by their shard's position
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                i = position[ref]
-                out = _get(ray, ref, i, shards[i])
-                results[i] = (state_from_arrays(out["state"]),
-                              Tally(torch.from_numpy(np.array(out["accepted"])),
-                                    torch.from_numpy(np.array(out["ties"]))))
-                progress(job.steps * shards[i].n_realizations if job.kind == "ne" else 0)
+        try:
+            while pending:  # results as they complete, placed by their shard's position
+                done, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_SECONDS)
+                for ref in done:
+                    i = position[ref]
+                    out = _get(ray, ref, job, i, shards[i])
+                    results[i] = ShardResult(state_from_arrays(out["state"]),
+                                             Tally(torch.from_numpy(np.array(out["accepted"])),
+                                                   torch.from_numpy(np.array(out["ties"]))),
+                                             out["resumed_from"], out["attempt"])
+                    report(i, job.steps)
+                for ref in pending if job.kind == "ne" else ():  # the bar moves during the interval
+                    i = position[ref]
+                    record = progress_path(job, shards[i])
+                    step = None if record is None else read_progress(record)
+                    if step is not None:
+                        report(i, min(step, job.target_step) - job.start_step)
+        finally:
+            for ref in pending:  # a shard failed (or Ctrl-C): stop the others; their checkpoints stay
+                ray.cancel(ref, force=True)
         return [results[i] for i in range(len(shards))]
 
     def close(self) -> None:
@@ -166,13 +211,11 @@ def _check_reachable(address: str) -> None:
                         f"(ray start --head) or use --ray local") from None
 
 
-def _get(ray, ref, index: int, shard: State) -> dict:
-    """A task's result; a task that raised fails the run with one line naming the shard."""
+def _get(ray, ref, job: ShardJob, index: int, shard: State) -> dict:
+    """A task's result; a task that raised (or whose retries ran out) fails the run with one line
+    naming the shard."""
     try:
         return ray.get(ref)
     except Exception as e:
         cause = getattr(e, "cause", None) or e
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1][:200]
-        ids = shard.realization
-        raise NegdError(f"shard {index} (realizations {int(ids[0])}-{int(ids[-1])}) failed on Ray: "
-                        f"{first}") from None
+        raise NegdError(f"{shard_name(job, index, shard)} failed on Ray: {first_line(cause)}") from None

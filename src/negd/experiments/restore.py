@@ -27,7 +27,7 @@ from negd.experiments.store import load_checkpoint, load_snapshots
 from negd.state import State
 from negd.validation import NegdError
 
-__all__ = ["Restored", "ArmShape", "restore_arm", "unstack_rows"]
+__all__ = ["Restored", "ArmShape", "restore_arm", "unstack_rows", "checked_state"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def unstack_rows(arrays: dict[str, np.ndarray], n_rows: int) -> list[dict]:
             for i in range(n_rows)]
 
 
-def _state(path: Path, name: str, d: dict) -> State:
+def checked_state(path: Path, name: str, d: dict) -> State:
+    """``d`` as a State with consistent tensors; CorruptFile naming ``path`` otherwise."""
     try:
         state = State.from_dict(d)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -143,7 +144,7 @@ def restore_arm(folder: Path, shape: ArmShape, device: torch.device) -> Restored
     if rows > len(shape.arm.snapshots):
         raise CorruptFile(ckpt_path, f"has {rows} rows, the arm has only {len(shape.arm.snapshots)}",
                           RECOMPUTE)
-    ne, gd = _state(ckpt_path, "NE", ckpt["ne"]), _state(ckpt_path, "twin", ckpt["gd"])
+    ne, gd = checked_state(ckpt_path, "NE", ckpt["ne"]), checked_state(ckpt_path, "twin", ckpt["gd"])
     _check_states(ckpt_path, ne, gd, rows, shape)
     arrays = load_snapshots(snap_path)
     _check_snapshots(snap_path, arrays, rows, shape)

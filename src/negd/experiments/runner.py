@@ -13,7 +13,9 @@ Every snapshot rewrites ``arms/<i>/snapshots.npz`` and ``arms/<i>/checkpoint.pt`
 The random numbers of NE are a pure function of (seed, realization, step) (:mod:`negd.rng`), so
 restoring the saved states and snapshotting at the same steps makes a resumed run identical,
 bit for bit, to an uninterrupted one. Ctrl-C stops at once; the run directory keeps every
-snapshot completed before it.
+snapshot completed before it. A sharded run also checkpoints each shard's progress inside an
+interval (``arms/<i>/shards/``, negd.experiments.shard_task), so a killed worker, a failed shard
+or an interrupted run loses at most about ``shard_checkpoint_seconds`` (30 s) of each shard's work.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
 from negd.analysis.runfiles import CorruptFile
-from negd.engine import Tally, advance_counted, advance_tallied
+from negd.engine import Tally, advance_counted
 from negd.ensemble import MLPLoss
 from negd.experiments.config import Arm, ExperimentConfig
 from negd.experiments.environment import one_thread, versions
@@ -48,7 +50,15 @@ from negd.experiments.provenance import (
     settings_record,
 )
 from negd.experiments.restore import ArmShape, Restored, restore_arm
-from negd.experiments.shards import ShardExecutor, ShardJob, advance_sharded, check_shards, plain_advance
+from negd.experiments.shard_files import clear_shard_files, shard_folder
+from negd.experiments.shard_task import (
+    DEFAULT_CHECKPOINT_SECONDS,
+    ShardJob,
+    advance_paced,
+    check_checkpoint_seconds,
+    zero_tally,
+)
+from negd.experiments.shards import ShardExecutor, advance_sharded, check_shards
 from negd.experiments.store import (
     arm_dir,
     save_checkpoint,
@@ -68,8 +78,6 @@ __all__ = ["RunResult", "run_experiment", "resume_experiment", "default_run_dir"
 # Hutchinson probes of the regime check at each snapshot: a few Hessian-vector products of one
 # network, small next to the R x dn loss evaluations of an interval.
 REGIME_PROBES = 4
-# Target duration of one advance_counted call, so the progress bar moves about once a second.
-CHUNK_SECONDS = 1.0
 
 SnapshotHook = Callable[[int, int], None]
 
@@ -231,21 +239,13 @@ class _Progress:
 
 def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: _Progress,
                 pace: dict) -> tuple[State, Tally]:
-    """``steps`` NE steps in chunks of about CHUNK_SECONDS (same numbers as one call: counter-based RNG)."""
-    accepted = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
-    ties = accepted.clone()
-    done = 0
-    while done < steps:
-        chunk = min(steps - done, max(1, int(pace.get("steps_per_s", 1.0) * CHUNK_SECONDS)))
-        start = time.perf_counter()
-        state, tally = advance_tallied(rule, state, loss_fn, chunk)
-        elapsed = max(time.perf_counter() - start, 1e-6)
-        pace["steps_per_s"] = chunk / elapsed
-        accepted += tally.accepted.to(accepted.device)
-        ties += tally.ties.to(ties.device)
-        done += chunk
+    """``steps`` NE steps in chunks of about a second (advance_paced; same numbers as one call: counter-based
+    RNG)."""
+    tally = zero_tally(state)
+    chunks = advance_paced(rule, state, loss_fn, state.step + steps, tally, pace)
+    for state, tally, chunk in chunks:  # noqa: B007 - the last chunk's state and tally are the result
         progress.update(chunk * state.n_realizations)
-    return state, Tally(accepted, ties)
+    return state, tally
 
 
 def _arm_shape(problem: Problem, index: int, arm: Arm, settings: dict) -> ArmShape:
@@ -271,17 +271,20 @@ def _restore_or_reset(problem: Problem, run_dir: Path, index: int, arm: Arm,
 
 @dataclass(frozen=True)
 class Sharding:
-    """``shards`` blocks of realizations per arm, advanced by ``executor`` (negd.experiments.shards)."""
+    """``shards`` blocks of realizations per arm, advanced by ``executor`` (negd.experiments.shards);
+    each shard checkpoints its progress every ``checkpoint_seconds`` (negd.experiments.shard_files)."""
 
     shards: int
     executor: ShardExecutor
+    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
 
 
-def _advance_interval(problem: Problem, index: int, ne_rule: Neuroevolution, gd_rule: UpdateRule,
-                      ne: State, gd: State, dn: int, dg: int, progress: _Progress, pace: dict,
-                      sharding: Sharding | None) -> tuple[State, State, Tally]:
+def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neuroevolution,
+                      gd_rule: UpdateRule, ne: State, gd: State, dn: int, dg: int, progress: _Progress,
+                      pace: dict, sharding: Sharding | None, settings: str) -> tuple[State, State, Tally]:
     """NE by ``dn`` steps and the twin by ``dg``, whole or as shards merged by realization id (the same
-    numbers: counter-based random numbers, realizations independent)."""
+    numbers: counter-based random numbers, realizations independent). Shards checkpoint into
+    ``arms/<index>/shards/`` (their owner: ``settings``, as the arm checkpoint's)."""
     twin_loss_fn = problem.twin_loss_fn
     if sharding is None:
         ne, tally = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
@@ -289,16 +292,18 @@ def _advance_interval(problem: Problem, index: int, ne_rule: Neuroevolution, gd_
             gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
         return ne, gd, tally
 
-    def local_ne(shard: State, steps: int) -> tuple[State, Tally]:
-        return _advance_ne(ne_rule, shard, problem.loss_fn, steps, progress,
-                           pace.setdefault(int(shard.realization[0]), {}))
+    folder = shard_folder(run_dir, index)
+    folder.mkdir(parents=True, exist_ok=True)
 
-    ne, tally = advance_sharded(sharding.executor, ShardJob("ne", index, dn), ne, sharding.shards, local_ne,
-                                progress.update)
+    def job(kind: str, start: int, steps: int) -> ShardJob:
+        return ShardJob(kind, index, start, steps, str(folder), settings, sharding.checkpoint_seconds)
+
+    ne, tally = advance_sharded(sharding.executor, job("ne", ne.step, dn), ne, sharding.shards,
+                                (ne_rule, problem.loss_fn), progress.update)
     with one_thread():
         if problem.ensemble_twin:
-            gd, _ = advance_sharded(sharding.executor, ShardJob("twin", index, dg), gd, sharding.shards,
-                                    plain_advance(gd_rule, twin_loss_fn), lambda n: None)
+            gd, _ = advance_sharded(sharding.executor, job("twin", gd.step, dg), gd, sharding.shards,
+                                    (gd_rule, twin_loss_fn), lambda n: None)
         else:  # one noiseless GD run: nothing to split
             gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
     return ne, gd, tally
@@ -336,13 +341,15 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         start = time.perf_counter()
         dn = arm.snapshots[row] - arm.snapshots[row - 1]
         dg = arm.gd_step_of(arm.snapshots[row]) - arm.gd_step_of(arm.snapshots[row - 1])
-        ne, gd, tally = _advance_interval(problem, index, ne_rule, gd_rule, ne, gd, dn, dg, progress, pace,
-                                          sharding)
+        ne, gd, tally = _advance_interval(problem, run_dir, index, ne_rule, gd_rule, ne, gd, dn, dg, progress,
+                                          pace, sharding, owner["settings"])
         with one_thread():
             rows.append(_snapshot_row(problem, arm, row, ne, gd, tally, dn, n_traj))
         wall += time.perf_counter() - start
         rows[-1]["wall_seconds"] = wall
         _save(folder, rows, n_traj, n_params, ne, gd, wall, owner)
+        if sharding is not None:  # the interval is in the arm checkpoint: its shard files are done
+            clear_shard_files(shard_folder(run_dir, index))
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, row)
@@ -390,20 +397,21 @@ def _compute_path(problem: Problem, arms: list[Arm], sharding: Sharding | None =
     return compute_path(kernel=kernel, params=probe.params, loss=probe.loss, device=problem.device, **extra)
 
 
-def _sharding(config: ExperimentConfig, arms: list[Arm], shards: int | None,
-              ray: str | None) -> Sharding | None:
+def _sharding(config: ExperimentConfig, arms: list[Arm], shards: int | None, ray: str | None,
+              checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> Sharding | None:
     """None (the whole ensemble at once, as without shards) unless ``shards`` or ``ray`` is given."""
     from negd.experiments.shards import InProcessShards
 
     k = check_shards(shards, arms)
+    seconds = check_checkpoint_seconds(checkpoint_seconds)
     if ray is None:
-        return None if k is None else Sharding(k, InProcessShards())
+        return None if k is None else Sharding(k, InProcessShards(), seconds)
     from negd.experiments.ray_shards import RayShards
 
     executor = RayShards.connect(ray, config)
     if k is None:  # one shard per CPU of the cluster, at most one per realization
         k = max(1, min(executor.cpus, min(a.realizations for a in arms)))
-    return Sharding(k, executor)
+    return Sharding(k, executor, seconds)
 
 
 def _refuse_used_dir(run_dir: Path) -> None:
@@ -414,18 +422,21 @@ def _refuse_used_dir(run_dir: Path) -> None:
 
 def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progress: bool = True,
                    on_snapshot: SnapshotHook | None = None, report: bool = True, shards: int | None = None,
-                   ray: str | None = None) -> RunResult:
+                   ray: str | None = None,
+                   shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> RunResult:
     """Run ``config`` into a new directory ``out`` (default ``runs/...``); refuses a non-empty ``out``
     and one another process is writing (the run directory's lock, negd.experiments.lock).
 
     ``shards``: split every arm's realizations into that many shards (same numbers);
-    ``ray``: "local" or a cluster address, one Ray task per shard (negd.experiments.ray_shards).
+    ``ray``: "local" or a cluster address, one Ray task per shard (negd.experiments.ray_shards);
+    ``shard_checkpoint_seconds``: seconds of work between two checkpoints of a shard.
     """
     run_dir = Path(out) if out is not None else default_run_dir(config)
     _refuse_used_dir(run_dir)
     problem = Problem.build(config)
     arms = config.arms()
-    sharding = _sharding(config, arms, shards, ray)  # before anything is written: errors leave no trace
+    # before anything is written: errors leave no trace
+    sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
     try:
         with run_dir_lock(run_dir):
             _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
@@ -440,23 +451,26 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
 
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
                       report: bool = True, allow_path_change: bool = False, shards: int | None = None,
-                      ray: str | None = None) -> RunResult:
+                      ray: str | None = None,
+                      shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> RunResult:
     """Continue an interrupted run in ``run_dir`` from its checkpoints (same numbers as no interruption).
 
     Refused when another process writes ``run_dir``, when config.json was edited, or when this
     process would compute on another path (kernel/torch, dtypes, device, versions) than the run
     was started on; ``allow_path_change`` allows the latter and records it in config.json. Without
-    ``shards`` a sharded run continues with its recorded shard count (any count gives the same numbers).
+    ``shards`` a sharded run continues with its recorded shard count (any count gives the same numbers);
+    with the same count, shards whose checkpoint of the interrupted interval is complete are not recomputed.
     """
     run_dir = Path(run_dir)
     config, arms = load_run_config(run_dir)
     if shards is None:
         shards = recorded_shards(run_dir)
     check_shards(shards, arms)
+    check_checkpoint_seconds(shard_checkpoint_seconds)
     with run_dir_lock(run_dir):
         config, arms = load_run_config(run_dir)  # again under the lock
         problem = Problem.build(config)
-        sharding = _sharding(config, arms, shards, ray)
+        sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
         try:
             check_compute_path(run_dir, _compute_path(problem, arms, sharding), allow_path_change)
             return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
@@ -491,6 +505,8 @@ def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bo
             restored[index] = None  # free the restored rows
             complete.append(index)
             write_status(run_dir, "running", complete, sum(walls))
+        for index in range(len(arms)):  # left over by a stop between an arm's last save and clean-up
+            clear_shard_files(shard_folder(run_dir, index))
         state = "complete"
     except KeyboardInterrupt:
         pass  # every completed snapshot is on disk; report what exists and say how to resume

@@ -8,7 +8,8 @@ for bit, as advancing the whole ensemble. The snapshot statistics are then compu
 state, so a sharded run directory holds the numbers of the unsharded one.
 
 Executors advance a list of shards by some steps and return them in the order given (that is,
-by realization id, never by completion order):
+by realization id, never by completion order), each shard by the same function,
+:func:`negd.experiments.shard_task.run_shard` (which checkpoints the shard's progress):
 
 * :class:`InProcessShards`: one after the other in this process (``--shards K``);
 * :class:`negd.experiments.ray_shards.RayShards`: one Ray task per shard (``--ray``).
@@ -16,18 +17,20 @@ by realization id, never by completion order):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
-from negd.engine import Tally, advance_tallied
+from negd.engine import Tally
 from negd.experiments.config import Arm
+from negd.experiments.shard_task import ShardJob, ShardResult, check_result, run_shard, shard_name
 from negd.state import State
 from negd.validation import NegdError
 
-__all__ = ["shard_bounds", "check_shards", "split", "merge", "ShardJob", "ShardExecutor", "InProcessShards"]
+__all__ = ["shard_bounds", "check_shards", "split", "merge", "ShardJob", "ShardExecutor", "InProcessShards",
+           "advance_sharded"]
 
 # Largest shard count accepted (far beyond any machine: each shard is one task per snapshot interval).
 MAX_SHARDS = 100_000
@@ -72,56 +75,80 @@ def merge(states: list[State]) -> State:
     return ordered[0] if len(ordered) == 1 else State.concat(ordered)
 
 
-@dataclass(frozen=True)
-class ShardJob:
-    """What advances a shard: ``kind`` "ne" (neuroevolution, tallied) or "twin" (the gradient twin)."""
-
-    kind: str
-    arm_index: int
-    steps: int
-
-
-Advance = Callable[[State, int], tuple[State, Tally]]
-Progress = Callable[[int], None]
+Dynamics = tuple[object, object]  # (update rule, loss function) of the shards' kind, in this process
+Progress = Callable[[int], None]  # n more realization-steps of NE done
 
 
 class ShardExecutor(Protocol):
-    """Advances shards; returns them (and their tallies) in the order given."""
+    """Advances every shard of ``job`` by :func:`negd.experiments.shard_task.run_shard`; returns their
+    results in the order given. ``dynamics`` serve the shards run in this process."""
 
     label: str
 
-    def advance(self, job: ShardJob, shards: list[State], local: Advance,
-                progress: Progress) -> list[tuple[State, Tally]]: ...
+    def advance(self, job: ShardJob, shards: list[State], dynamics: Dynamics,
+                progress: Progress) -> list[ShardResult]: ...
 
     def close(self) -> None: ...
 
 
+def realization_steps(job: ShardJob, shard: State, steps: int) -> int:
+    """What the progress bar counts: NE realization-steps (the twin's are not counted)."""
+    return steps * shard.n_realizations if job.kind == "ne" else 0
+
+
 class InProcessShards:
-    """Every shard in this process, one after the other (``local`` is the runner's own advance)."""
+    """Every shard in this process, one after the other. A shard that raises fails the run with one line
+    naming it; the shards finished before it keep their checkpoints for ``--resume``."""
 
     label = "in-process"
 
-    def advance(self, job: ShardJob, shards: list[State], local: Advance,
-                progress: Progress) -> list[tuple[State, Tally]]:
-        return [local(shard, job.steps) for shard in shards]
+    def __init__(self) -> None:
+        self._pace: dict = {}  # per shard: measured steps per second (chunks of about a second)
+
+    def advance(self, job: ShardJob, shards: list[State], dynamics: Dynamics,
+                progress: Progress) -> list[ShardResult]:
+        rule, loss_fn = dynamics
+        results = []
+        for index, shard in enumerate(shards):
+            pace = self._pace.setdefault((job.kind, job.arm_index, int(shard.realization[0])), {})
+            on_steps = lambda n, shard=shard: progress(realization_steps(job, shard, n))  # noqa: E731
+            try:
+                results.append(run_shard(job, shard, rule, loss_fn, on_steps, pace))
+            except Exception as e:  # KeyboardInterrupt passes: Ctrl-C stops the run, not the shard
+                raise NegdError(f"{shard_name(job, index, shard)} failed: {first_line(e)}") from None
+        return results
 
     def close(self) -> None:
         pass
 
 
-def advance_sharded(executor: ShardExecutor, job: ShardJob, state: State, k: int, local: Advance,
+def first_line(e: BaseException) -> str:
+    """An exception as one short line (its message's last line: Ray puts the cause there)."""
+    lines = str(e).strip().splitlines()
+    text = lines[-1] if lines else type(e).__name__
+    return text[:300] if isinstance(e, NegdError) else f"{type(e).__name__}: {text[:300]}"
+
+
+def advance_sharded(executor: ShardExecutor, job: ShardJob, state: State, k: int, dynamics: Dynamics,
                     progress: Progress) -> tuple[State, Tally]:
-    """``state`` advanced ``job.steps`` steps as ``k`` shards by ``executor``, merged by realization id
-    (the tallies in the same order)."""
+    """``state`` advanced ``job.steps`` steps as ``k`` shards by ``executor``, each result checked
+    (negd.experiments.shard_task.check_result), merged by realization id (the tallies in the same order).
+    A shard that continued from its checkpoint says so on stderr (one line)."""
     shards = split(state, k)
-    results = executor.advance(job, shards, local, progress)
-    order = sorted(range(len(results)), key=lambda i: int(results[i][0].realization[0]))
-    merged = merge([results[i][0] for i in order])
-    tallies = [results[i][1] for i in order]
+    results = executor.advance(job, shards, dynamics, progress)
+    for index, (shard, result) in enumerate(zip(shards, results)):
+        try:
+            check_result(job, shard, result.state, result.tally)
+        except NegdError as e:
+            raise NegdError(f"{shard_name(job, index, shard)} failed: {e}") from None
+        if result.resumed_from is not None:
+            done = "was complete" if result.resumed_from == job.target_step else "continued from it"
+            print(f"negd: {shard_name(job, index, shard)}: found its checkpoint at step "
+                  f"{result.resumed_from} of {job.start_step}-{job.target_step} and {done} "
+                  f"(attempt {result.attempt})",
+                  file=sys.stderr)
+    order = sorted(range(len(results)), key=lambda i: int(results[i].state.realization[0]))
+    merged = merge([results[i].state for i in order])
+    tallies = [results[i].tally for i in order]
     tally = Tally(torch.cat([t.accepted for t in tallies]), torch.cat([t.ties for t in tallies]))
     return merged, tally
-
-
-def plain_advance(rule, loss_fn) -> Advance:
-    """``advance_tallied`` of ``rule`` on ``loss_fn``: the advance of a twin shard."""
-    return lambda state, steps: advance_tallied(rule, state, loss_fn, steps)

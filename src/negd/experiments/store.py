@@ -6,6 +6,8 @@ Layout (the contract with :mod:`negd.analysis`; see docs/experiments.md)::
     DIR/status.json              {"state": running|interrupted|complete, "arms_complete", "wall_seconds"}
     DIR/arms/<i>/snapshots.npz   per-snapshot arrays (rewritten at every snapshot)
     DIR/arms/<i>/checkpoint.pt   NE and GD states to resume exactly
+    DIR/arms/<i>/shards/         sharded runs: each shard's checkpoint inside an interval
+                                 (negd.experiments.shard_files)
 
 A crash or Ctrl-C at any moment leaves every file either in its previous or its new version,
 never half written. Every file is read back through one validating loader here: a damaged or
@@ -32,14 +34,18 @@ __all__ = ["atomic_write_bytes", "write_json", "read_json", "read_json_object", 
            "CorruptFile"]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """``data`` into ``path``: readers see the old or the new file, never half of it. ``durable``: synced
+    to disk first (survives a power cut); files that a validating loader may simply reject (shard
+    checkpoints) skip that, it costs milliseconds per file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         # Also on KeyboardInterrupt: never leave a temp file behind, keep the old version.
