@@ -32,7 +32,8 @@ from negd.validation import NegdError
 
 __all__ = ["available", "MLPData", "mlp_data", "mlp_loss", "fused_neuroevolution", "FusedResult",
            "normal", "uniform", "tanh", "activation", "erf", "kernels_disabled", "KERNEL_DTYPES",
-           "ACTIVATIONS", "LOSSES"]
+           "ACTIVATIONS", "LOSSES", "GRADIENT_ACTIVATIONS", "covers_gradient", "mlp_value_and_grad",
+           "fused_langevin", "LangevinResult"]
 
 _VECTOR = 8  # points are padded to a multiple of the AVX2 float32 width (and so of the float64 one)
 KERNEL_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
@@ -283,3 +284,13 @@ def activation(name: str, x: Tensor) -> Tensor:
 def erf(x: Tensor) -> Tensor:
     """The kernel's erf (used by its GELU) of ``x``, dtype as :func:`tanh`."""
     return _elementwise(_OP_ERF, x)
+
+
+# The gradient kernels use the helpers above (imported last: negd.kernels.gradient imports them from here).
+from negd.kernels.gradient import (  # noqa: E402
+    GRADIENT_ACTIVATIONS,
+    LangevinResult,
+    covers_gradient,
+    fused_langevin,
+    mlp_value_and_grad,
+)

@@ -264,8 +264,8 @@ static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-/* 4: arch has 7 entries (activation and loss codes), negd_elementwise_*. */
-int negd_abi_version(void) { return 4; }
+/* 5: negd_mlp_grad_*, negd_fused_langevin_* (4: arch has 7 entries, negd_elementwise_*). */
+int negd_abi_version(void) { return 5; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -334,6 +334,7 @@ enum { LOSS_MSE = 0, LOSS_XENT = 1 };
 /* ---- float32 parameters: 8 points per AVX2 register, Eigen's rational tanh */
 #include "negd_vec_f32.h"
 #include "negd_mlp.h"
+#include "negd_grad.h"
 #undef REAL
 #undef FN
 #undef VL
@@ -359,3 +360,4 @@ enum { LOSS_MSE = 0, LOSS_XENT = 1 };
 /* ---- float64 parameters: 4 points per AVX2 register, tanh to double precision */
 #include "negd_vec_f64.h"
 #include "negd_mlp.h"
+#include "negd_grad.h"
