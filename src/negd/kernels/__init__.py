@@ -15,6 +15,9 @@ a linear output; loss (:data:`LOSSES`) the mean squared error or the softmax cro
 class labels (per point ``logsumexp(z) - z_y``, as :mod:`negd.losses`). Parameters may be float32
 or float64; the forward pass runs in that type and the loss is always summed and returned in float64.
 
+Gradient dynamics (loss and gradient by backpropagation, fused Langevin steps) are in
+:mod:`negd.kernels.gradient`.
+
 Environment: ``NEGD_DISABLE_KERNELS=1`` turns the kernels off, ``NEGD_CACHE`` moves the build
 cache, ``CC`` picks the compiler.
 """
@@ -32,8 +35,7 @@ from negd.validation import NegdError
 
 __all__ = ["available", "MLPData", "mlp_data", "mlp_loss", "fused_neuroevolution", "FusedResult",
            "normal", "uniform", "tanh", "activation", "erf", "kernels_disabled", "KERNEL_DTYPES",
-           "ACTIVATIONS", "LOSSES", "GRADIENT_ACTIVATIONS", "covers_gradient", "mlp_value_and_grad",
-           "fused_langevin", "LangevinResult"]
+           "ACTIVATIONS", "LOSSES"]
 
 _VECTOR = 8  # points are padded to a multiple of the AVX2 float32 width (and so of the float64 one)
 KERNEL_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
@@ -285,12 +287,3 @@ def erf(x: Tensor) -> Tensor:
     """The kernel's erf (used by its GELU) of ``x``, dtype as :func:`tanh`."""
     return _elementwise(_OP_ERF, x)
 
-
-# The gradient kernels use the helpers above (imported last: negd.kernels.gradient imports them from here).
-from negd.kernels.gradient import (  # noqa: E402
-    GRADIENT_ACTIVATIONS,
-    LangevinResult,
-    covers_gradient,
-    fused_langevin,
-    mlp_value_and_grad,
-)

@@ -151,10 +151,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"negd_fused_ne_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, p, p, p, i64, i64,
                                                             u64, i64, i64, p, i64, f64, ctypes.c_int]
         getattr(lib, f"negd_fused_ne_{suffix}").restype = ctypes.c_int
-        getattr(lib, f"negd_mlp_grad_{suffix}").argtypes = [p, i64, i64, p, p, p, i64, i64, p, p, ctypes.c_int]
+        getattr(lib, f"negd_mlp_grad_{suffix}").argtypes = [p, i64, i64, p, p, p, i64, i64, p, p,
+                                                            ctypes.c_int]
         getattr(lib, f"negd_mlp_grad_{suffix}").restype = ctypes.c_int
-        getattr(lib, f"negd_fused_langevin_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, i64, i64, u64,
-                                                                  i64, i64, p, i64, p, i64, i32, ctypes.c_int]
+        getattr(lib, f"negd_fused_langevin_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, i64, i64,
+                                                                  u64, i64, i64, p, i64, p, i64, i32,
+                                                                  ctypes.c_int]
         getattr(lib, f"negd_fused_langevin_{suffix}").restype = ctypes.c_int
     lib.negd_normal_rows.argtypes = [u64, p, i64, p, i64, i64, i32, p, ctypes.c_int]
     lib.negd_normal_rows.restype = ctypes.c_int

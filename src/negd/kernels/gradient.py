@@ -24,7 +24,8 @@ from torch import Tensor
 from negd.kernels import ACTIVATIONS, LOSSES, MLPData, _ptr, _raise_counter_error, _threads, fits
 from negd.kernels.build import load_library
 
-__all__ = ["GRADIENT_ACTIVATIONS", "covers_gradient", "mlp_value_and_grad", "fused_langevin", "LangevinResult"]
+__all__ = ["GRADIENT_ACTIVATIONS", "covers_gradient", "mlp_value_and_grad", "fused_langevin",
+           "LangevinResult"]
 
 GRADIENT_ACTIVATIONS = ("tanh", "relu", "identity")
 _CODES = {ACTIVATIONS[name] for name in GRADIENT_ACTIVATIONS}

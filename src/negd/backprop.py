@@ -1,0 +1,98 @@
+"""Loss and gradient of MLP ensembles with the mean squared error, by closed-form backpropagation in torch.
+
+For R realizations of one :class:`negd.models.MLPSpec` network at once (batched matrix products over a
+block of realizations), no autograd graph. With a_0 = x, a_l = act(W_l a_{l-1} + b_l) for the depth
+hidden layers, f = W_L a_{L-1} + b_L, and U = 1/(P O) sum_p sum_o (f_po - y_po)^2 over P points and O
+outputs::
+
+    delta_L = 2 (f - y) / (P O)                        dU/df
+    dU/dW_l = delta_l^T a_{l-1},   dU/db_l = sum_p delta_l
+    delta_{l-1} = (delta_l W_l) * act'(a_{l-1})
+
+with act' written in terms of the activation's output (tanh: 1 - a^2, relu: [a > 0], identity: 1;
+:data:`DERIVATIVES`). The forward pass is :meth:`MLPSpec.forward`'s and the loss
+:func:`negd.ensemble.mse`'s (float64), so the loss equals :class:`negd.ensemble.MLPLoss`'s torch path
+bit for bit. This is the fallback of :class:`negd.experiments.twin.TwinLoss` where the C kernel
+(:mod:`negd.kernels.gradient`, the same equations) is unavailable or the parameters are not on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from negd.models import ACTIVATIONS, MLPSpec
+
+__all__ = ["DERIVATIVES", "covers", "mlp_value_and_grad"]
+
+# act'(a) as a function of the activation's output a.
+DERIVATIVES: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": lambda a: 1 - a * a,
+    "relu": lambda a: (a > 0).to(a.dtype),
+    "identity": lambda a: torch.ones_like(a),
+}
+
+# Activations of a block of realizations (bytes): ~2 MB stay in the cache (the 1-256-1 net on 1000 points
+# ran fastest one realization at a time, small nets with many: measured).
+_BLOCK_BYTES = 2 << 20
+
+
+def covers(spec: MLPSpec, loss: str) -> bool:
+    """Whether :func:`mlp_value_and_grad` takes this network and loss (mse; an activation of DERIVATIVES)."""
+    return loss == "mse" and spec.activation in DERIVATIVES
+
+
+def _block_size(spec: MLPSpec, n_points: int, itemsize: int) -> int:
+    widest = max(spec.width, spec.out_features, spec.in_features)
+    return max(1, _BLOCK_BYTES // max(1, n_points * widest * itemsize * (spec.depth + 1)))
+
+
+def _block_value_and_grad(spec: MLPSpec, x: Tensor, y: Tensor, q: Tensor, grad: Tensor) -> Tensor:
+    """Losses [c] float64 of the rows ``q`` [c, N], their gradients written into ``grad`` [c, N]."""
+    act = ACTIVATIONS[spec.activation][1]
+    c = q.shape[0]
+    layers = list(zip(spec.layer_sizes, spec.slices()))
+    h = x.unsqueeze(0).expand(c, -1, -1)
+    inputs, weights = [], []  # each layer's input a_{l-1} [c, P, in] and weight W_l [c, out, in]
+    for k, ((i, o, _), (ws, bs)) in enumerate(layers):
+        w = q[:, ws].reshape(c, o, i)
+        inputs.append(h)
+        weights.append(w)
+        h = torch.baddbmm(q[:, bs].unsqueeze(1), h, w.transpose(1, 2)) if bs is not None else torch.bmm(
+            h, w.transpose(1, 2))
+        if k < spec.depth:
+            h = act(h)
+    res = h - y  # [c, P, O]
+    loss = res.square().flatten(1).to(torch.float64).mean(dim=1)  # as negd.ensemble.mse
+    delta = res * (2.0 / (res.shape[1] * res.shape[2]))
+    derivative = DERIVATIVES[spec.activation]
+    for k in range(len(layers) - 1, -1, -1):
+        (_, _, _), (ws, bs) = layers[k]
+        grad[:, ws] = torch.bmm(delta.transpose(1, 2), inputs[k]).reshape(c, -1)
+        if bs is not None:
+            grad[:, bs] = delta.sum(dim=1)
+        if k > 0:
+            delta = torch.bmm(delta, weights[k]) * derivative(inputs[k])
+    return loss
+
+
+def mlp_value_and_grad(spec: MLPSpec, inputs: Tensor, targets: Tensor, params: Tensor,
+                       block: int | None = None) -> tuple[Tensor, Tensor]:
+    """Losses [R] float64 and gradients [R, N] (dtype of ``params``) of every row of ``params`` [R, N].
+
+    ``inputs`` [P, in], ``targets`` [P, out]; the network must be covered (:func:`covers`). ``block``:
+    realizations per batched pass (default: activations of a few MB); it does not change any result.
+    """
+    params = params.detach()
+    x = inputs.to(device=params.device, dtype=params.dtype)
+    y = targets.to(device=params.device, dtype=params.dtype)
+    if block is None:
+        block = _block_size(spec, x.shape[0], params.element_size())
+    loss = torch.empty(params.shape[0], dtype=torch.float64, device=params.device)
+    grad = torch.empty_like(params)
+    for start in range(0, params.shape[0], block):
+        stop = start + block
+        loss[start:stop] = _block_value_and_grad(spec, x, y, params[start:stop], grad[start:stop])
+    return loss, grad
