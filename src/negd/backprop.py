@@ -49,6 +49,26 @@ def _block_size(spec: MLPSpec, n_points: int, itemsize: int) -> int:
     return max(1, _BLOCK_BYTES // max(1, n_points * widest * itemsize * (spec.depth + 1)))
 
 
+def _affine(h: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """h W^T + b for h [c, P, in], W [c, out, in], b [c, out]. One input (the paper's nets): a broadcast
+    multiply-add, one pass over [c, P, out] (baddbmm would first copy the bias into the output)."""
+    if h.shape[2] == 1:
+        return h * w.transpose(1, 2) if b is None else torch.addcmul(b.unsqueeze(1), h, w.transpose(1, 2))
+    if b is None:
+        return torch.bmm(h, w.transpose(1, 2))
+    return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+
+
+def _back_error(g: Tensor, a: Tensor, activation: str) -> Tensor:
+    """g act'(a), with ATen's fused backward of tanh and relu (one pass over [c, P, width], where the
+    formula of DERIVATIVES takes three: measured 4x faster on the deep 8x32 net)."""
+    if activation == "tanh":
+        return torch.ops.aten.tanh_backward(g, a)
+    if activation == "relu":
+        return torch.ops.aten.threshold_backward(g, a, 0)
+    return g * DERIVATIVES[activation](a)
+
+
 def _block_value_and_grad(spec: MLPSpec, x: Tensor, y: Tensor, q: Tensor, grad: Tensor) -> Tensor:
     """Losses [c] float64 of the rows ``q`` [c, N], their gradients written into ``grad`` [c, N]."""
     act = ACTIVATIONS[spec.activation][1]
@@ -60,21 +80,19 @@ def _block_value_and_grad(spec: MLPSpec, x: Tensor, y: Tensor, q: Tensor, grad: 
         w = q[:, ws].reshape(c, o, i)
         inputs.append(h)
         weights.append(w)
-        h = torch.baddbmm(q[:, bs].unsqueeze(1), h, w.transpose(1, 2)) if bs is not None else torch.bmm(
-            h, w.transpose(1, 2))
+        h = _affine(h, w, q[:, bs] if bs is not None else None)
         if k < spec.depth:
             h = act(h)
     res = h - y  # [c, P, O]
     loss = res.square().flatten(1).to(torch.float64).mean(dim=1)  # as negd.ensemble.mse
     delta = res * (2.0 / (res.shape[1] * res.shape[2]))
-    derivative = DERIVATIVES[spec.activation]
     for k in range(len(layers) - 1, -1, -1):
         (_, _, _), (ws, bs) = layers[k]
         grad[:, ws] = torch.bmm(delta.transpose(1, 2), inputs[k]).reshape(c, -1)
         if bs is not None:
             grad[:, bs] = delta.sum(dim=1)
         if k > 0:
-            delta = torch.bmm(delta, weights[k]) * derivative(inputs[k])
+            delta = _back_error(torch.bmm(delta, weights[k]), inputs[k], spec.activation)
     return loss
 
 
