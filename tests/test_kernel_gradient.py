@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not kernels.available(),
 # P = 37 points: not a multiple of the vector width, so padded points must not enter the gradient.
 SPECS = [MLPSpec(1, 16), MLPSpec(1, 16, output_bias=False), MLPSpec(3, 7, 2, 3),
          MLPSpec(2, 6, 2, 1, activation="relu"),
-         MLPSpec(2, 5, 3, 2, activation="identity", output_bias=False), MLPSpec(8, 9)]
+         MLPSpec(2, 5, 3, 2, activation="identity", output_bias=False), MLPSpec(8, 9), MLPSpec(1, 2, 6, 5)]
 
 
 def _problem(spec: MLPSpec, n_points: int = 37, realizations: int = 5, seed: int = 0):
