@@ -47,6 +47,18 @@ ROOT = Path(__file__).resolve().parents[1]
 MIN_SECONDS = 0.4  # CPU time of one timed run
 
 
+def _cpu_details() -> str:
+    """CPU family and model (CPUID) and whether it has AVX-512, from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    avx512 = "AVX-512" if "avx512f" in fields.get("flags", "").split() else "AVX2, no AVX-512"
+    return f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, {avx512}"
+
+
 def _old_twin_loss(rev: str) -> type:
     """The TwinLoss class of src/negd/experiments/twin.py at git ``rev``."""
     source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/negd/experiments/twin.py"],
@@ -139,7 +151,8 @@ def main() -> None:
         results[name] = {k: {"rate": v, "ne_over_this": ne / v} for k, v in rates.items()}
         for k, v in rates.items():
             print(f"{name:12s} {k:40s} {v:10,.0f} realization-steps/s   NE / this {ne / v:6.2f}", flush=True)
-    machine = {"cpu": versions()["cpu"], "cores": os.cpu_count(), "threads": 1, "torch": torch.__version__,
+    machine = {"cpu": versions()["cpu"], "cpu_details": _cpu_details(), "cores": os.cpu_count(), "threads": 1,
+               "torch": torch.__version__,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "before": args.before,
                "load_average_start": load_start, "load_average_end": os.getloadavg(),
                "realizations": args.realizations, "rounds": args.rounds}
@@ -147,8 +160,8 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     load = ", ".join(f"{a:.2f}" for a in load_start)
     lines = ["# The twin ensemble at speed (benchmarks/twin_speed.py)", "",
-             f"Machine: {machine['cpu']} ({machine['cores']} cores, shared), one thread, "
-             f"torch {machine['torch']}, "
+             f"Machine: {machine['cpu']} ({machine['cpu_details']}; {machine['cores']} cores, shared), "
+             f"one thread, torch {machine['torch']}, "
              f"{machine['date']}, load average {load} at the start. R = {args.realizations} realizations, "
              f"float32; best of {args.rounds} interleaved rounds, realization-steps per CPU-second. One twin "
              "step is a loss and a gradient (a forward and a backward pass), one NE step a loss.", "",

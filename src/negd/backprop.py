@@ -34,7 +34,7 @@ DERIVATIVES: dict[str, Callable[[Tensor], Tensor]] = {
     "identity": lambda a: torch.ones_like(a),
 }
 
-# One activation tensor [block, P, width] of a block of realizations (bytes): half of this CPU's 1 MB L2.
+# One activation tensor [block, P, width] of a block of realizations (bytes): the L2 of one core here.
 # Measured, one thread, float32, 16 realizations: the deep 8x32 net (128 KB per realization and layer) at
 # blocks of 1/2/4/8/16: 299/397/495/460/429 realization-steps/s, autograd 457; the 1-256-1 net (1 MB):
 # 645/493/487/427/313, autograd 436.
