@@ -23,10 +23,12 @@ from the same stream STREAM_LANGEVIN as :class:`negd.Langevin` with the rule's r
 gradient's summation order differs from the torch path (float64 trajectories agree to ~1e-13).
 
 Cost, measured on the paper's finite-beta network (1-256-1 tanh, 1000 points, float32, one thread of
-a 2-core AMD EPYC Zen4; benchmarks/results-twin-speed.md): neuroevolution's fused kernel ~8600
-realization-steps/s; the Langevin twin ~4000/s with the fused kernel (a gradient costs a forward and a
-backward pass: ~2x NE's step), ~400/s by batched torch backprop, ~1170/s by this module's former
-hand-written 1-W-1 path and ~200/s by autograd.
+the 2-core AMD EPYC, per CPU-second; benchmarks/results-twin-speed.md): neuroevolution's fused kernel
+9,900 realization-steps/s; the Langevin twin 6,300/s with the fused kernel (1.6x NE's cost: a gradient
+is a forward and a backward pass), 5,400/s stepping Langevin.step on the kernel gradient (the
+moment-matched twin's path), 640/s by batched torch backprop (torch's float32 tanh is slow here),
+1,550/s by this module's former hand-written 1-W-1 path (with the kernel's tanh) and 280/s by autograd.
+On the deep 8x32 net: NE 3,500/s, fused twin 1,100/s (3.1x), torch backprop and autograd ~400/s.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from negd.rules import Langevin
 from negd.rules.base import value_and_grad
 
 __all__ = ["TwinLoss", "langevin_twin_rule", "langevin_noise_per_gd_step"]
+
 
 def langevin_noise_per_gd_step(sigma: float, lam: float) -> float:
     """s_gd = sigma / sqrt(lambda): NE's noise variance sigma^2 per NE step = lambda GD steps."""
