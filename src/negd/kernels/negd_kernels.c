@@ -18,6 +18,9 @@
  * dU = U(x') - U(x) is resolved far below the float32 unit of U (at the paper's smallest mutations dU
  * is a few 1e-8, about one float32 unit of U ~ 0.3).
  *
+ * Loss gradients (backpropagation, mean squared error) and fused Langevin steps, the gradient twin's
+ * dynamics: negd_grad.h, compiled twice after negd_mlp.h.
+ *
  * Every realization is computed by one thread from start to end of a call (static partition),
  * and nothing it computes depends on the other realizations: results are independent of the
  * thread count and of how the ensemble is split into calls.
