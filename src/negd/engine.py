@@ -5,8 +5,12 @@
 MLP (:class:`negd.ensemble.MLPLoss`: tanh, relu, gelu or identity; mse or cross-entropy) on CPU,
 with float32 or float64 parameters, runs many steps per call in the C kernel of
 :mod:`negd.kernels`, which draws the same random numbers (:mod:`negd.rng`) and so takes the
-same steps. This module is where that dispatch lives: the
-kernels themselves only compute on tensors.
+same steps. Likewise gradient descent and Langevin dynamics (:class:`negd.rules.GradientDescent`,
+:class:`negd.rules.Langevin`) on a loss that offers the gradient kernel's layout (``kernel_grad_data``,
+e.g. :class:`negd.experiments.twin.TwinLoss` of a tanh MLP with the mean squared error) run many
+steps per call in :func:`negd.kernels.gradient.fused_langevin`: the same noise (stream
+STREAM_LANGEVIN) and roundings as the rule, the gradient by backpropagation in C. This module is
+where that dispatch lives: the kernels themselves only compute on tensors.
 
 ``advance_counted`` also returns how many of those steps each realization accepted, and
 ``advance_tallied`` also how many proposals tied (dU == 0 exactly: a loss too coarse to resolve
@@ -21,8 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from negd import rng
 from negd.ensemble import MLPLoss
-from negd.rules import Neuroevolution
+from negd.rules import GradientDescent, Langevin, Neuroevolution
 from negd.rules.base import LossFn, UpdateRule
 from negd.state import State
 from negd.validation import check_int
@@ -46,8 +51,12 @@ def fused_step_fn(rule: UpdateRule, state: State, loss_fn: LossFn) -> FusedStep 
 
     Fits when ``rule`` is :class:`negd.rules.Neuroevolution`, ``loss_fn`` an :class:`MLPLoss`
     with backend "auto" or "c" whose kernel is available, and the parameters are float32 or float64
-    on CPU with a scalar or per-parameter sigma; None otherwise (the caller then loops ``rule.step``).
+    on CPU with a scalar or per-parameter sigma; or when ``rule`` is exactly :class:`GradientDescent` or
+    :class:`Langevin` and ``loss_fn.kernel_grad_data`` (e.g. :class:`negd.experiments.twin.TwinLoss`)
+    takes the parameters. None otherwise (the caller then loops ``rule.step``).
     """
+    if type(rule) in (GradientDescent, Langevin):
+        return _fused_gradient_fn(rule, state, loss_fn)
     if not isinstance(rule, Neuroevolution) or not isinstance(loss_fn, MLPLoss):
         return None
     if state.loss.device.type != "cpu":
@@ -70,6 +79,33 @@ def fused_step_fn(rule: UpdateRule, state: State, loss_fn: LossFn) -> FusedStep 
         new = state.replace(params=out.params, loss=out.loss, step=state.step + int(steps),
                             accepted=out.accepted, tied=out.tied)
         return new, Tally(out.counts, out.ties)
+
+    return run
+
+
+def _fused_gradient_fn(rule: GradientDescent | Langevin, state: State, loss_fn: LossFn) -> FusedStep | None:
+    """Fused steps x <- x - alpha g + noise xi where ``loss_fn.kernel_grad_data`` takes the parameters."""
+    layout = getattr(loss_fn, "kernel_grad_data", None)
+    if layout is None or state.loss.device.type != "cpu":
+        return None
+    data = layout(state.params)
+    if data is None:
+        return None
+    from negd.kernels.gradient import fused_langevin, mlp_value_and_grad
+
+    def run(state: State, steps: int) -> tuple[State, Tally]:
+        grad = state.extras.get("grad")
+        if grad is None:  # e.g. a state made by another rule
+            _, grad = mlp_value_and_grad(data, state.params)
+        out = fused_langevin(data, state.params, grad, state.realization, seed=state.seed,
+                                     step=state.step, steps=steps, alpha=rule.alpha, noise=rule.noise,
+                                     stream=rng.STREAM_LANGEVIN)
+        new = state.replace(params=out.params, loss=out.loss, step=state.step + int(steps),
+                            accepted=torch.ones_like(state.accepted),
+                            extras={**state.extras, "grad": out.grad})
+        # as the rule's loop counts them: every step accepted, the state's tie flag carried along
+        accepted = torch.full_like(state.realization, int(steps))
+        return new, Tally(accepted, state.tied.to(torch.int64) * int(steps))
 
     return run
 

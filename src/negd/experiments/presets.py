@@ -59,8 +59,8 @@ EXPERIMENTS: dict[str, dict[str, dict[str, Any]]] = {
                             "n_snapshots": 101, "trajectories": 10,
                             "scan": {"factors": [2, 4], "realizations": 250, "t_final": 2.5}},
         # sigma/2 and sigma/4 at finite beta are lambda/4 and lambda/16: scan arms are short.
-        # Langevin twin: 32 realizations (its gradient costs ~0.45 ms per realization-step of the
-        # 1-256-1 network, 1e4 GD steps: ~2.5 min; 100 would triple the run's wall time).
+        # Langevin twin: 32 realizations (fused kernel steps, ~0.16 ms per realization-step of the
+        # 1-256-1 network, ~1.6x an NE step: 1e4 GD steps ~50 s of CPU; benchmarks/results-twin-speed.md).
         "quick": _FINITE | {"alpha": 1e-3, "lambda": 1.0, "t_final": 10.0, "realizations": 100,
                             "twin_realizations": 32, "n_snapshots": 51, "trajectories": 8,
                             "scan": {"factors": [2, 4], "realizations": 25, "t_final": 2.0}},

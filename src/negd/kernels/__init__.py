@@ -15,6 +15,9 @@ a linear output; loss (:data:`LOSSES`) the mean squared error or the softmax cro
 class labels (per point ``logsumexp(z) - z_y``, as :mod:`negd.losses`). Parameters may be float32
 or float64; the forward pass runs in that type and the loss is always summed and returned in float64.
 
+Gradient dynamics (loss and gradient by backpropagation, fused Langevin steps) are in
+:mod:`negd.kernels.gradient`.
+
 Environment: ``NEGD_DISABLE_KERNELS=1`` turns the kernels off, ``NEGD_CACHE`` moves the build
 cache, ``CC`` picks the compiler.
 """
@@ -283,3 +286,4 @@ def activation(name: str, x: Tensor) -> Tensor:
 def erf(x: Tensor) -> Tensor:
     """The kernel's erf (used by its GELU) of ``x``, dtype as :func:`tanh`."""
     return _elementwise(_OP_ERF, x)
+

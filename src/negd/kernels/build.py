@@ -34,7 +34,7 @@ __all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "ve
 SOURCE = Path(__file__).with_name("negd_kernels.c")
 # Every file the build reads: all of them enter the cache key.
 SOURCES = (SOURCE, *(Path(__file__).with_name(name)
-                     for name in ("negd_vec_f32.h", "negd_vec_f64.h", "negd_mlp.h")))
+                     for name in ("negd_vec_f32.h", "negd_vec_f64.h", "negd_mlp.h", "negd_grad.h")))
 # -ffp-contract=off: the random-number code must not fuse a*b+c (bit-identical to negd.rng);
 # the forward pass uses explicit FMA intrinsics instead.
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
@@ -151,6 +151,13 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"negd_fused_ne_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, p, p, p, i64, i64,
                                                             u64, i64, i64, p, i64, f64, ctypes.c_int]
         getattr(lib, f"negd_fused_ne_{suffix}").restype = ctypes.c_int
+        getattr(lib, f"negd_mlp_grad_{suffix}").argtypes = [p, i64, i64, p, p, p, i64, i64, p, p,
+                                                            ctypes.c_int]
+        getattr(lib, f"negd_mlp_grad_{suffix}").restype = ctypes.c_int
+        getattr(lib, f"negd_fused_langevin_{suffix}").argtypes = [p, i64, i64, p, p, p, p, p, p, i64, i64,
+                                                                  u64, i64, i64, p, i64, p, i64, i32,
+                                                                  ctypes.c_int]
+        getattr(lib, f"negd_fused_langevin_{suffix}").restype = ctypes.c_int
     lib.negd_normal_rows.argtypes = [u64, p, i64, p, i64, i64, i32, p, ctypes.c_int]
     lib.negd_normal_rows.restype = ctypes.c_int
     lib.negd_uniform_rows.argtypes = [u64, p, i64, p, i64, i32, p]

@@ -18,6 +18,9 @@
  * dU = U(x') - U(x) is resolved far below the float32 unit of U (at the paper's smallest mutations dU
  * is a few 1e-8, about one float32 unit of U ~ 0.3).
  *
+ * Loss gradients (backpropagation, mean squared error) and fused Langevin steps, the gradient twin's
+ * dynamics: negd_grad.h, compiled twice after negd_mlp.h.
+ *
  * Every realization is computed by one thread from start to end of a call (static partition),
  * and nothing it computes depends on the other realizations: results are independent of the
  * thread count and of how the ensemble is split into calls.
@@ -264,8 +267,8 @@ static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-/* 4: arch has 7 entries (activation and loss codes), negd_elementwise_*. */
-int negd_abi_version(void) { return 4; }
+/* 5: negd_mlp_grad_*, negd_fused_langevin_* (4: arch has 7 entries, negd_elementwise_*). */
+int negd_abi_version(void) { return 5; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -334,6 +337,7 @@ enum { LOSS_MSE = 0, LOSS_XENT = 1 };
 /* ---- float32 parameters: 8 points per AVX2 register, Eigen's rational tanh */
 #include "negd_vec_f32.h"
 #include "negd_mlp.h"
+#include "negd_grad.h"
 #undef REAL
 #undef FN
 #undef VL
@@ -359,3 +363,4 @@ enum { LOSS_MSE = 0, LOSS_XENT = 1 };
 /* ---- float64 parameters: 4 points per AVX2 register, tanh to double precision */
 #include "negd_vec_f64.h"
 #include "negd_mlp.h"
+#include "negd_grad.h"
