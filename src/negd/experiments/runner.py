@@ -26,6 +26,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
 from negd.analysis.runfiles import CorruptFile
-from negd.engine import Tally, advance_counted
+from negd.engine import Tally, advance_counted, fused_step_fn
 from negd.ensemble import MLPLoss
 from negd.experiments.config import Arm, ExperimentConfig
 from negd.experiments.environment import one_thread, versions
@@ -279,6 +280,14 @@ class Sharding:
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
 
 
+def _twin_threads(gd_rule: UpdateRule, gd: State, twin_loss_fn):
+    """All threads for an ensemble twin that the fused kernel advances (it splits realizations over
+    threads, and its numbers do not depend on how many); one thread otherwise (environment.one_thread)."""
+    if gd.n_realizations > 1 and fused_step_fn(gd_rule, gd, twin_loss_fn) is not None:
+        return nullcontext()
+    return one_thread()
+
+
 def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neuroevolution,
                       gd_rule: UpdateRule, ne: State, gd: State, dn: int, dg: int, progress: _Progress,
                       pace: dict, sharding: Sharding | None, settings: str) -> tuple[State, State, Tally]:
@@ -288,7 +297,7 @@ def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neur
     twin_loss_fn = problem.twin_loss_fn
     if sharding is None:
         ne, tally = _advance_ne(ne_rule, ne, problem.loss_fn, dn, progress, pace)
-        with one_thread():
+        with _twin_threads(gd_rule, gd, twin_loss_fn):
             gd, _ = advance_counted(gd_rule, gd, twin_loss_fn, dg)
         return ne, gd, tally
 
@@ -388,8 +397,6 @@ def _build_report(run_dir: Path) -> tuple[Path | None, str | None]:
 def _compute_path(problem: Problem, arms: list[Arm], sharding: Sharding | None = None) -> dict:
     """Kernel or torch, dtypes, device, versions of this process for ``problem`` (provenance.compute_path),
     and the shard count and engine of a sharded run (recorded; they do not change the numbers)."""
-    from negd.engine import fused_step_fn
-
     rule = problem.ne_rule(arms[0])
     probe = rule.init(problem.x0, problem.loss_fn, seed=problem.config.seed, realizations=1)
     kernel = fused_step_fn(rule, probe, problem.loss_fn) is not None
