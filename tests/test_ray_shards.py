@@ -70,9 +70,10 @@ def test_unreachable_address_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "r" / "config.json").exists()
 
 
-def test_ray_shards_equal_unsharded(tmp_path, ray_cluster):
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_ray_shards_equal_unsharded(tmp_path, ray_cluster, k):
     whole = run_experiment(config_from_dict(TINY), tmp_path / "whole", progress=False, report=False)
-    on_ray = run_experiment(config_from_dict(TINY), tmp_path / "ray", progress=False, report=False, shards=3,
+    on_ray = run_experiment(config_from_dict(TINY), tmp_path / "ray", progress=False, report=False, shards=k,
                             ray="local")  # the session's cluster is used, and left running
     assert on_ray.state == "complete" and ray_cluster.is_initialized()
     _assert_same_arms(whole.run_dir, on_ray.run_dir, 2)
