@@ -127,7 +127,7 @@ def _figure(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("z = beta sigma |grad U| (end of run)")
     ax.set_ylabel("|c|, c = sigma tr(H) / (2 |grad U|) (end of run)")
     ax.set_title("Correspondence map: theory (shaded) and data (verdicts)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -140,6 +140,7 @@ def write_sweep_report(sweep_dir: Path, grid: dict, points: list[SweepPoint], st
     figure = sweep_dir / "sweep.png"
     _figure(rows, figure)
     agree = [r["agrees"] for r in rows if r["agrees"] is not None]
+    points_wall = sum(r["wall_seconds"] for r in rows if math.isfinite(r["wall_seconds"]))
     # Points where the data say the correspondence does not hold, with a theory region to place them in.
     failing = [r for r in rows if r["verdict"] == "does not hold" and r["theory_inside"] is not None]
     write_json(sweep_dir / "sweep.json", {
@@ -147,12 +148,13 @@ def write_sweep_report(sweep_dir: Path, grid: dict, points: list[SweepPoint], st
         "region": {"c_max": C_LIMIT, "z_max_finite_beta": Z_LIMIT, "s_max": S_LIMIT}, "points": rows,
         "agreements": sum(agree), "compared": len(agree),
         "failing_outside": sum(not r["theory_inside"] for r in failing), "failing": len(failing),
-        "wall_seconds": wall_seconds,
+        "wall_seconds": wall_seconds, "points_wall_seconds": points_wall,
         "figure": figure.name})
     keys = list(grid)
     lines = ["# negd sweep: correspondence map", "",
              f"Grid: {', '.join(f'{k} = ' + ', '.join(_fmt(v, 4) for v in vs) for k, vs in grid.items())} "
-             f"({len(points)} points, wall time {wall_seconds:.0f} s for the points run now).", "",
+             f"({len(points)} points; their runs took {points_wall:.0f} s of wall time in all, "
+             f"this invocation {wall_seconds:.0f} s).", "",
              f"Theory's region (docs/theory.md): |c| <= {C_LIMIT:g}, |s| <= {S_LIMIT:g} and, at finite beta, "
              f"z <= {Z_LIMIT:g} (z, c, s at the end of each run). The data's verdict and the theory's region "
              f"agree at {sum(agree)} of {len(agree)} points; of the {len(failing)} points where the "
