@@ -131,8 +131,9 @@ def _regime_text(run: RunData, final: dict) -> str:
         verdict_on_spread = (
             f"below {S_SMALL}: the mutation noise the noiseless twin lacks moves the mean loss by less than "
             "the verdict's own tolerance" if abs(spread) <= S_SMALL else
-            f"above {S_SMALL}: the ensemble spreads enough that its mean loss is expected to leave the "
-            "noiseless twin's, whatever z and c say")
+            f"above {S_SMALL}: the theory no longer guarantees that the ensemble's mean loss stays with the "
+            "noiseless twin's (s ignores restoring forces and, at beta = inf, that every realization only "
+            "moves downhill: near convergence it overstates the spread)")
         parts.append(f"s = tr(H) Var/(2 U_twin) = {_fmt(spread, 3)} at the end, with Var = sigma^2 x "
                      f"(accepted steps) the random-walk spread of the mutations: {verdict_on_spread}.")
     return " ".join(parts)
