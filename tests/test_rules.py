@@ -19,6 +19,7 @@ from negd.rules import (
     metropolis_accept,
     value_and_grad,
 )
+from negd.state import State
 from negd.validation import NegdError
 
 # Reasonable hyperparameters for each registered rule (a new rule must be added here).
@@ -315,3 +316,15 @@ def test_proposals_that_change_nothing_are_not_accepted():
     assert torch.equal(state.params, torch.ones(3, 5))
     moving = NE(sigma=0.1).step(NE(sigma=0.1).init(torch.ones(5), loss, realizations=64), loss)
     assert 0 < int(moving.accepted.sum()) < 64  # ordinary moves: accepted about half the time
+
+
+def test_state_to_moves_every_tensor_and_keeps_the_rest():
+    state = State(torch.randn(2, 3), torch.rand(2, dtype=torch.float64), 4, 7, torch.tensor([5, 6]),
+                  torch.tensor([True, False]), {"grad": torch.randn(2, 3)}, torch.tensor([False, True]))
+    moved = state.to(torch.device("meta"))  # a device other than the source, available everywhere
+    for key in ("params", "loss", "realization", "accepted", "tied"):
+        assert getattr(moved, key).device.type == "meta"
+        assert getattr(moved, key).dtype == getattr(state, key).dtype
+    assert moved.extras["grad"].device.type == "meta" and (moved.step, moved.seed) == (4, 7)
+    back = state.to("cpu")
+    assert torch.equal(back.params, state.params) and torch.equal(back.extras["grad"], state.extras["grad"])

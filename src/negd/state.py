@@ -80,6 +80,12 @@ class State:
         return State(cat("params"), cat("loss"), first.step, first.seed, cat("realization"),
                      cat("accepted"), extras, cat("tied"))
 
+    def to(self, device: torch.device | str) -> State:
+        """The same state with every tensor (extras included) on ``device``."""
+        return State(self.params.to(device), self.loss.to(device), self.step, self.seed,
+                     self.realization.to(device), self.accepted.to(device),
+                     {k: v.to(device) for k, v in self.extras.items()}, self.tied.to(device))
+
     def to_dict(self) -> dict:
         """Plain tensors and ints, for ``torch.save``."""
         return {"params": self.params, "loss": self.loss, "step": self.step, "seed": self.seed,

@@ -148,13 +148,4 @@ def restore_arm(folder: Path, shape: ArmShape, device: torch.device) -> Restored
     _check_states(ckpt_path, ne, gd, rows, shape)
     arrays = load_snapshots(snap_path)
     _check_snapshots(snap_path, arrays, rows, shape)
-    to = lambda s: State.from_dict({k: _to(v, device) for k, v in s.to_dict().items()})  # noqa: E731
-    return Restored(to(ne), to(gd), unstack_rows(arrays, rows), float(ckpt["wall_seconds"]))
-
-
-def _to(value, device: torch.device):
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to(v, device) for k, v in value.items()}
-    return value
+    return Restored(ne.to(device), gd.to(device), unstack_rows(arrays, rows), float(ckpt["wall_seconds"]))

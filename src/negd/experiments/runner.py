@@ -364,20 +364,12 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
             on_snapshot(index, row)
 
 
-def _to(value, device: torch.device):
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to(v, device) for k, v in value.items()}
-    return value
-
-
 def _save(folder: Path, rows: list[dict], n_traj: int, n_params: int, ne: State, gd: State,
           wall: float, owner: dict) -> None:
     # Snapshots first, then the checkpoint: on resume, rows beyond the checkpoint's count are dropped.
     save_snapshots(folder / "snapshots.npz", _stack(rows, n_traj, n_params))
     save_checkpoint(folder / "checkpoint.pt", {
-        "ne": _to(ne.to_dict(), torch.device("cpu")), "gd": _to(gd.to_dict(), torch.device("cpu")),
+        "ne": ne.to("cpu").to_dict(), "gd": gd.to("cpu").to_dict(),
         "rows": len(rows), "wall_seconds": wall, **owner})
 
 
