@@ -309,7 +309,7 @@ def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neur
 
     ne, tally = advance_sharded(sharding.executor, job("ne", ne.step, dn), ne, sharding.shards,
                                 (ne_rule, problem.loss_fn), progress.update)
-    with one_thread():
+    with _twin_threads(gd_rule, gd, twin_loss_fn):
         if problem.ensemble_twin:
             gd, _ = advance_sharded(sharding.executor, job("twin", gd.step, dg), gd, sharding.shards,
                                     (gd_rule, twin_loss_fn), lambda n: None)
