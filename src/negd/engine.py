@@ -98,8 +98,8 @@ def _fused_gradient_fn(rule: GradientDescent | Langevin, state: State, loss_fn: 
         if grad is None:  # e.g. a state made by another rule
             _, grad = mlp_value_and_grad(data, state.params)
         out = fused_langevin(data, state.params, grad, state.realization, seed=state.seed,
-                                     step=state.step, steps=steps, alpha=rule.alpha, noise=rule.noise,
-                                     stream=rng.STREAM_LANGEVIN)
+                             step=state.step, steps=steps, alpha=rule.alpha, noise=rule.noise,
+                             stream=rng.STREAM_LANGEVIN)
         new = state.replace(params=out.params, loss=out.loss, step=state.step + int(steps),
                             accepted=torch.ones_like(state.accepted),
                             extras={**state.extras, "grad": out.grad})
