@@ -328,6 +328,15 @@ int negd_uniform_rows(uint64_t seed, const int64_t *rid, int64_t R, const int64_
 #define BLK_V 6          /* vectors of points per block of the generic path */
 #define BLK (BLK_V * VL) /* points per block */
 #define SHALLOW_NV 4     /* point vectors per register block of the shallow path */
+/* Register tile of the dense layers (negd_mlp.h): TILE_MO outputs x TILE_NV point vectors, TILE_MO *
+ * TILE_NV accumulators + TILE_NV inputs + 1 weight registers: 28 of the 32 vector registers that
+ * AVX-512VL gives 256-bit code, 16 of 16 with plain AVX2. */
+#ifdef __AVX512VL__
+#define TILE_MO 8
+#else
+#define TILE_MO 4
+#endif
+#define TILE_NV 3
 
 /* Codes of arch[5] (hidden activation) and arch[6] (loss): negd.kernels.ACTIVATIONS / LOSSES. */
 enum { ACT_IDENTITY = 0, ACT_TANH = 1, ACT_RELU = 2, ACT_GELU = 3, N_ACTIVATIONS = 4 };
@@ -358,7 +367,6 @@ enum { LOSS_MSE = 0, LOSS_XENT = 1 };
 #undef visnan
 #undef vabs
 #undef vcopysign
-#undef PIN3
 
 /* ---- float64 parameters: 4 points per AVX2 register, tanh to double precision */
 #include "negd_vec_f64.h"

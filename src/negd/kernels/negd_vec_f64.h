@@ -22,7 +22,6 @@ typedef __m256d vd;
 #define vceq(a, b) _mm256_cmp_pd(a, b, _CMP_EQ_OQ)
 #define vclt(a, b) _mm256_cmp_pd(a, b, _CMP_LT_OQ)
 #define visnan(a) _mm256_cmp_pd(a, a, _CMP_UNORD_Q)
-#define PIN3(h) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]))
 
 /* exp(y) for -708 <= y <= 709: y = n ln 2 + r (|r| <= ln2/2, Cody-Waite split of ln 2), exp(r) by its
  * Taylor polynomial of degree 12 (truncation < 2e-16), times 2^n built in the exponent bits. */
@@ -125,7 +124,6 @@ typedef double vf64;
 #define vmin(c, x) ((c) < (x) ? (c) : (x))
 #define vmax(c, x) ((c) > (x) ? (c) : (x))
 #define vdiv(a, b) ((a) / (b))
-#define PIN3(h) ((void)0)
 #define vadd(a, b) ((a) + (b))
 #define vsel(mask, a, b) ((mask) ? (a) : (b))
 #define vceq(a, b) ((a) == (b))
