@@ -158,6 +158,9 @@ def _declare(lib: ctypes.CDLL) -> None:
                                                                   u64, i64, i64, p, i64, p, i64, i32,
                                                                   ctypes.c_int]
         getattr(lib, f"negd_fused_langevin_{suffix}").restype = ctypes.c_int
+        for probe in ("fma_peak", "tanh_throughput"):
+            getattr(lib, f"negd_{probe}_{suffix}").argtypes = [f64]
+            getattr(lib, f"negd_{probe}_{suffix}").restype = f64
     lib.negd_normal_rows.argtypes = [u64, p, i64, p, i64, i64, i32, p, ctypes.c_int]
     lib.negd_normal_rows.restype = ctypes.c_int
     lib.negd_uniform_rows.argtypes = [u64, p, i64, p, i64, i32, p]

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -267,8 +268,9 @@ static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-/* 5: negd_mlp_grad_*, negd_fused_langevin_* (4: arch has 7 entries, negd_elementwise_*). */
-int negd_abi_version(void) { return 5; }
+/* 6: negd_fma_peak_*, negd_tanh_throughput_* (5: negd_mlp_grad_*, negd_fused_langevin_*;
+ * 4: arch has 7 entries, negd_elementwise_*). */
+int negd_abi_version(void) { return 6; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -323,6 +325,14 @@ int negd_uniform_rows(uint64_t seed, const int64_t *rid, int64_t R, const int64_
     }
     return 0;
 }
+
+/* CPU time of the calling thread (the machine-limit probes of negd_mlp.h). */
+static double thread_cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+volatile double negd_limit_sink; /* where the probes leave a result, so that their work is kept */
 
 /* ------------------------------------------------------------------ the MLP kernels, float32 and float64 */
 #define BLK_V 6          /* vectors of points per block of the generic path */

@@ -252,7 +252,59 @@ int FN(negd_elementwise)(int op, const REAL *x, REAL *y, int64_t n) {
 }
 
 /* The kernel's tanh of n values. */
-void FN(negd_tanh)(const REAL *x, REAL *y, int64_t n) { FN(negd_elementwise)(ACT_TANH, x, y, n); }
+void FN(negd_tanh)(const REAL *x, REAL *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) vstore(y + i, FN(vtanh)(vload(x + i)));
+    if (i < n) FN(negd_elementwise)(ACT_TANH, x + i, y + i, n - i);
+}
+
+/* ------------------------------------------------------------------ machine limits (negd bench) */
+/* One core's FMA peak in this type: FLOP (2 per lane and FMA) per CPU-second of this thread, from
+ * FMA_CHAINS independent chains of vector FMAs held in registers (enough to cover the FMA latency
+ * times the FMA ports of current x86 cores), run for about `seconds`. */
+#define FMA_CHAINS 10
+double FN(negd_fma_peak)(double seconds) {
+    vf c[FMA_CHAINS];
+    const vf a = vset1((REAL)1.0000001), b = vset1((REAL)-1e-7);
+    for (int j = 0; j < FMA_CHAINS; j++) c[j] = vset1((REAL)j);
+    const double t0 = thread_cpu_seconds();
+    double t = t0;
+    int64_t rounds = 0;
+    do {
+        for (int k = 0; k < 100000; k++)
+            for (int j = 0; j < FMA_CHAINS; j++) c[j] = vfma(c[j], a, b);
+        rounds++;
+        t = thread_cpu_seconds();
+    } while (t - t0 < seconds);
+    REAL lanes[VL];
+    vf sum = c[0];
+    for (int j = 1; j < FMA_CHAINS; j++) sum = vadd(sum, c[j]);
+    vstore(lanes, sum);
+    negd_limit_sink = (double)lanes[0]; /* the chains' result is used: they cannot be optimized away */
+    return (double)rounds * 100000.0 * FMA_CHAINS * VL * 2.0 / (t - t0);
+}
+
+/* The kernel's tanh in this type: evaluations per CPU-second of this thread over 2048 values that
+ * stay in L1 (load, tanh, store, as the layers' activation pass does), run for about `seconds`. */
+double FN(negd_tanh_throughput)(double seconds) {
+    enum { LEN = 2048 };
+    static __thread REAL x[LEN], y[LEN];
+    for (int i = 0; i < LEN; i++) x[i] = (REAL)(i - LEN / 2) / (REAL)256;
+    const double t0 = thread_cpu_seconds();
+    double t = t0;
+    int64_t rounds = 0;
+    do {
+        for (int k = 0; k < 200; k++) {
+            for (int i = 0; i < LEN; i += VL) vstore(y + i, FN(vtanh)(vload(x + i)));
+            __asm__ volatile("" : : "r"(y) : "memory"); /* each pass is stored and read back */
+        }
+        rounds++;
+        t = thread_cpu_seconds();
+    } while (t - t0 < seconds);
+    negd_limit_sink = (double)y[LEN / 3];
+    return (double)rounds * 200.0 * LEN / (t - t0);
+}
+#undef FMA_CHAINS
 
 /* loss[r] (double) of every row r of params [R, N]. */
 int FN(negd_mlp_loss)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x, const REAL *t,
