@@ -21,9 +21,12 @@
  * Loss gradients (backpropagation, mean squared error) and fused Langevin steps, the gradient twin's
  * dynamics: negd_grad.h, compiled twice after negd_mlp.h.
  *
- * Every realization is computed by one thread from start to end of a call (static partition),
- * and nothing it computes depends on the other realizations: results are independent of the
- * thread count and of how the ensemble is split into calls.
+ * Every realization is computed by one thread from start to end of a call, and nothing it computes
+ * depends on the other realizations: results are independent of the thread count, of which thread
+ * takes which realization and of how the ensemble is split into calls. Realizations are handed out
+ * in small chunks to whichever thread is free (dynamic schedule): on a machine shared with other
+ * work, a thread that the OS deschedules holds up the others by one chunk, not by half the work as a
+ * static partition did (all cores were then slower than one thread under load).
  */
 #include <math.h>
 #include <stdint.h>
@@ -333,6 +336,13 @@ static double thread_cpu_seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 volatile double negd_limit_sink; /* where the probes leave a result, so that their work is kept */
+
+/* Realizations per chunk of the dynamic schedule: about 8 chunks per thread (a late thread costs
+ * the others at most ~1/8 of its share; more chunks would only add scheduling and false sharing). */
+static inline int realization_chunk(int64_t R, int nthreads) {
+    int64_t chunk = R / (8 * (int64_t)(nthreads > 0 ? nthreads : 1));
+    return chunk < 1 ? 1 : (int)chunk;
+}
 
 /* ------------------------------------------------------------------ the MLP kernels, float32 and float64 */
 #define BLK_V 6          /* vectors of points per block of the generic path */

@@ -319,7 +319,7 @@ int FN(negd_mlp_loss)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x,
 #pragma omp atomic write
             err = 1;
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, realization_chunk(R, nthreads))
             for (int64_t r = 0; r < R; r++) loss[r] = FN(net_loss)(&net, params + r * N, scratch);
         }
         free(scratch);
@@ -354,7 +354,7 @@ int FN(negd_fused_ne)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x,
 #pragma omp atomic write
             err = 1;
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, realization_chunk(R, nthreads))
             for (int64_t r = 0; r < R; r++) {
                 REAL *p = params + r * N;
                 double old = loss[r];
