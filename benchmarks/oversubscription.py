@@ -106,10 +106,12 @@ def main() -> None:
                    "worst_ratio": min(all_) / max(one)}
             results.append(row)
             print(f"busy {per_core * cores:2d} {side:16s} one thread {max(one):7,.0f}  {cores} threads "
-                  f"{max(all_):7,.0f}  median ratio {row['median_ratio']:.2f}  (load {load[0]:.1f})", flush=True)
+                  f"{max(all_):7,.0f}  median ratio {row['median_ratio']:.2f}  (load {load[0]:.1f})",
+                  flush=True)
         time.sleep(2)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": cores,
-               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+               "python": platform.python_version(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     try:
         machine["cpu"] = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
                               .splitlines() if ln.startswith("model name"))

@@ -151,7 +151,8 @@ def compare(rev: str, rounds: int, seconds: float, which: list[str]) -> dict:
                 for name, v in _probe(sides[side], seconds, which, cache).items():
                     if v is not None:
                         best[side][name] = max(best[side][name] or 0.0, v)
-            print(f"[{time.time() - started:5.0f} s] round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+            print(f"[{time.time() - started:5.0f} s] round {r + 1}/{rounds} done", file=sys.stderr,
+                  flush=True)
     peak = _fma_peak()
     rows = []
     for name in which:
