@@ -2,7 +2,7 @@
 
     python benchmarks/twin_speed.py [--before REV] [--realizations 16] [--rounds 3] [--out PATH_STEM]
 
-At finite beta the twin is an ensemble of R_L Langevin runs (Whitelam et al. 2021; negd.experiments.twin),
+At finite beta the twin is an ensemble of R_L Langevin runs (Whitelam et al. 2021; negd.experiments.run.twin),
 each GD step one loss *and gradient* of every realization. Timed on one thread, in realization-steps per
 CPU-second, on the paper's finite-beta network (1-256-1 tanh, 1000 points of sin(2 pi t), float32, its
 x(0) and rates from the preset "finite-beta" "paper") and on the deep 8x32 tanh net (1001 points of
@@ -13,7 +13,7 @@ sin(pi t), float32, preset "deep" "paper"):
 * ``twin: kernel gradient, python loop``: Langevin.step per step, TwinLoss's kernel value_and_grad
   (the moment-matched twin's path);
 * ``twin: torch backprop``: the same with MLPLoss(backend="torch"): batched closed-form backprop
-  (negd.backprop), the path where no compiler is found;
+  (negd.losses.backprop), the path where no compiler is found;
 * ``twin: before (REV)``: TwinLoss as it was at git REV (default 105dd6f: the hand-written 1-W-1
   backward with the kernel's tanh, one realization at a time; autograd for other networks), loaded
   from that revision's source;
@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 from negd.engine import advance
-from negd.ensemble import MLPLoss
-from negd.experiments.environment import versions
-from negd.experiments.presets import preset
-from negd.experiments.problem import Problem
-from negd.experiments.twin import TwinLoss
+from negd.losses.mlp import MLPLoss
+from negd.experiments.run.environment import versions
+from negd.experiments.config.presets import preset
+from negd.experiments.run.problem import Problem
+from negd.experiments.run.twin import TwinLoss
 from negd.rules import Langevin, Neuroevolution
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,15 +1,21 @@
-"""Validating readers of run-directory files (JSON and npz), shared by the runner and the report.
+"""Run-directory files: atomic writers and validating readers (JSON and npz), shared by the runner
+and the reports.
+
+Writers replace a file atomically (temp file + ``os.replace``): a crash leaves the old or the new
+version, never half of one.
 
 A run directory may be damaged (a truncated copy, a disk error) or edited by hand (binary
 bytes, a list where an object belongs, another arm's file copied in). Every reader here turns
 any such file into one :class:`CorruptFile` line that names the file, what is wrong and what to
 do, and never quotes more than :data:`MAX_QUOTE` characters of its content. The checkpoint
-reader (torch) is :func:`negd.experiments.store.load_checkpoint`, built on the same class.
+reader (torch) is :func:`negd.experiments.run.store.load_checkpoint`, built on the same class.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +23,8 @@ import numpy as np
 
 from negd.validation import NegdError
 
-__all__ = ["CorruptFile", "short", "read_json", "read_json_object", "load_npz", "MAX_QUOTE", "RESTORE",
-           "RECOMPUTE"]
+__all__ = ["atomic_write_bytes", "write_json", "CorruptFile", "short", "read_json", "read_json_object",
+           "load_npz", "MAX_QUOTE", "RESTORE", "RECOMPUTE"]
 
 # Longest piece of a user's value quoted in an error message (a damaged file may hold megabytes).
 MAX_QUOTE = 80
@@ -81,3 +87,27 @@ def load_npz(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
     if any(a.dtype.kind not in "biuf" for a in arrays.values()):
         raise CorruptFile(path, "holds non-numeric arrays", advice)
     return arrays
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """``data`` into ``path``: readers see the old or the new file, never half of it. ``durable``: synced
+    to disk first (survives a power cut); files that a validating loader may simply reject (shard
+    checkpoints) skip that, it costs milliseconds per file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Also on KeyboardInterrupt: never leave a temp file behind, keep the old version.
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())

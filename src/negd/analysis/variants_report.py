@@ -18,7 +18,7 @@ import numpy as np
 
 from negd.analysis.figures import _new
 from negd.analysis.metrics import RATIO_FAILS, RATIO_HOLDS
-from negd.experiments.store import atomic_write_bytes
+from negd.runfiles import atomic_write_bytes
 
 __all__ = ["write_report"]
 

@@ -30,7 +30,7 @@ treatment of dU assumes to be large. Default thresholds: z <= 0.1 and
 |c| <= 0.1. Per-parameter sigma is handled by measuring everything along S = diag(sigma)
 (see :class:`Regime`).
 
-The check also says whether the arithmetic resolves the moves (:mod:`negd.resolution`): the
+The check also says whether the arithmetic resolves the moves (:mod:`negd.diagnostics.resolution`): the
 rounding error of dU measured on a few probe mutations, the fraction of accept decisions it can
 flip (arctan(e/s)/pi with s the rms dU), and the quantization of the moves by the parameter
 dtype. Where either exceeds its limit (0.5% of decisions, 1% of a move) the message says what to
@@ -45,12 +45,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from negd.resolution import assess, loss_rounding, quantization
-from negd.rules.base import LossFn, as_ensemble_params, value_and_grad
+from negd.diagnostics.resolution import assess, loss_rounding, quantization
+from negd.losses.base import LossFn, as_ensemble_params, hessian_vector_products, value_and_grad
 from negd.theory import curvature_acceptance, twin_drift_factor
 from negd.validation import NegdError, check_beta, check_int, check_positive, check_sigma
 
-__all__ = ["Regime", "regime_check", "hutchinson_trace", "hessian_vector_products"]
+__all__ = ["Regime", "regime_check", "hutchinson_trace"]
 
 # Rows (realizations x probes) evaluated in one double-backward pass.
 _MAX_ROWS_PER_PASS = 128
@@ -67,7 +67,7 @@ class Regime:
     c_spread = sigma sqrt(tr(H^2)/2)/|g|; acceptance_predicted and drift_factor (mean
     displacement over the drift of the twin of this beta) from c_perp; applies [R] bool and one
     reason per realization; message summarizes them in one line. Resolution
-    (:mod:`negd.resolution`): loss_error (rms rounding error of dU), decision_risk (fraction of
+    (:mod:`negd.diagnostics.resolution`): loss_error (rms rounding error of dU), decision_risk (fraction of
     accept decisions that rounding can flip), quantization (rms rounding of a move over sigma),
     resolved [R] bool; the message names a rounding problem and its cure.
 
@@ -119,29 +119,6 @@ def _rademacher(generator: torch.Generator, shape: tuple[int, ...], dtype: torch
     # Drawn on the CPU from a seeded generator: the same probes on every device.
     bits = torch.randint(0, 2, shape, generator=generator, dtype=torch.int64)
     return (bits * 2 - 1).to(dtype=dtype, device=device)
-
-
-def hessian_vector_products(loss_fn: LossFn, params: Tensor, probes: Tensor) -> Tensor:
-    """H_r v for probes [K, R, N] -> [K, R, N], by double backward on K copies of the ensemble.
-
-    Realizations are independent, so the Hessian of the summed loss over rows is block diagonal
-    and one backward pass gives every row's own H v.
-    """
-    k, r, n = probes.shape
-    with torch.enable_grad():
-        rows = params.detach().unsqueeze(0).expand(k, r, n).reshape(k * r, n).clone().requires_grad_(True)
-        loss = loss_fn(rows)
-        if not isinstance(loss, Tensor) or loss.shape != (k * r,):
-            raise NegdError(f"loss_fn: must map params [R, N] to losses [R], got "
-                            f"{list(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__}")
-        (grad,) = torch.autograd.grad(loss.sum(), rows, create_graph=True)
-        flat_probes = probes.reshape(k * r, n)
-        if not grad.requires_grad:  # a loss linear in the parameters: H = 0
-            return torch.zeros_like(probes)
-        (hv,) = torch.autograd.grad((grad * flat_probes).sum(), rows, allow_unused=True)
-    if hv is None:
-        return torch.zeros_like(probes)
-    return hv.detach().reshape(k, r, n)
 
 
 def hutchinson_trace(loss_fn: LossFn, params: Tensor, *, n_probes: int = 8, seed: int = 0,
@@ -205,8 +182,8 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
                  n_probes: int = 8, seed: int = 0, z_max: float = 0.1, c_max: float = 0.1) -> Regime:
     """Measure z and c at ``params`` ([N] or [R, N]) and predict acceptance and drift factor.
 
-    ``loss_fn`` maps [R, N] -> [R] (e.g. :class:`negd.ensemble.MLPLoss`,
-    :func:`negd.ensemble.loss_for`) and must be twice differentiable by autograd. The drift
+    ``loss_fn`` maps [R, N] -> [R] (e.g. :class:`negd.losses.mlp.MLPLoss`,
+    :func:`negd.losses.module.loss_for`) and must be twice differentiable by autograd. The drift
     factor is the predicted mean displacement over the drift of the twin of this beta
     (:func:`negd.theory.twin_drift_factor`); the correspondence "applies" where z <= z_max (finite
     beta only), |c_perp| <= c_max and c_spread <= c_max.

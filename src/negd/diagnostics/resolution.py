@@ -35,31 +35,12 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.validation import NegdError
 
-__all__ = ["DECISION_RISK_MAX", "QUANTIZATION_MAX", "FLOAT64_BELOW", "Resolution", "ulp", "flip_probability",
-           "quantization", "loss_rounding", "assess", "auto_dtype", "parse_dtype", "DTYPES"]
+__all__ = ["DECISION_RISK_MAX", "QUANTIZATION_MAX", "Resolution", "ulp", "flip_probability",
+           "quantization", "loss_rounding", "assess"]
 
 DECISION_RISK_MAX = 0.005
 QUANTIZATION_MAX = 0.01
-# auto dtype: float64 parameters when sigma is below 100 float32 units of a parameter near 1 (q > 0.25%
-# there): parameters of trained networks reach O(1), where float32 quantizes smaller mutations.
-FLOAT64_BELOW = 100 * torch.finfo(torch.float32).eps
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def parse_dtype(name: str, value: object) -> torch.dtype:
-    """``value`` ("float32"/"float64" or the torch dtype) as a torch dtype; NegdError otherwise."""
-    if isinstance(value, torch.dtype) and value in DTYPES.values():
-        return value
-    if isinstance(value, str) and value in DTYPES:
-        return DTYPES[value]
-    raise NegdError(f"{name}: must be float32 or float64, got {value!r}")
-
-
-def auto_dtype(sigma: float) -> str:
-    """The parameter dtype for mutation scale ``sigma``: float64 when float32 would quantize the moves."""
-    return "float64" if sigma < FLOAT64_BELOW else "float32"
 
 
 def ulp(x: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Loss and gradient of MLP ensembles with the mean squared error, by closed-form backpropagation in torch.
 
-For R realizations of one :class:`negd.models.MLPSpec` network at once (batched matrix products over a
+For R realizations of one :class:`negd.losses.models.MLPSpec` network at once (batched matrix products over a
 block of realizations), no autograd graph. With a_0 = x, a_l = act(W_l a_{l-1} + b_l) for the depth
 hidden layers, f = W_L a_{L-1} + b_L, and U = 1/(P O) sum_p sum_o (f_po - y_po)^2 over P points and O
 outputs::
@@ -11,8 +11,8 @@ outputs::
 
 with act' written in terms of the activation's output (tanh: 1 - a^2, relu: [a > 0], identity: 1;
 :data:`DERIVATIVES`). The forward pass is :meth:`MLPSpec.forward`'s and the loss
-:func:`negd.ensemble.mse`'s (float64), so the loss equals :class:`negd.ensemble.MLPLoss`'s torch path
-bit for bit. This is the fallback of :class:`negd.experiments.twin.TwinLoss` where the C kernel
+:func:`negd.losses.mlp.mse`'s (float64), so the loss equals :class:`negd.losses.mlp.MLPLoss`'s torch path
+bit for bit. This is the fallback of :class:`negd.experiments.run.twin.TwinLoss` where the C kernel
 (:mod:`negd.kernels.gradient`, the same equations) is unavailable or the parameters are not on the CPU.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from negd.models import ACTIVATIONS, MLPSpec
+from negd.losses.models import ACTIVATIONS, MLPSpec
 
 __all__ = ["DERIVATIVES", "covers", "mlp_value_and_grad"]
 
@@ -86,7 +86,7 @@ def _block_value_and_grad(spec: MLPSpec, x: Tensor, y: Tensor, q: Tensor, grad: 
         if k < spec.depth:
             h = act(h)
     res = h - y  # [c, P, O]
-    loss = res.square().flatten(1).to(torch.float64).mean(dim=1)  # as negd.ensemble.mse
+    loss = res.square().flatten(1).to(torch.float64).mean(dim=1)  # as negd.losses.mlp.mse
     delta = res * (2.0 / (res.shape[1] * res.shape[2]))
     for k in range(len(layers) - 1, -1, -1):
         (_, _, _), (ws, bs) = layers[k]

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.ensemble import mse
-from negd.models import MLPSpec
-from negd.rules.base import LossFn
+from negd.losses.base import LossFn
+from negd.losses.mlp import mse
+from negd.losses.models import MLPSpec
 from negd.state import State
 from negd.validation import NegdError, check_int
 

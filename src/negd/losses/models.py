@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from negd import rng
-from negd.resolution import parse_dtype
+from negd.dtypes import parse_dtype
 from negd.validation import NegdError, check_int, check_positive
 
 __all__ = ["MLPSpec", "ACTIVATIONS", "flat_params", "load_flat_params", "paper_init", "torch_default_init"]
@@ -92,7 +92,7 @@ class MLPSpec:
 
     def forward(self, params: Tensor, x: Tensor, act: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Outputs [R, P, out] of R parameter vectors [R, N] on inputs x [P, in] (batched matmul);
-        x [R, P, in] gives each realization its own inputs (minibatches, negd.minibatch).
+        x [R, P, in] gives each realization its own inputs (minibatches, negd.losses.minibatch).
 
         ``act`` replaces the activation's torch function (e.g. by the C kernel's tanh).
         """

@@ -1,6 +1,6 @@
 """R realizations of an ``nn.Sequential`` evaluated layer by layer on batched weights.
 
-The fast path of :class:`negd.ensemble.ModuleLoss` for sequential models built from layers whose
+The fast path of :class:`negd.losses.module.ModuleLoss` for sequential models built from layers whose
 batched form is known: for flat parameters [R, N] and inputs [P, ...] every layer maps the
 activations of all R realizations at once, [R, P, ...] -> [R, P, ...]:
 

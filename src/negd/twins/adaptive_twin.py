@@ -36,10 +36,9 @@ import torch
 from torch import Tensor
 
 from negd import theory
-from negd.rules.adaptive import check_amc_hyperparameters
-from negd.rules.base import LossFn, as_ensemble_params, evaluate, init_state, value_and_grad
-from negd.state import State
-from negd.validation import NegdError, check_positive
+from negd.losses.base import LossFn, as_ensemble_params, evaluate, value_and_grad
+from negd.state import State, init_state
+from negd.validation import NegdError, check_amc_hyperparameters, check_positive
 
 __all__ = ["AdaptiveMCTwin", "amc_mean_step"]
 

@@ -15,24 +15,27 @@ drift alone, which is what the ensemble mean of neuroevolution follows.
 
 :func:`population_twin` gives the beta = inf twin of population selection
 (:class:`negd.rules.Population`): normalized gradient descent with alpha = sigma E[M_K] (comma) or
-sigma E[max(0, M_K)] (elitist) and noise sigma sqrt(acceptance) (:mod:`negd.theory_population`).
+sigma E[max(0, M_K)] (elitist) and noise sigma sqrt(acceptance) (:mod:`negd.theory.population`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
-from negd.rules.matched import MomentMatchedLangevin
-from negd.rules.neuroevolution import Neuroevolution
-from negd.rules.population import Population
-from negd.theory import twin_rates
-from negd.theory_population import population_twin_rates
+from negd.theory.one_step import twin_rates
+from negd.theory.population import population_twin_rates
+from negd.twins.gradient import GradientDescent, Langevin, NormalizedGradientDescent
+from negd.twins.matched import MomentMatchedLangevin
+from negd.twins.minibatch import MinibatchGradient
 from negd.validation import NegdError
 
-__all__ = ["gradient_twin", "matched_twin", "population_twin"]
+if TYPE_CHECKING:  # the twins sit below the rules: a constructor reads a rule's fields, never imports it
+    from negd.rules import MinibatchNeuroevolution, Neuroevolution, Population
+
+__all__ = ["gradient_twin", "matched_twin", "population_twin", "minibatch_twin"]
 
 
 def gradient_twin(rule: Neuroevolution, *, noise: bool = True
@@ -55,14 +58,19 @@ def matched_twin(rule: Neuroevolution, *, time_step: float = 1.0) -> MomentMatch
     return MomentMatchedLangevin(sigma=rule.sigma, beta=rule.beta, time_step=time_step)
 
 
-
 def population_twin(rule: Population, *, noise: bool = True) -> NormalizedGradientDescent:
     """The beta = inf twin of a population rule (scalar sigma): normalized gradient descent with
     alpha = sigma E[.] and noise sigma sqrt(acceptance), the spread across g of one step."""
     if not math.isinf(rule.beta):
         raise NegdError(f"beta: the population twin is the beta = inf one, got beta = {rule.beta}; at "
-                        f"finite beta use negd.theory_population.population_moments(k, selection, c, z)")
+                        f"finite beta use negd.theory.population.population_moments(k, selection, c, z)")
     if isinstance(rule.sigma, torch.Tensor):
         raise NegdError("sigma: the population twin needs one scalar sigma")
     alpha, s = population_twin_rates(rule.sigma, rule.k, rule.selection)
     return NormalizedGradientDescent(alpha=alpha, noise=s if noise else 0.0)
+
+
+def minibatch_twin(rule: MinibatchNeuroevolution, *, noise: bool = False) -> MinibatchGradient:
+    """The SGD twin on the same batches: normalized SGD (alpha = sigma/sqrt(2 pi)) at beta = inf,
+    Langevin SGD (alpha = beta sigma^2/2) at finite beta, as :func:`gradient_twin`."""
+    return MinibatchGradient(gradient_twin(rule, noise=noise))

@@ -10,7 +10,7 @@ moves with that drift, c estimated along the way::
 With u = g/|g| the curvature along g itself barely shifts the acceptance (to first order the
 threshold is eta < -c_perp - kappa eta^2, kappa = sigma u.H.u/(2|g|), whose drift is
 phi(c_perp) + O(kappa c_perp^2)), so by default c is c_perp = sigma (tr H - u.H.u)/(2 |g|), as in
-:func:`negd.regime.regime_check`; ``curvature="c"`` uses the full trace. tr(P H P) (P = I - u u^T)
+:func:`negd.diagnostics.regime.regime_check`; ``curvature="c"`` uses the full trace. tr(P H P) (P = I - u u^T)
 is estimated by Hutchinson with ``n_probes`` Rademacher probes projected off u, every ``refresh``
 steps; in between sigma tr(P H P)/2 is kept and divided by the current |g| (c ~ 1/|g| changes faster
 than the trace). The probes are the signs of :func:`negd.rng.normal` in stream
@@ -26,9 +26,8 @@ import torch
 from torch import Tensor
 
 from negd import rng, theory
-from negd.regime import hessian_vector_products
-from negd.rules.base import LossFn, as_ensemble_params, init_state, value_and_grad
-from negd.state import State
+from negd.losses.base import LossFn, as_ensemble_params, hessian_vector_products, value_and_grad
+from negd.state import State, init_state
 from negd.validation import NegdError, check_int, check_positive
 
 __all__ = ["CurvatureAwareTwin", "STREAM_CURVATURE", "trace_term"]

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.rules.base import LossFn, as_ensemble_params, init_state, value_and_grad
-from negd.state import State
+from negd.losses.base import LossFn, as_ensemble_params, value_and_grad
+from negd.state import State, init_state
 from negd.validation import NegdError, check_finite, check_nonnegative, check_positive
 
 __all__ = ["GradientDescent", "Langevin", "NormalizedGradientDescent"]

@@ -17,7 +17,8 @@ with ``time_step`` tau the neuroevolution steps one step of this rule stands for
 experiments, where one NE step is lambda gradient steps). Both limits are the usual twins
 (negd.twins.gradient_twin); in between, where 0.1 < z < 10 and the simple limits fail, it keeps
 tracking neuroevolution as long as the loss is linear on the scale of one mutation (curvature
-parameter c small, negd.regime). Along g the second moment is M2(z) sigma^2 rather than A(z) sigma^2
+parameter c small, negd.diagnostics.regime). Along g the second moment is M2(z) sigma^2 rather than
+A(z) sigma^2
 (negd.theory.linear_second_moment); this one direction out of N is not matched.
 """
 
@@ -30,8 +31,8 @@ import torch
 from torch import Tensor
 
 from negd import rng, theory
-from negd.rules.base import LossFn, as_ensemble_params, init_state, value_and_grad
-from negd.state import State
+from negd.losses.base import LossFn, as_ensemble_params, value_and_grad
+from negd.state import State, init_state
 from negd.validation import NegdError, check_beta, check_positive
 
 __all__ = ["MomentMatchedLangevin"]

@@ -9,7 +9,7 @@ A configuration is a few dozen values; a file that is not (binary bytes, an empt
   every alias is expanded (counted on the shared structure in linear time, never expanded);
 * parser errors, including deep nesting, become one line.
 
-Validation of the values themselves is :func:`negd.experiments.config.config_from_dict`.
+Validation of the values themselves is :func:`negd.experiments.config.schema.config_from_dict`.
 """
 
 from __future__ import annotations

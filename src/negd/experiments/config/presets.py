@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from negd.experiments.config import ExperimentConfig, config_from_dict
+from negd.experiments.config.schema import ExperimentConfig, config_from_dict
 from negd.validation import NegdError
 
 __all__ = ["EXPERIMENTS", "SCALES", "preset"]

@@ -16,13 +16,13 @@ steps to reach the same t.
 The twin (field ``twin``) is ``noiseless`` (one GD run; default at beta = inf) or ``langevin``
 (default at finite beta): an ensemble of ``twin_realizations`` Langevin runs
 x <- x - alpha grad U + (sigma/sqrt(lambda)) xi from the same x(0), whose *average* is what
-finite-beta NE follows (negd.experiments.twin), or ``matched``: an ensemble of
+finite-beta NE follows (negd.experiments.run.twin), or ``matched``: an ensemble of
 :class:`negd.rules.MomentMatchedLangevin` runs, whose drift and noise are neuroevolution's exact
 one-step moments for a locally linear loss at any z = beta sigma |grad U| (any beta).
 
 The parameter dtype (field ``dtype``) is ``float32``, ``float64`` or ``auto`` (default): float64
 when the smallest sigma of the run is below 100 float32 units of a parameter near 1, where float32
-would quantize the moves (:func:`negd.resolution.auto_dtype`). Losses are float64 in any case.
+would quantize the moves (:func:`negd.dtypes.auto_dtype`). Losses are float64 in any case.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from negd.analysis.rundir import ENSEMBLE_TWINS
-from negd.experiments.config_file import MAX_MESSAGE, read_config_file
-from negd.models import MLPSpec
-from negd.resolution import DTYPES, auto_dtype
+from negd.dtypes import DTYPES, auto_dtype
+from negd.experiments.config.file import MAX_MESSAGE, read_config_file
+from negd.losses.models import MLPSpec
 from negd.tasks import REGRESSION_TASKS
 from negd.validation import NegdError
 
@@ -446,12 +446,12 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
 
 
 # Keys of a configuration file that say how to run it, not what to compute (never in the settings):
-# ``shards`` (negd.experiments.shards) and ``grid`` (negd.experiments.sweep).
+# ``shards`` (negd.experiments.shards.inprocess) and ``grid`` (negd.experiments.sweep.grid).
 RUN_OPTION_KEYS = ("shards", "grid")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read (bounded: negd.experiments.config_file) and validate a YAML (.yaml/.yml) or TOML (.toml)
+    """Read (bounded: negd.experiments.config.file) and validate a YAML (.yaml/.yml) or TOML (.toml)
     configuration file; every error is one line of at most MAX_MESSAGE characters."""
     return load_config_and_options(path)[0]
 

@@ -1,5 +1,5 @@
 """What a run records about, and sets in, the process it runs in: versions and the thread count of
-one-network work. Shared by every experiment (negd.experiments.runner, classification, variants).
+one-network work. Shared by every experiment (negd.experiments.run.runner, classification, variants).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ __all__ = ["versions", "one_thread"]
 
 def versions() -> dict:
     """negd, torch, numpy, python, platform and CPU of this process: recorded with every run."""
-    import negd
+    from negd.version import __version__
 
     cpu = platform.processor() or ""
     try:
@@ -26,7 +26,7 @@ def versions() -> dict:
                 break
     except OSError:
         pass
-    return {"negd": negd.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    return {"negd": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu}
 
 

@@ -1,8 +1,8 @@
 """The problem an experiment runs: loss, initial parameters and the rules of each arm, from its config.
 
-Whitelam et al. 2021 set-up (negd.experiments.runner): R neuroevolution realizations from one shared
+Whitelam et al. 2021 set-up (negd.experiments.run.runner): R neuroevolution realizations from one shared
 x(0) next to a gradient twin. Built once per run, and once per worker process by the Ray shards
-(negd.experiments.ray_shards), from the configuration alone.
+(negd.experiments.shards.on_ray), from the configuration alone.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import torch
 from torch import Tensor
 
 from negd.analysis.rundir import ENSEMBLE_TWINS
-from negd.ensemble import MLPLoss
-from negd.experiments.config import Arm, ExperimentConfig
-from negd.experiments.twin import TwinLoss, langevin_twin_rule
-from negd.models import paper_init, torch_default_init
-from negd.resolution import DTYPES
+from negd.dtypes import DTYPES
+from negd.experiments.config.schema import Arm, ExperimentConfig
+from negd.experiments.run.twin import TwinLoss, langevin_twin_rule
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import paper_init, torch_default_init
 from negd.rules import (
     GradientDescent,
     MomentMatchedLangevin,

@@ -26,9 +26,8 @@ from typing import Any
 
 import torch
 
-from negd.analysis.runfiles import CorruptFile, short
-from negd.experiments.config import TOP_KEYS, Arm, ExperimentConfig, config_from_dict
-from negd.experiments.store import read_json_object, write_json
+from negd.experiments.config.schema import TOP_KEYS, Arm, ExperimentConfig, config_from_dict
+from negd.runfiles import CorruptFile, read_json_object, short, write_json
 from negd.validation import NegdError
 
 __all__ = ["recorded_shards", "settings_of", "settings_hash", "settings_record", "compute_path",
@@ -60,11 +59,11 @@ def settings_record(settings: Mapping) -> dict:
 def compute_path(*, kernel: bool, params: torch.Tensor, loss: torch.Tensor, device: torch.device,
                  **extra: Any) -> dict:
     """The compute path of a run, from a probe state of its NE rule (``extra``: further entries)."""
-    import negd
+    from negd.version import __version__
 
     return {"kernel": bool(kernel), "param_dtype": str(params.dtype).removeprefix("torch."),
             "loss_dtype": str(loss.dtype).removeprefix("torch."), "device": str(device),
-            "torch": torch.__version__, "negd": negd.__version__, **extra}
+            "torch": torch.__version__, "negd": __version__, **extra}
 
 
 def differences(recorded: Mapping, current: Mapping, *, common_only: bool = False,
@@ -135,7 +134,7 @@ def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
     return config, arms
 
 
-# Entries of the compute path that never change the numbers (negd.experiments.shards): recorded,
+# Entries of the compute path that never change the numbers (negd.experiments.shards.inprocess): recorded,
 # updated on resume, never a reason to refuse one.
 SHARDING_KEYS = ("shards", "engine")
 

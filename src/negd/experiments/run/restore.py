@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from negd.analysis.runfiles import RECOMPUTE, CorruptFile, short
-from negd.experiments.config import Arm
-from negd.experiments.provenance import differences
-from negd.experiments.store import load_checkpoint, load_snapshots
+from negd.experiments.config.schema import Arm
+from negd.experiments.run.provenance import differences
+from negd.experiments.run.store import load_checkpoint, load_snapshots
+from negd.runfiles import RECOMPUTE, CorruptFile, short
 from negd.state import State
 from negd.validation import NegdError
 

@@ -5,7 +5,7 @@ the gradient twin (normalized GD at beta = inf, plain GD at finite beta, learnin
 starts from the same x(0). Between two snapshots NE advances dn steps and GD lambda * dn steps,
 so both are compared at the same t = alpha * (GD steps). With ``twin = langevin`` (finite beta)
 the twin is an ensemble of R_L Langevin runs with noise sigma/sqrt(lambda) per GD step
-(negd.experiments.twin), with ``twin = matched`` one of R_L moment-matched Langevin runs
+(negd.experiments.run.twin), with ``twin = matched`` one of R_L moment-matched Langevin runs
 (negd.rules.MomentMatchedLangevin, time step 1/lambda NE steps); the snapshots then store the
 ensemble's mean, variance and mean loss.
 
@@ -14,7 +14,7 @@ The random numbers of NE are a pure function of (seed, realization, step) (:mod:
 restoring the saved states and snapshotting at the same steps makes a resumed run identical,
 bit for bit, to an uninterrupted one. Ctrl-C stops at once; the run directory keeps every
 snapshot completed before it. A sharded run also checkpoints each shard's progress inside an
-interval (``arms/<i>/shards/``, negd.experiments.shard_task), so a killed worker, a failed shard
+interval (``arms/<i>/shards/``, negd.experiments.shards.task), so a killed worker, a failed shard
 or an interrupted run loses at most about ``shard_checkpoint_seconds`` (30 s) of each shard's work.
 """
 
@@ -35,14 +35,12 @@ import torch
 from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
-from negd.analysis.runfiles import CorruptFile
 from negd.engine import Tally, advance_counted, fused_step_fn
-from negd.ensemble import MLPLoss
-from negd.experiments.config import Arm, ExperimentConfig
-from negd.experiments.environment import one_thread, versions
-from negd.experiments.lock import LOCK_NAME, run_dir_lock
-from negd.experiments.problem import Problem
-from negd.experiments.provenance import (
+from negd.experiments.config.schema import Arm, ExperimentConfig
+from negd.experiments.run.environment import one_thread, versions
+from negd.experiments.run.lock import LOCK_NAME, run_dir_lock
+from negd.experiments.run.problem import Problem
+from negd.experiments.run.provenance import (
     check_compute_path,
     compute_path,
     load_run_config,
@@ -50,27 +48,23 @@ from negd.experiments.provenance import (
     settings_of,
     settings_record,
 )
-from negd.experiments.restore import ArmShape, Restored, restore_arm
-from negd.experiments.shard_files import clear_shard_files, shard_folder
-from negd.experiments.shard_task import (
+from negd.experiments.run.restore import ArmShape, Restored, restore_arm
+from negd.experiments.run.store import arm_dir, save_checkpoint, save_snapshots, write_status
+from negd.experiments.shards.files import clear_shard_files, shard_folder
+from negd.experiments.shards.inprocess import ShardExecutor, advance_sharded, check_shards
+from negd.experiments.shards.task import (
     DEFAULT_CHECKPOINT_SECONDS,
     ShardJob,
     advance_paced,
     check_checkpoint_seconds,
     zero_tally,
 )
-from negd.experiments.shards import ShardExecutor, advance_sharded, check_shards
-from negd.experiments.store import (
-    arm_dir,
-    save_checkpoint,
-    save_snapshots,
-    write_json,
-    write_status,
-)
+from negd.losses.mlp import MLPLoss
 from negd.rules import (
     Neuroevolution,
     UpdateRule,
 )
+from negd.runfiles import CorruptFile, write_json
 from negd.state import State
 from negd.validation import NegdError
 
@@ -123,9 +117,9 @@ def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> d
 
 # --------------------------------------------------------------------------- one snapshot row
 def _regime(problem: Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[str, float]:
-    """negd.regime.regime_check at the twin's parameters; NaN when that module is unavailable."""
+    """negd.diagnostics.regime.regime_check at the twin's parameters; NaN when that module is unavailable."""
     try:
-        from negd.regime import regime_check
+        from negd.diagnostics.regime import regime_check
     except ImportError:
         return dict.fromkeys(REGIME_KEYS, math.nan)
     check = regime_check(problem.loss_fn, gd_params, arm.sigma, problem.config.beta,
@@ -272,8 +266,9 @@ def _restore_or_reset(problem: Problem, run_dir: Path, index: int, arm: Arm,
 
 @dataclass(frozen=True)
 class Sharding:
-    """``shards`` blocks of realizations per arm, advanced by ``executor`` (negd.experiments.shards);
-    each shard checkpoints its progress every ``checkpoint_seconds`` (negd.experiments.shard_files)."""
+    """``shards`` blocks of realizations per arm, advanced by ``executor``
+    (negd.experiments.shards.inprocess);
+    each shard checkpoints its progress every ``checkpoint_seconds`` (negd.experiments.shards.files)."""
 
     shards: int
     executor: ShardExecutor
@@ -399,13 +394,13 @@ def _compute_path(problem: Problem, arms: list[Arm], sharding: Sharding | None =
 def _sharding(config: ExperimentConfig, arms: list[Arm], shards: int | None, ray: str | None,
               checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> Sharding | None:
     """None (the whole ensemble at once, as without shards) unless ``shards`` or ``ray`` is given."""
-    from negd.experiments.shards import InProcessShards
+    from negd.experiments.shards.inprocess import InProcessShards
 
     k = check_shards(shards, arms)
     seconds = check_checkpoint_seconds(checkpoint_seconds)
     if ray is None:
         return None if k is None else Sharding(k, InProcessShards(), seconds)
-    from negd.experiments.ray_shards import RayShards
+    from negd.experiments.shards.on_ray import RayShards
 
     executor = RayShards.connect(ray, config)
     if k is None:  # one shard per CPU of the cluster, at most one per realization
@@ -424,10 +419,10 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
                    ray: str | None = None,
                    shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> RunResult:
     """Run ``config`` into a new directory ``out`` (default ``runs/...``); refuses a non-empty ``out``
-    and one another process is writing (the run directory's lock, negd.experiments.lock).
+    and one another process is writing (the run directory's lock, negd.experiments.run.lock).
 
     ``shards``: split every arm's realizations into that many shards (same numbers);
-    ``ray``: "local" or a cluster address, one Ray task per shard (negd.experiments.ray_shards);
+    ``ray``: "local" or a cluster address, one Ray task per shard (negd.experiments.shards.on_ray);
     ``shard_checkpoint_seconds``: seconds of work between two checkpoints of a shard.
     """
     run_dir = Path(out) if out is not None else default_run_dir(config)

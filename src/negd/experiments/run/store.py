@@ -7,7 +7,7 @@ Layout (the contract with :mod:`negd.analysis`; see docs/experiments.md)::
     DIR/arms/<i>/snapshots.npz   per-snapshot arrays (rewritten at every snapshot)
     DIR/arms/<i>/checkpoint.pt   NE and GD states to resume exactly
     DIR/arms/<i>/shards/         sharded runs: each shard's checkpoint inside an interval
-                                 (negd.experiments.shard_files)
+                                 (negd.experiments.shards.files)
 
 A crash or Ctrl-C at any moment leaves every file either in its previous or its new version,
 never half written. Every file is read back through one validating loader here: a damaged or
@@ -18,44 +18,23 @@ file and what to do, never a traceback of torch, numpy or json.
 from __future__ import annotations
 
 import io
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from negd.analysis.runfiles import RECOMPUTE, CorruptFile, load_npz, read_json, read_json_object, short
+from negd.runfiles import (
+    RECOMPUTE,
+    CorruptFile,
+    atomic_write_bytes,
+    load_npz,
+    read_json_object,
+    short,
+    write_json,
+)
 
-__all__ = ["atomic_write_bytes", "write_json", "read_json", "read_json_object", "save_snapshots",
-           "load_snapshots", "save_checkpoint", "load_checkpoint", "arm_dir", "write_status", "read_status",
-           "CorruptFile"]
-
-
-def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
-    """``data`` into ``path``: readers see the old or the new file, never half of it. ``durable``: synced
-    to disk first (survives a power cut); files that a validating loader may simply reject (shard
-    checkpoints) skip that, it costs milliseconds per file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave a temp file behind, keep the old version.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+__all__ = ["save_snapshots", "load_snapshots", "save_checkpoint", "load_checkpoint", "arm_dir",
+           "write_status", "read_status"]
 
 
 def arm_dir(run_dir: Path, index: int) -> Path:

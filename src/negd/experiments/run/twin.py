@@ -16,7 +16,7 @@ is independent of NE's mutations at the same seed and realization ids).
 :class:`TwinLoss` gives the ensemble's losses and gradients without autograd: for an MLP with the mean
 squared error and tanh, relu or identity hidden layers (any depth and width) by backpropagation in the
 C kernel (:mod:`negd.kernels.gradient`, float32 or float64 parameters on CPU), elsewhere by the same
-closed-form backpropagation in batched torch ops (:mod:`negd.backprop`); other networks use autograd.
+closed-form backpropagation in batched torch ops (:mod:`negd.losses.backprop`); other networks use autograd.
 It also lets :func:`negd.engine.fused_step_fn` run the Langevin rule's steps in the kernel
 (:meth:`TwinLoss.kernel_grad_data`): one call advances R_L realizations by many GD steps, drawing xi
 from the same stream STREAM_LANGEVIN as :class:`negd.Langevin` with the rule's roundings, so only the
@@ -37,12 +37,12 @@ import math
 
 from torch import Tensor
 
-from negd import backprop
-from negd.ensemble import MLPLoss
 from negd.kernels import MLPData
 from negd.kernels.gradient import covers_gradient, mlp_value_and_grad
+from negd.losses import backprop
+from negd.losses.base import value_and_grad
+from negd.losses.mlp import MLPLoss
 from negd.rules import Langevin
-from negd.rules.base import value_and_grad
 
 __all__ = ["TwinLoss", "langevin_twin_rule", "langevin_noise_per_gd_step"]
 

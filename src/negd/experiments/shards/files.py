@@ -1,6 +1,6 @@
 """Per-shard checkpoints: a shard's progress inside one snapshot interval, kept in the run directory.
 
-Between two snapshots a sharded run advances every shard (negd.experiments.shards) from the
+Between two snapshots a sharded run advances every shard (negd.experiments.shards.inprocess) from the
 interval's start step to its target step. Each shard saves its own progress, every
 ``checkpoint_seconds`` of work and once more when it completes, to::
 
@@ -15,7 +15,7 @@ same shard after ``--resume``) that finds a checkpoint of its interval continues
 returns it at once when it is complete. Once the interval is merged and the arm checkpoint saved,
 the shard files are removed (:func:`clear_shard_files`).
 
-Files are written atomically (negd.experiments.store; not synced to disk, which would cost more
+Files are written atomically (negd.experiments.run.store; not synced to disk, which would cost more
 than a short interval's work). They are read through a validating
 loader: a damaged or foreign file (another interval, other realizations or settings, non-finite
 numbers) is ignored with one line on stderr, and the shard recomputes its interval (the same
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import torch
 
-from negd.analysis.runfiles import CorruptFile, short
 from negd.engine import Tally
-from negd.experiments.restore import checked_state
-from negd.experiments.shard_job import ShardJob
-from negd.experiments.store import arm_dir, atomic_write_bytes
+from negd.experiments.run.restore import checked_state
+from negd.experiments.run.store import arm_dir
+from negd.experiments.shards.job import ShardJob
+from negd.runfiles import CorruptFile, atomic_write_bytes, short
 from negd.state import State
 
 __all__ = ["SHARDS_DIR", "SavedShard", "shard_folder", "checkpoint_path", "progress_path", "save_shard",

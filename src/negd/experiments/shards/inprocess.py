@@ -9,10 +9,10 @@ state, so a sharded run directory holds the numbers of the unsharded one.
 
 Executors advance a list of shards by some steps and return them in the order given (that is,
 by realization id, never by completion order), each shard by the same function,
-:func:`negd.experiments.shard_task.run_shard` (which checkpoints the shard's progress):
+:func:`negd.experiments.shards.task.run_shard` (which checkpoints the shard's progress):
 
 * :class:`InProcessShards`: one after the other in this process (``--shards K``);
-* :class:`negd.experiments.ray_shards.RayShards`: one Ray task per shard (``--ray``).
+* :class:`negd.experiments.shards.on_ray.RayShards`: one Ray task per shard (``--ray``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Protocol
 import torch
 
 from negd.engine import Tally
-from negd.experiments.config import Arm
-from negd.experiments.shard_task import ShardJob, ShardResult, check_result, run_shard, shard_name
+from negd.experiments.config.schema import Arm
+from negd.experiments.shards.task import ShardJob, ShardResult, check_result, run_shard, shard_name
 from negd.state import State
 from negd.validation import NegdError
 
@@ -80,7 +80,7 @@ Progress = Callable[[int], None]  # n more realization-steps of NE done
 
 
 class ShardExecutor(Protocol):
-    """Advances every shard of ``job`` by :func:`negd.experiments.shard_task.run_shard`; returns their
+    """Advances every shard of ``job`` by :func:`negd.experiments.shards.task.run_shard`; returns their
     results in the order given. ``dynamics`` serve the shards run in this process."""
 
     label: str
@@ -132,7 +132,7 @@ def first_line(e: BaseException) -> str:
 def advance_sharded(executor: ShardExecutor, job: ShardJob, state: State, k: int, dynamics: Dynamics,
                     progress: Progress) -> tuple[State, Tally]:
     """``state`` advanced ``job.steps`` steps as ``k`` shards by ``executor``, each result checked
-    (negd.experiments.shard_task.check_result), merged by realization id (the tallies in the same order).
+    (negd.experiments.shards.task.check_result), merged by realization id (the tallies in the same order).
     A shard that continued from its checkpoint says so on stderr (one line)."""
     shards = split(state, k)
     results = executor.advance(job, shards, dynamics, progress)

@@ -1,8 +1,9 @@
-"""What a shard task is given: one snapshot interval of one block of realizations (negd.experiments.shards).
+"""What a shard task is given: one snapshot interval of one block of realizations
+(negd.experiments.shards.inprocess).
 
 A plain, picklable description (a Ray task takes it as it is): which dynamics of which arm, the
 step range, and where and how often the shard checkpoints its progress
-(negd.experiments.shard_files). The shard's state travels next to it.
+(negd.experiments.shards.files). The shard's state travels next to it.
 """
 
 from __future__ import annotations

@@ -1,18 +1,18 @@
 """Shards as Ray tasks (``--ray local`` or ``--ray ADDRESS``; the optional extra ``negd[ray]``).
 
 Each shard's advance between two snapshots is one Ray core task with plain inputs: the
-configuration (a JSON-able dict), the job (negd.experiments.shard_task.ShardJob: arm, "ne" or
+configuration (a JSON-able dict), the job (negd.experiments.shards.task.ShardJob: arm, "ne" or
 "twin", step range, checkpoint folder) and the shard's state as numpy arrays (its realization ids
 among them). The worker rebuilds the problem from the configuration (cached per worker process),
 pins torch, hence the C kernel, to one thread so that the workers of a machine do not fight over
-its cores, and runs :func:`negd.experiments.shard_task.run_shard`, the function in-process shards
+its cores, and runs :func:`negd.experiments.shards.task.run_shard`, the function in-process shards
 run: it checkpoints the shard's progress into the run directory and writes a progress record
 that the driver reads to move the progress bar during the interval. A task whose worker died is
 retried by Ray (TASK_RETRIES) and continues from the shard's checkpoint; the random numbers are a
 pure function of (seed, realization id, step), so it ends with exactly the numbers of an
 uninterrupted task. A task that raised is not retried: the run fails with one line naming the
 shard. The driver merges the results by realization id, never by completion order
-(negd.experiments.shards).
+(negd.experiments.shards.inprocess).
 
 Ray is imported only here and only when asked for; Ray is never started implicitly.
 """
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from negd.engine import Tally
-from negd.experiments.config import ExperimentConfig, config_from_dict
-from negd.experiments.shard_files import progress_path, read_progress, write_progress
-from negd.experiments.shard_task import ShardJob, ShardResult, run_shard, shard_name
-from negd.experiments.shards import Dynamics, Progress, first_line, realization_steps
+from negd.experiments.config.schema import ExperimentConfig, config_from_dict
+from negd.experiments.shards.files import progress_path, read_progress, write_progress
+from negd.experiments.shards.inprocess import Dynamics, Progress, first_line, realization_steps
+from negd.experiments.shards.task import ShardJob, ShardResult, run_shard, shard_name
 from negd.state import State
 from negd.validation import NegdError
 
@@ -80,7 +80,7 @@ _PROBLEMS: dict[str, Any] = {}  # per worker process: configuration -> its probl
 
 
 def _problem(payload: dict):
-    from negd.experiments.problem import Problem  # the runner's own set-up, so the numbers are its
+    from negd.experiments.run.problem import Problem  # the runner's own set-up, so the numbers are its
 
     key = json.dumps(payload, sort_keys=True, default=str)
     if key not in _PROBLEMS:
@@ -94,7 +94,7 @@ _PACE: dict = {}  # per worker process and shard: measured steps per second (chu
 
 def advance_shard(payload: dict, job: ShardJob, shard: dict) -> dict:
     """One shard's interval (the body of a Ray task; plain inputs and outputs): the problem rebuilt from
-    the configuration, then :func:`negd.experiments.shard_task.run_shard`, as in-process shards do."""
+    the configuration, then :func:`negd.experiments.shards.task.run_shard`, as in-process shards do."""
     torch.set_num_threads(1)  # one core per task: the C kernel uses torch's thread count
     problem = _problem(payload)
     arm = problem.config.arms()[job.arm_index]

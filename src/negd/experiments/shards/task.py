@@ -1,10 +1,10 @@
 """One shard's snapshot interval: the function every shard executor runs (in-process or as a Ray task).
 
-:func:`run_shard` advances a shard (a block of realizations, negd.experiments.shards) from the
+:func:`run_shard` advances a shard (a block of realizations, negd.experiments.shards.inprocess) from the
 interval's start step to its target step:
 
 1. it continues from the shard's checkpoint when one of this interval exists
-   (negd.experiments.shard_files), and returns at once when that checkpoint is complete;
+   (negd.experiments.shards.files), and returns at once when that checkpoint is complete;
 2. it advances in chunks of about a second (:func:`advance_paced`; the counter-based random numbers
    of negd.rng make chunks give the numbers of one call), reports each chunk's steps (progress bar)
    and saves a checkpoint every ``checkpoint_seconds`` of work;
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from negd.engine import Tally, advance_tallied
-from negd.experiments.shard_files import checkpoint_path, load_shard, save_shard
-from negd.experiments.shard_job import DEFAULT_CHECKPOINT_SECONDS, ShardJob
+from negd.experiments.shards.files import checkpoint_path, load_shard, save_shard
+from negd.experiments.shards.job import DEFAULT_CHECKPOINT_SECONDS, ShardJob
 from negd.state import State
 from negd.validation import NegdError
 

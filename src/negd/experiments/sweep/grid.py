@@ -3,7 +3,7 @@
 ``negd sweep CONFIG --grid "sigma=a,b,c" --grid "beta=inf,1000,100"`` (or a ``grid:`` section in the
 file, ``{key: [values]}``; a --grid of the same key replaces it) runs the configuration at every
 point of the grid's Cartesian product, each into its own run directory under the sweep directory
-(``p<index>-<key>=<value>...``), then writes the combined report (negd.experiments.sweep_report).
+(``p<index>-<key>=<value>...``), then writes the combined report (negd.experiments.sweep.report).
 
 Each point is the file's configuration with the point's values put in (sigma replaces lambda and
 vice versa, steps replaces t_final and vice versa; twin_realizations is dropped at beta = inf points
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from negd.experiments.config import RUN_OPTION_KEYS, ExperimentConfig, config_from_dict
-from negd.experiments.config_file import read_config_file
-from negd.experiments.provenance import settings_hash
-from negd.experiments.store import read_json_object, write_json
+from negd.experiments.config.file import read_config_file
+from negd.experiments.config.schema import RUN_OPTION_KEYS, ExperimentConfig, config_from_dict
+from negd.experiments.run.provenance import settings_hash
+from negd.runfiles import read_json_object, write_json
 from negd.validation import NegdError
 
 __all__ = ["GRID_KEYS", "parse_grid_option", "checked_grid", "SweepPoint", "plan_sweep", "run_sweep",
@@ -178,7 +178,7 @@ def run_sweep(base: dict, grid: dict, sweep_dir: Path, *, progress: bool = True,
     kwargs = {k: v for k, v in (("shards", shards), ("ray", ray)) if v is not None}
     cluster = None
     if ray is not None:  # one Ray session for the whole sweep (each run then uses it as it is)
-        from negd.experiments.ray_shards import RayShards
+        from negd.experiments.shards.on_ray import RayShards
 
         cluster = RayShards.connect(ray, points[0].config)
     try:
@@ -190,7 +190,7 @@ def run_sweep(base: dict, grid: dict, sweep_dir: Path, *, progress: bool = True,
 
 def _run_points(points: list[SweepPoint], sweep_dir: Path, progress: bool, kwargs: dict,
                 log) -> list[tuple[SweepPoint, str]]:
-    from negd.experiments.runner import resume_experiment, run_experiment
+    from negd.experiments.run.runner import resume_experiment, run_experiment
 
     states = []
     for point in points:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from negd.analysis.metrics import S_SMALL
-from negd.experiments.store import atomic_write_bytes, read_json_object, write_json
-from negd.experiments.sweep import SweepPoint
+from negd.experiments.sweep.grid import SweepPoint
+from negd.runfiles import atomic_write_bytes, read_json_object, write_json
 from negd.validation import NegdError
 
 __all__ = ["C_LIMIT", "Z_LIMIT", "point_row", "write_sweep_report"]
