@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 from negd.engine import advance
-from negd.losses.mlp import MLPLoss
-from negd.experiments.run.environment import versions
 from negd.experiments.config.presets import preset
+from negd.experiments.run.environment import versions
 from negd.experiments.run.problem import Problem
 from negd.experiments.run.twin import TwinLoss
+from negd.losses.mlp import MLPLoss
 from negd.rules import Langevin, Neuroevolution
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,8 @@ def _old_twin_loss(rev: str) -> type:
     """The TwinLoss class of the twin module at git ``rev`` (experiments/run/twin.py, or before the
     layout move experiments/twin.py, whose 0.1 imports still resolve through negd._compat)."""
     for path in ("src/negd/experiments/run/twin.py", "src/negd/experiments/twin.py"):
-        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], capture_output=True, text=True)
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"],
+                               capture_output=True, text=True)
         if shown.returncode == 0:
             break
     else:
