@@ -66,23 +66,25 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _torch_limit(workload, seconds: float, device: str) -> dict:
+def _torch_limit(workload, seconds: float, device: str, cores: int | None = None) -> dict:
     """torch's own throughput on the workload's arithmetic (tanh, or the [P, width] x [width, width]
-    products), with torch's threads and on one thread times the cores: a peer, not a limit."""
+    products), with torch's threads and on one thread times ``cores`` (default: all): a peer, not
+    a limit."""
+    cores = cores or _cores()
     def measure() -> dict:
         if workload.limit_kind == "tanh":
             return tanh_rate(seconds, device)
         return matmul_rate(workload.n_points, workload.matmul_width, seconds, device)
 
     measured = {"all_threads": measure()}
-    if device == "cpu" and _cores() > 1:
+    if device == "cpu" and cores > 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             one = measure()
         finally:
             torch.set_num_threads(threads)
-        measured["one_thread_times_cores"] = {**one, "rate": one["rate"] * _cores(), "cores": _cores()}
+        measured["one_thread_times_cores"] = {**one, "rate": one["rate"] * cores, "cores": cores}
     best = max(measured.values(), key=lambda m: m["rate"])
     per_step = workload.tanh_per_step if workload.limit_kind == "tanh" else workload.flops_per_step
     return {"rate": best["rate"] / per_step, "kind": workload.limit_kind, "throughput": best["rate"],
@@ -101,12 +103,12 @@ def _limit_cell(spec: dict) -> dict:
 
     workload = get_workload(spec["workload"])
     seconds, device = spec["seconds"], spec.get("device", "cpu")
-    peer = _torch_limit(workload, seconds, device)
+    cores = max(1, min(int(spec.get("threads") or torch.get_num_threads()), _cores()))
+    peer = _torch_limit(workload, seconds, device, cores)
     if device != "cpu" or not kernels.available():
         return {"status": "ok", **peer, "basis": "torch", "torch": peer}
     peak, peak64 = limits.fma_peak(torch.float32, seconds), limits.fma_peak(torch.float64, seconds)
     tanh_per_s = limits.tanh_throughput(seconds, torch.float32)
-    cores = max(1, min(int(spec.get("threads") or torch.get_num_threads()), _cores()))
     flops, tanhs = workload.flops_per_step, workload.tanh_per_step
     one_core = limits.step_limit(flops, tanhs, peak, tanh_per_s)
     return {"status": "ok", "rate": cores * one_core, "basis": "fma+tanh", "cores": cores,
