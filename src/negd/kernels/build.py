@@ -116,7 +116,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def _build(cc: list[str]) -> Path:
     """The verified cached library for this source, compiler and CPU, built (or rebuilt) if needed."""
     source = b"".join(path.read_bytes() for path in SOURCES)
-    proc = toolchain.run_bounded([*cc, "--version"])
+    proc = toolchain.run_bounded([*cc, "--version"], name=f"{' '.join(cc)} --version")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cc)} --version failed: {toolchain.one_line(proc.stderr)}")
     version = proc.stdout
@@ -139,7 +139,7 @@ def _build(cc: list[str]) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
         try:
-            proc = toolchain.run_bounded([*cc, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"])
+            proc = toolchain.run_bounded([*cc, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"], name=" ".join(cc))
             if proc.returncode != 0:
                 raise RuntimeError(f"{stale}{' '.join(cc)} failed: {toolchain.one_line(proc.stderr)}")
             # exit 0 is not enough: nothing, garbage or a foreign library must never be cached

@@ -70,10 +70,12 @@ def build_timeout() -> float:
     return value
 
 
-def run_bounded(cmd: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+def run_bounded(cmd: list[str], timeout: float | None = None, name: str | None = None
+                ) -> subprocess.CompletedProcess:
     """Run ``cmd`` with its output captured; kill it and every process it started (its session)
-    after ``timeout`` seconds (:func:`build_timeout`) and raise RuntimeError."""
+    after ``timeout`` seconds (:func:`build_timeout`) and raise RuntimeError naming it ``name``."""
     timeout = build_timeout() if timeout is None else timeout
+    name = cmd[0] if name is None else name
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
@@ -87,7 +89,7 @@ def run_bounded(cmd: list[str], timeout: float | None = None) -> subprocess.Comp
         except ProcessLookupError:
             pass
         proc.communicate()
-        raise RuntimeError(f"{cmd[0]} did not finish in {timeout:g} s and was killed "
+        raise RuntimeError(f"{name} did not finish in {timeout:g} s and was killed "
                            f"(NEGD_BUILD_TIMEOUT sets the limit)") from None
     except BaseException:  # KeyboardInterrupt: never leave a compiler running
         os.killpg(proc.pid, signal.SIGKILL)
