@@ -51,7 +51,8 @@ CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-er
 # Every symbol _declare binds: a built library must export all of them before it is cached.
 SYMBOLS = ("negd_abi_version", "negd_has_avx2", "negd_normal_rows", "negd_uniform_rows",
            *(f"negd_{kind}_{suffix}" for suffix in ("f32", "f64")
-             for kind in ("tanh", "elementwise", "mlp_loss", "fused_ne", "mlp_grad", "fused_langevin")))
+             for kind in ("tanh", "elementwise", "mlp_loss", "fused_ne", "mlp_grad", "fused_langevin",
+                          "fma_peak", "tanh_throughput")))
 
 _library: ctypes.CDLL | None = None
 _failed = False
