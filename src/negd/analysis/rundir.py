@@ -50,6 +50,8 @@ OPTIONAL_SCALARS = (
     "acceptance_predicted",
     "drift_factor",
     "wall_seconds",
+    "c_se",
+    "acceptance_predicted_se",
     "twin_grad_norm",
     "delta_corrected_se_covariance",
     "tie_fraction",

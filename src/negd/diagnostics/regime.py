@@ -65,7 +65,8 @@ class Regime:
     estimates; below 1 when H is indefinite); grad_curvature u.H.u with u = g/|g|;
     z = beta sigma |g|; c = sigma tr H/(2|g|) +- c_se; c_perp = sigma (tr H - u.H.u)/(2|g|);
     c_spread = sigma sqrt(tr(H^2)/2)/|g|; acceptance_predicted and drift_factor (mean
-    displacement over the drift of the twin of this beta) from c_perp; applies [R] bool and one
+    displacement over the drift of the twin of this beta) from c_perp, each +- its SE from the probes'
+    SE of tr H (c_perp +- c_se through the same formula, half the difference); applies [R] bool and one
     reason per realization; message summarizes them in one line. Resolution
     (:mod:`negd.diagnostics.resolution`): loss_error (rms rounding error of dU), decision_risk (fraction of
     accept decisions that rounding can flip), quantization (rms rounding of a move over sigma),
@@ -88,7 +89,9 @@ class Regime:
     c_perp: Tensor
     c_spread: Tensor
     acceptance_predicted: Tensor
+    acceptance_predicted_se: Tensor
     drift_factor: Tensor
+    drift_factor_se: Tensor
     applies: Tensor
     loss_error: Tensor
     decision_risk: Tensor
@@ -234,6 +237,14 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     z_safe = torch.where(torch.isnan(z), torch.zeros_like(z), z)
     acceptance = torch.where(finite_c, curvature_acceptance(c_safe, z_safe), torch.full_like(c, math.nan))
     drift = torch.where(finite_c, twin_drift_factor(c_safe, z_safe, beta), torch.full_like(c, math.nan))
+    # The probes' error on tr H carried through the predictions: half the change over c_perp +- c_se.
+    se_safe = torch.where(torch.isfinite(c_se), c_se, torch.zeros_like(c_se))
+    known = finite_c & torch.isfinite(c_se)
+    nan = torch.full_like(c, math.nan)
+    acceptance_se = torch.where(known, (curvature_acceptance(c_safe - se_safe, z_safe)
+                                        - curvature_acceptance(c_safe + se_safe, z_safe)).abs() / 2, nan)
+    drift_se = torch.where(known, (twin_drift_factor(c_safe - se_safe, z_safe, beta)
+                                   - twin_drift_factor(c_safe + se_safe, z_safe, beta)).abs() / 2, nan)
 
     applies = finite_c & (c_perp.abs() <= c_max) & (spread <= c_max)
     if not math.isinf(beta):
@@ -257,7 +268,8 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     return Regime(grad_norm=grad_norm, trace_hessian=trace, trace_hessian_se=trace_se,
                   trace_hessian_squared=trace_sq, effective_dimensions=eff_dims,
                   grad_curvature=grad_curvature, z=z, c=c, c_se=c_se, c_perp=c_perp, c_spread=spread,
-                  acceptance_predicted=acceptance, drift_factor=drift, applies=applies,
+                  acceptance_predicted=acceptance, acceptance_predicted_se=acceptance_se, drift_factor=drift,
+                  drift_factor_se=drift_se, applies=applies,
                   loss_error=resolution.loss_error, decision_risk=resolution.decision_risk,
                   quantization=resolution.quantization, resolved=resolution.ok, reasons=reasons,
                   message=message, sigma=sigma_ref, beta=beta, z_max=z_max, c_max=c_max)
