@@ -24,12 +24,13 @@ SE ~ 1/sqrt(R), so the band's half-width 2 SE falls below |max(r, 0) - threshold
 R' = R (2 SE / |max(r, 0) - threshold|)^2 realizations (the twin's R_L scaled alike), if the estimate
 stays where it is. (For Delta_c the SE falls between 1/sqrt(R) and 1/R: R' is an upper estimate.)
 
-The verdict of a run (:func:`trajectory_verdict`) covers every snapshot after t = 0: fails if any
-snapshot fails, else weakens if any snapshot weakens, else the verdict of the last snapshot (holds
-or unresolved). The worst snapshot and the times where the snapshot verdict changes are reported.
-Each snapshot uses its own 2-SE bounds; snapshots share their realizations, so they are strongly
-correlated and a run of S snapshots is not S independent tries, but a single snapshot that lands
-beyond a bound by chance does flip the run's verdict: the transitions list shows how isolated it is.
+The verdict of a run (:func:`trajectory_verdict`) covers every snapshot after t = 0: fails if the
+snapshots fail at two consecutive snapshots or at the last one, else weakens likewise (weakens or
+fails at two consecutive snapshots, or at the last one), else the verdict of the last snapshot (holds
+or unresolved). Each snapshot uses its own 2-SE bounds, beyond which a snapshot lands by chance about
+2% of the time; the persistence rule keeps one such draw among tens of snapshots from deciding the
+run, while a real departure (the realizations carry it from one snapshot to the next) persists. The
+worst snapshot and every change of the snapshot verdict are reported, isolated ones included.
 """
 
 from __future__ import annotations
@@ -234,8 +235,16 @@ def trajectory_verdict(t: np.ndarray, delta_ratio: np.ndarray, delta_ratio_se: n
         return _SEVERITY[per[i].label], upper if math.isfinite(upper) else -math.inf
 
     worst = per[max(decided, key=badness)]
-    run = Verdict(worst.label, worst.reasons, caveat, realizations, None, worst.t) \
-        if worst.label in ("fails", "weakens") else final
+    # A departure counts where it persists: at two consecutive snapshots, or at the last one.
+    severity = [_SEVERITY[per[i].label] for i in decided]
+    lasting = [min(severity[j], severity[j + 1]) for j in range(len(severity) - 1)] + [severity[-1]]
+    level = max(lasting)
+    if level >= _SEVERITY["weakens"]:
+        deciding = per[max((i for i, s in zip(decided, severity) if s >= level), key=badness)]
+        label = next(k for k, v in _SEVERITY.items() if v == level)
+        run = Verdict(label, deciding.reasons, caveat, realizations, None, deciding.t)
+    else:
+        run = final
     transitions: list[tuple[float, str]] = []
     for i in decided:
         if not transitions or per[i].label != transitions[-1][1]:

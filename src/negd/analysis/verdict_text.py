@@ -34,8 +34,9 @@ THRESHOLDS_TEXT = (
     "threshold (a gap the data resolve); *unresolved* if a band contains the holds threshold: neither "
     "holds nor fails can be claimed, and the verdict says how many realizations would resolve it "
     "(SE ~ 1/sqrt(R)). A negative Delta_c is a draw below the floor: it is reported, and the upper end "
-    "starts at 0. The run's verdict covers every snapshot: *fails* or *weakens* if any snapshot is, "
-    "else the last snapshot's. Delta_c = Delta - floor is unbiased for the systematic gap; its SE "
+    "starts at 0. The run's verdict covers every snapshot: *fails* or *weakens* where that persists over "
+    "two consecutive snapshots (or at the last one), else the last snapshot's. Delta_c = Delta - floor "
+    "is unbiased for the systematic gap; its SE "
     "includes the floor's own error and, where the run stored it, the correlations between parameters "
     "(docs/report.md)."
 )
