@@ -115,13 +115,15 @@ def test_verdict_covers_the_whole_trajectory(tmp_path):
     """Holds at the end, weakens in between: the run weakens; the worst snapshot and changes say where."""
     rows = [_row(0.01, 0.01), _row(0.1, 0.01), _row(0.12, 0.01), _row(0.01, 0.01)]
     summary, report = _placed(tmp_path, "dip", rows)
-    assert (summary["verdict"], summary["verdict_final"], summary["verdict_worst"]) == ("weakens", "holds", "weakens")
+    labels = (summary["verdict"], summary["verdict_final"], summary["verdict_worst"])
+    assert labels == ("weakens", "holds", "weakens")
     assert summary["verdict_t_worst"] == pytest.approx(0.75)
     assert summary["verdict_changes"] == [[0.25, "holds"], [0.5, "weakens"], [1.0, "holds"]]
     assert "weakens from t = 0.5; holds from t = 1" in report
     # unresolved at the end after holding: unresolved, with the realizations needed from the end
     summary, _ = _placed(tmp_path, "late", [_row(0.01, 0.01), _row(0.02, 0.02)])
-    assert summary["verdict"] == "unresolved" and summary["realizations_needed"] == pytest.approx(100 * 16 / 9)
+    assert summary["verdict"] == "unresolved"
+    assert summary["realizations_needed"] == pytest.approx(100 * 16 / 9)
     # a departure decides where it persists over two snapshots or is the last one, not as a lone draw
     summary, _ = _placed(tmp_path, "fail", [_row(0.3, 0.01), _row(0.3, 0.01), _row(0.01, 0.01)])
     assert summary["verdict"] == "fails" and summary["verdict_final"] == "holds"
@@ -139,8 +141,10 @@ def test_trajectory_and_rows_verdict_agree():
     assert run.label == "holds" and run.worst.label == "weakens"  # one weakening snapshot does not persist
     assert run.labels == ["undetermined", "weakens", "holds"]
     rows = [{"t": ti, "delta_corrected": d, "delta_corrected_se": s, "param_change": 2.0, "gap": 0.0,
-             "gap_se": 0.002, "twin": 2.0} for ti, d, s in ((0.0, 0.0, 0.0), (0.5, 0.2, 0.02), (1.0, 0.02, 0.02))]
-    run2, final = rows_verdict(rows, gap_key="gap", gap_se_key="gap_se", twin_loss_key="twin", realizations=10)
+             "gap_se": 0.002, "twin": 2.0}
+            for ti, d, s in ((0.0, 0.0, 0.0), (0.5, 0.2, 0.02), (1.0, 0.02, 0.02))]
+    run2, final = rows_verdict(rows, gap_key="gap", gap_se_key="gap_se", twin_loss_key="twin",
+                               realizations=10)
     assert run2.label == run.label and run2.transitions == run.transitions
     assert final["delta_ratio"] == 0.01 and final["delta_ratio_upper"] == pytest.approx(0.03)
 
@@ -158,7 +162,8 @@ def test_noisy_synthetic_run_is_unresolved(tmp_path):
 def test_summary_schema_signed_gaps_and_rejects_unknown_keys(tmp_path):
     summary, _ = _placed(tmp_path, "neg", [_row(0.0, 0.001, -0.03, 0.01)])
     assert summary["schema_version"] == SCHEMA_VERSION
-    assert summary["loss_gap_relative"] == pytest.approx(-0.03) and summary["loss_gap_in_se"] == pytest.approx(-3)
+    assert summary["loss_gap_relative"] == pytest.approx(-0.03)
+    assert summary["loss_gap_in_se"] == pytest.approx(-3)
     assert summary["arms"][0]["loss_gap_relative"] == pytest.approx(-0.03)
     assert summary["loss_gap_max_relative"] == pytest.approx(-0.03)
     with pytest.raises(NegdError, match="not in the schema"):
