@@ -40,6 +40,7 @@ change (a float64 loss or float64 parameters).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,7 @@ from torch import Tensor
 from negd.diagnostics.resolution import assess, loss_rounding, quantization
 from negd.losses.base import LossFn, as_ensemble_params, hessian_vector_products, value_and_grad
 from negd.theory import curvature_acceptance, twin_drift_factor
+from negd.theory.population import PopulationScopeWarning
 from negd.validation import NegdError, check_beta, check_int, check_positive, check_sigma
 
 __all__ = ["Regime", "regime_check", "hutchinson_trace"]
@@ -163,7 +165,7 @@ def hutchinson_trace(loss_fn: LossFn, params: Tensor, *, n_probes: int = 8, seed
 
 
 def _reason(z: float, c: float, spread: float, beta: float, z_max: float, c_max: float,
-            drift: float) -> str:
+            drift: float, n_eff: float = math.nan) -> str:
     fails = []
     if not math.isinf(beta) and z > z_max:
         fails.append(f"z = beta sigma |g| = {z:.3g} > {z_max:g}: the Langevin twin overstates the drift "
@@ -175,7 +177,10 @@ def _reason(z: float, c: float, spread: float, beta: float, z_max: float, c_max:
                      f"large for the curvature (drift factor {drift:.3g}); lower sigma")
     if math.isfinite(c) and spread > c_max:
         fails.append(f"c_spread = sigma sqrt(tr H^2/2)/|g| = {spread:.3g} > {c_max:g}: the curvature "
-                     f"term of dU fluctuates more than the linear one allows; lower sigma")
+                     "term of dU fluctuates more than the linear one allows (few parameters or anisotropic "
+                     f"curvature: n_eff = tr(H)^2/tr(H^2) = {n_eff:.3g}), so the Gaussian forms of "
+                     "negd.theory and negd.theory.population are outside their scope (population_moments_mc "
+                     "is exact for a quadratic loss); lower sigma")
     if not fails:
         return f"applies: z = {z:.3g}, c_perp = {c:.3g}, c_spread = {spread:.3g} (drift factor {drift:.3g})"
     return "; ".join(fails)
@@ -249,8 +254,13 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     applies = finite_c & (c_perp.abs() <= c_max) & (spread <= c_max)
     if not math.isinf(beta):
         applies &= z <= z_max
-    reasons = tuple(_reason(zi, ci, si, beta, z_max, c_max, di)
-                    for zi, ci, si, di in zip(z.tolist(), c_perp.tolist(), spread.tolist(), drift.tolist()))
+    reasons = tuple(_reason(zi, ci, si, beta, z_max, c_max, di, ni)
+                    for zi, ci, si, di, ni in zip(z.tolist(), c_perp.tolist(), spread.tolist(),
+                                                  drift.tolist(), eff_dims.tolist()))
+    if bool((torch.isfinite(c_perp) & (spread > c_max)).any()):
+        warnings.warn("regime_check: c_spread > c_max (few parameters or anisotropic curvature): the "
+                      "Gaussian form of dU is outside its scope; see Regime.message", PopulationScopeWarning,
+                      stacklevel=2)
     failing = [i for i, ok in enumerate(applies.tolist()) if not ok]
     if not failing:
         conditions = f"|c_perp|, c_spread <= {c_max:g}" + ("" if math.isinf(beta) else f" and z <= {z_max:g}")
