@@ -12,8 +12,11 @@ c_{1,2} = 0.5642, c_{1,4} = 1.0294, c_{1,10} = 1.5388). One step then moves, alo
 * comma:             <dx> = -sigma E[M_K] u,          <(u.dx)^2> = sigma^2 E[M_K^2];
 * elitist, beta=inf: <dx> = -sigma E[max(0, M_K)] u,  <(u.dx)^2> = sigma^2 E[max(0, M_K)^2].
 
-Across u the chosen child's components are independent of the selection (which only looks at eta), so
-each has second moment sigma^2 times the acceptance: 1 (comma) and 1 - 2^-K (elitist, P(M_K > 0)).
+For a linear loss, across u the chosen child's components are independent of the selection (which only
+looks at eta), so each has second moment sigma^2 times the acceptance: 1 (comma) and 1 - 2^-K (elitist,
+P(M_K > 0)). With curvature the selection also looks at xi.H.xi and prefers children small across u
+where H is positive: the across-u moment falls below the acceptance (N = 10, K = 4, c = 0.6, comma:
+0.88 instead of 1; N = 1000, K = 16, c = 1: 0.9965), see Scope below.
 
 **Curvature** (Gaussian form of :mod:`negd.theory`): dU_k = sigma |g| (eta_k + c), c = sigma tr H/(2|g|).
 Elitist at beta = inf accepts iff M_K > c, so its drift is -sigma E[M_K; M_K > c] u (K = 1: phi(c),
