@@ -172,3 +172,12 @@ def test_summary_schema_signed_gaps_and_rejects_unknown_keys(tmp_path):
         check_summary(summary | {"loss_gap_relative_se": -0.1})
     with pytest.raises(NegdError, match="schema_version"):
         check_summary({k: v for k, v in summary.items() if k != "schema_version"})
+
+
+def test_docs_carry_the_schema_table():
+    from pathlib import Path
+
+    from negd.analysis.schema import markdown_table
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "report.md"
+    assert markdown_table() in docs.read_text()

@@ -130,5 +130,6 @@ def check_summary(summary: dict) -> dict:
 def markdown_table() -> str:
     """The schema as the table of docs/report.md."""
     rows = ["| key | kind | meaning |", "| --- | --- | --- |"]
-    rows += [f"| `{k}` | {kind} | {text} |" for k, (kind, text) in SUMMARY_KEYS.items()]
+    escaped = {k: (kind, text.replace("|", "\\|")) for k, (kind, text) in SUMMARY_KEYS.items()}
+    rows += [f"| `{k}` | {kind} | {text} |" for k, (kind, text) in escaped.items()]
     return "\n".join(rows)
