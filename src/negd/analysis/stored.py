@@ -68,8 +68,20 @@ def stored_numbers(folder: Path) -> dict:
 
 
 def stored_verdict(numbers: dict) -> Verdict:
-    return decide(numbers["delta_ratio"], numbers["delta_ratio_se"], numbers["loss_gap"],
-                  numbers["loss_gap_se"], realizations=numbers["realizations"], t=numbers["t_final"])
+    """The last snapshot's verdict, made worse where the loss gap's peak along the run weakens or fails
+    on its own (a peak whose band clears the threshold; schema-1 results cannot check that it persists
+    over two snapshots, see negd.analysis.verdict)."""
+    final = decide(numbers["delta_ratio"], numbers["delta_ratio_se"], numbers["loss_gap"],
+                   numbers["loss_gap_se"], realizations=numbers["realizations"], t=numbers["t_final"])
+    peak = classify_band(abs(numbers["loss_gap_peak"]), numbers["loss_gap_peak_se"], LOSS_GAP_HOLDS,
+                         LOSS_GAP_FAILS)
+    order = ("holds", "unresolved", "weakens", "fails")
+    if peak in ("weakens", "fails") and final.label in order and order.index(peak) > order.index(final.label):
+        reason = (f"the loss gap's peak along the run, {100 * numbers['loss_gap_peak']:+.3g}% +- "
+                  f"{100 * numbers['loss_gap_peak_se']:.2g}% at t = {numbers['t_loss_gap_peak']:.3g}, {peak}")
+        return Verdict(peak, [reason, *final.reasons], None, final.realizations, None,
+                       numbers["t_loss_gap_peak"])
+    return final
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -111,7 +123,7 @@ def _acceptance_text(n: dict) -> str:
 
 def paper_scale_block(results: Path) -> str:
     """The computed verdict section of docs/results/paper-scale.md."""
-    lines = [BEGIN, "", "| experiment | R | verdict (four-verdict rule, last snapshot) | "
+    lines = [BEGIN, "", "| experiment | R | verdict (four-verdict rule: last snapshot and loss-gap peak) | "
              "stored verdict (schema 1) |", "|---|---|---|---|"]
     paragraphs = []
     for name, folder in PAPER_RUNS:
@@ -120,7 +132,8 @@ def paper_scale_block(results: Path) -> str:
         r = f"{n['realizations']}" + (f" + twin {n['twin_realizations']}" if n["twin_realizations"] else "")
         label = v.sentence.removeprefix("correspondence ")
         lines.append(f"| {name} | {r} | **{label}** | {n['stored_verdict']} |")
-        paragraphs.append(f"**{name}** at t = {_f(n['t_final'])}: **{v.label}**. " + "; ".join(v.reasons)
+        paragraphs.append(f"**{name}** (last snapshot t = {_f(n['t_final'])}): **{v.label}**. "
+                          + "; ".join(v.reasons)
                           + "." + _peak_text(n) + _acceptance_text(n))
     lines += ["", *[p + "\n" for p in paragraphs], END]
     return "\n".join(lines)
