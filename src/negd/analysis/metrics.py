@@ -84,6 +84,7 @@ SCALAR_COLUMNS = (
     "c",
     "c_se",
     "drift_factor",
+    "drift_factor_se",
     "wall_seconds",
     "gd_loss_se",
     "gd_loss_of_mean",

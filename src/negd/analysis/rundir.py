@@ -52,6 +52,7 @@ OPTIONAL_SCALARS = (
     "wall_seconds",
     "c_se",
     "acceptance_predicted_se",
+    "drift_factor_se",
     "twin_grad_norm",
     "delta_corrected_se_covariance",
     "tie_fraction",
