@@ -95,9 +95,9 @@ def test_indefinite_hessian_fails_on_curvature_spread() -> None:
     n, k, sigma = 100, 1.0, 0.1
     a = torch.diag(torch.tensor([k, -k] * (n // 2), dtype=torch.float64))
     x0 = torch.full((n,), 0.01, dtype=torch.float64)
-    from negd.theory.population import PopulationScopeWarning
+    from negd.theory.population import GaussianScopeWarning
 
-    with pytest.warns(PopulationScopeWarning, match="anisotropic"):
+    with pytest.warns(GaussianScopeWarning, match="anisotropic"):
         result = regime_check(QuadraticLoss(a), x0, sigma, math.inf, n_probes=16)
     assert abs(result.c.item()) <= 4 * result.c_se.item()
     expected = sigma * math.sqrt(k * k * n / 2) / torch.linalg.vector_norm(a @ x0).item()

@@ -112,14 +112,14 @@ def _quadratic_n10():
 
 @pytest.mark.parametrize("selection", ["comma", "elitist"])
 def test_small_n_population_warns_and_monte_carlo_matches_the_rule(selection):
-    """N = 10: the Gaussian form warns (PopulationScopeWarning) and misses the drift of
+    """N = 10: the Gaussian form warns (GaussianScopeWarning) and misses the drift of
     negd.rules.Population by many SE; population_moments_mc matches the rule within 4 combined SE."""
     from negd.rules import Population
-    from negd.theory.population import PopulationScopeWarning, population_moments_mc
+    from negd.theory.population import GaussianScopeWarning, population_moments_mc
 
     g, h, sigma = _quadratic_n10()
     c = sigma * h.sum() / 2
-    with pytest.warns(PopulationScopeWarning, match="N = 10"):
+    with pytest.warns(GaussianScopeWarning, match="N = 10"):
         gaussian = population_moments(4, selection, c, n_params=10)
     mc = population_moments_mc(4, selection, g, h, sigma, samples=200_000, seed=1)
     gt, ht = torch.tensor(g), torch.tensor(h)

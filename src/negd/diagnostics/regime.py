@@ -49,7 +49,7 @@ from torch import Tensor
 from negd.diagnostics.resolution import assess, loss_rounding, quantization
 from negd.losses.base import LossFn, as_ensemble_params, hessian_vector_products, value_and_grad
 from negd.theory import curvature_acceptance, twin_drift_factor
-from negd.theory.population import PopulationScopeWarning
+from negd.theory.population import GaussianScopeWarning
 from negd.validation import NegdError, check_beta, check_int, check_positive, check_sigma
 
 __all__ = ["Regime", "regime_check", "hutchinson_trace"]
@@ -259,7 +259,7 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
                                                   drift.tolist(), eff_dims.tolist()))
     if bool((torch.isfinite(c_perp) & (spread > c_max)).any()):
         warnings.warn("regime_check: c_spread > c_max (few parameters or anisotropic curvature): the "
-                      "Gaussian form of dU is outside its scope; see Regime.message", PopulationScopeWarning,
+                      "Gaussian form of dU is outside its scope; see Regime.message", GaussianScopeWarning,
                       stacklevel=2)
     failing = [i for i, ok in enumerate(applies.tolist()) if not ok]
     if not failing:

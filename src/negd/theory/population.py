@@ -40,7 +40,7 @@ c_spread = sigma sqrt(tr(H^2)/2)/|g| = c sqrt(2/n_eff) (n_eff = tr(H)^2/tr(H^2) 
 also acts on: where it is not small (few parameters, or anisotropic curvature with few effective
 dimensions) the best child is partly chosen for its curvature, and the drift along g falls (N = 10,
 K = 4, comma: 0.78 measured against E[M_4] = 1.03). :func:`population_moments` warns
-(:class:`PopulationScopeWarning`) when it is told N < N_GAUSSIAN_MIN with c != 0, or c_spread >
+(:class:`GaussianScopeWarning`) when it is told N < N_GAUSSIAN_MIN with c != 0, or c_spread >
 SPREAD_MAX; :func:`population_moments_mc` then gives the exact moments for a quadratic loss
 U(x + d) = U(x) + g.d + d.H.d/2 by Monte Carlo over the children (with their standard errors).
 Only for a linear loss (H = 0) is the across-g second moment exactly the acceptance at any N.
@@ -60,7 +60,7 @@ from negd.validation import NegdError, check_int
 
 __all__ = ["SELECTIONS", "PopulationMoments", "max_normal_expectation", "expected_max_normal",
            "population_moments", "drift_per_evaluation", "population_twin_rates", "check_selection",
-           "N_GAUSSIAN_MIN", "SPREAD_MAX", "PopulationScopeWarning", "gaussian_scope", "MonteCarloMoments",
+           "N_GAUSSIAN_MIN", "SPREAD_MAX", "GaussianScopeWarning", "gaussian_scope", "MonteCarloMoments",
            "population_moments_mc"]
 
 SELECTIONS = ("comma", "elitist")
@@ -69,8 +69,9 @@ N_GAUSSIAN_MIN = 100  # below this many parameters a curved loss's children diff
 SPREAD_MAX = 0.1  # c_spread above which the Gaussian form's constant curvature term is not accurate
 
 
-class PopulationScopeWarning(UserWarning):
-    """The Gaussian form of negd.theory.population is used outside its assumptions (module docstring)."""
+class GaussianScopeWarning(UserWarning):
+    """A Gaussian form of dU (negd.theory, negd.theory.population) is used outside its assumptions: few
+    parameters or anisotropic curvature (module docstring, Scope)."""
 
 
 def gaussian_scope(n_params: int | None = None, c: float = 0.0, c_spread: float | None = None) -> str | None:
@@ -149,14 +150,14 @@ def population_moments(k: int, selection: str, c: float = 0.0, z: float = math.i
     """Moments of one (1,K) (``"comma"``) or (1+K) (``"elitist"``) step; ``z = beta sigma |g|``.
 
     ``z`` matters only for elitist selection (comma never tests); ``c`` = sigma tr H/(2 |g|). Given
-    ``n_params`` or ``c_spread``, warns (:class:`PopulationScopeWarning`) where the Gaussian form is
+    ``n_params`` or ``c_spread``, warns (:class:`GaussianScopeWarning`) where the Gaussian form is
     outside its scope (module docstring; :func:`population_moments_mc` is exact for a quadratic loss).
     """
     scope = gaussian_scope(n_params, float(c), c_spread)
     if scope is not None:
         warnings.warn(f"population_moments: Gaussian form outside its scope: {scope}; "
                       "negd.theory.population.population_moments_mc gives the exact moments",
-                      PopulationScopeWarning, stacklevel=2)
+                      GaussianScopeWarning, stacklevel=2)
     k = check_int("k", k)
     check_selection(selection)
     c = float(c)
