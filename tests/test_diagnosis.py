@@ -69,6 +69,10 @@ def test_attribution_names_the_largest_small_parameter_where_the_gap_peaks():
     # beta = inf: z is infinite, not a small parameter, and is left out
     series["z"] = np.full(n, np.inf)
     assert attribute(series, 2)["parameter"] == "c" and attribute(series, 4)["parameter"] == "s"
+    # each relative to its limit (c: 0.1, s: 0.05): |c| = 0.03 < 0.1 and s = 0.04 < 0.05 -> s, not exceeding
+    assert attribute(series, 4)["exceeds_limit"] is False and a["loss_gap"]["exceeds_limit"] is True
+    series["s"] = -series["s"]  # negative curvature: the size of s counts
+    assert attribute(series, 4)["parameter"] == "s" and attribute(series, 4)["s"] == 0.04
 
 
 def test_split_statistic_of_two_clusters_and_of_a_line():

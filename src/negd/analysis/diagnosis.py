@@ -15,8 +15,10 @@ draw per snapshot. Here:
 * **Misses in SE.** An interval's miss is (measured - predicted) / sqrt(SE_measured^2 + SE_predicted^2),
   both errors counted.
 * **Attribution.** Where the loss gap, Delta_c/param_change or the acceptance miss peaks, the report
-  names the largest of the small parameters there: z = beta sigma |g| (finite beta only), |c| and
-  s = tr(H) Var/(2 U_twin) (negd.analysis.metrics.spread_parameter), with their values.
+  names the largest of the small parameters there, each relative to its limit (z = beta sigma |g| at
+  finite beta only, limit 0.1; |c|, limit 0.1; |s| = |tr(H) Var/(2 U_twin)|, limit 0.05:
+  negd.analysis.metrics.spread_parameter), with its value, and says whether it exceeds its limit: if
+  none does, the small-sigma theory does not explain the miss.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ import math
 
 import numpy as np
 
-__all__ = ["scatter_se", "pooled", "acceptance_misses", "attribute", "attributions"]
+from negd.analysis.verdict import LOSS_GAP_HOLDS
+
+__all__ = ["Z_SMALL", "C_SMALL", "S_SMALL", "SMALL", "scatter_se", "pooled", "acceptance_misses", "attribute",
+           "attributions"]
+
+Z_SMALL = 0.1  # z = beta sigma |g| below which NE is Langevin dynamics (drift off by erfcx(z/sqrt 2): 8%)
+C_SMALL = 0.1  # curvature parameter below which the small-sigma limit is accurate (c^2/2 < 0.5%)
+# Spread parameter below which the mutation noise a noiseless twin lacks leaves the mean loss
+# within the verdict's own "holds" loss gap (negd.analysis.metrics.spread_parameter).
+S_SMALL = LOSS_GAP_HOLDS
+SMALL = {"z": Z_SMALL, "c": C_SMALL, "s": S_SMALL}
 
 
 def scatter_se(values: np.ndarray) -> float:
@@ -78,13 +90,17 @@ def acceptance_misses(series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def attribute(series: dict[str, np.ndarray], row: int) -> dict[str, float | str]:
-    """The small parameters at snapshot ``row`` and the largest of them (z only where finite)."""
-    values = {"z": float(series["z"][row]), "c": abs(float(series["c"][row])), "s": float(series["s"][row])}
+    """The small parameters at snapshot ``row`` (|c|, |s|; z only where finite), the largest of them
+    relative to its own limit (SMALL), and whether it exceeds that limit."""
+    values = {"z": float(series["z"][row]), "c": abs(float(series["c"][row])),
+              "s": abs(float(series["s"][row]))}
     usable = {k: v for k, v in values.items() if math.isfinite(v)}
     if not usable:
-        return {"t": float(series["t"][row]), "parameter": "none", "parameter_value": math.nan, **values}
-    name = max(usable, key=usable.get)
-    return {"t": float(series["t"][row]), "parameter": name, "parameter_value": usable[name], **values}
+        return {"t": float(series["t"][row]), "parameter": "none", "parameter_value": math.nan,
+                "exceeds_limit": False, **values}
+    name = max(usable, key=lambda k: usable[k] / SMALL[k])
+    return {"t": float(series["t"][row]), "parameter": name, "parameter_value": usable[name],
+            "exceeds_limit": usable[name] > SMALL[name], **values}
 
 
 def _peak(values: np.ndarray) -> int | None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from negd.analysis.delta import delta_stats
-from negd.analysis.diagnosis import acceptance_misses
+from negd.analysis.diagnosis import C_SMALL, S_SMALL, acceptance_misses
 from negd.analysis.rundir import ENSEMBLE_TWINS, ArmData
 from negd.analysis.verdict import (
     LOSS_GAP_FAILS,
@@ -60,10 +60,6 @@ __all__ = [
     "SCALAR_COLUMNS",
 ]
 
-C_SMALL = 0.1  # curvature parameter below which the small-sigma limit is accurate (c^2/2 < 0.5%)
-# Spread parameter below which the mutation noise a noiseless twin lacks leaves the mean loss
-# within the verdict's own "holds" loss gap (negd.analysis.metrics.spread_parameter).
-S_SMALL = LOSS_GAP_HOLDS
 
 # Per-snapshot scalar columns copied from snapshots.npz into timeseries.csv.
 SCALAR_COLUMNS = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from negd.analysis.branches import BRANCH_P
-from negd.analysis.diagnosis import acceptance_misses, attributions
+from negd.analysis.diagnosis import SMALL, acceptance_misses, attributions
 from negd.analysis.verdict import (
     BAND_SE,
     LOSS_GAP_FAILS,
@@ -103,8 +103,11 @@ def _attribution_text(key: str, a: dict) -> str:
     values = ", ".join(f"{k} = {_f(a[k])}" for k in ("z", "c", "s") if math.isfinite(a[k]))
     if a["parameter"] == "none":
         return f"At t = {_f(a['t'])} {what}; no small parameter measured there."
-    return (f"At t = {_f(a['t'])} {what}; the largest small parameter there is **{a['parameter']} = "
-            f"{_f(a['parameter_value'])}** ({values}).")
+    verdict = (f"above its limit {SMALL[a['parameter']]:g}: the small-sigma theory's own explanation"
+               if a["exceeds_limit"] else f"below its limit {SMALL[a['parameter']]:g}, as are the others: "
+               "the small-sigma theory does not explain this")
+    return (f"At t = {_f(a['t'])} {what}; the largest small parameter there (relative to its limit) is "
+            f"**{a['parameter']} = {_f(a['parameter_value'])}** ({values}), {verdict}.")
 
 
 def diagnosis_lines(fields: dict, realizations: int) -> list[str]:
