@@ -103,9 +103,15 @@ def _attribution_text(key: str, a: dict) -> str:
     values = ", ".join(f"{k} = {_f(a[k])}" for k in ("z", "c", "s") if math.isfinite(a[k]))
     if a["parameter"] == "none":
         return f"At t = {_f(a['t'])} {what}; no small parameter measured there."
-    verdict = (f"above its limit {SMALL[a['parameter']]:g}: the small-sigma theory's own explanation"
-               if a["exceeds_limit"] else f"below its limit {SMALL[a['parameter']]:g}, as are the others: "
-               "the small-sigma theory does not explain this")
+    limit = SMALL[a["parameter"]]
+    threshold = {"loss_gap": LOSS_GAP_HOLDS, "delta_ratio": RATIO_HOLDS}.get(key)
+    if a["exceeds_limit"]:
+        verdict = f"above its limit {limit:g}: the small-sigma theory's own explanation"
+    elif threshold is not None and abs(a["value"]) < threshold:
+        verdict = f"below its limit {limit:g}, and the peak is within the {threshold:g} of 'holds'"
+    else:
+        verdict = (f"below its limit {limit:g}, as are the others: the small-sigma theory does not explain "
+                   "this")
     return (f"At t = {_f(a['t'])} {what}; the largest small parameter there (relative to its limit) is "
             f"**{a['parameter']} = {_f(a['parameter_value'])}** ({values}), {verdict}.")
 
