@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -149,10 +150,17 @@ def read_progress(path: Path) -> int | None:
     return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
+# The names negd gives shard files (checkpoint_path, progress_path) and their temporary files
+# (runfiles.atomic_write_bytes, write_progress): clean-up deletes these and nothing else.
+_OWN_NAME = re.compile(r"\.?(ne|twin)-\d+-\d+\.(pt|progress)(\.[^/]*\.tmp)?")
+
+
 def clear_shard_files(folder: Path) -> None:
-    """Every shard file of an arm (its interval is merged and saved in the arm checkpoint)."""
-    if not folder.is_dir():
+    """The shard files of an arm (its interval is merged and saved in the arm checkpoint): only the
+    files negd wrote, by name, and never through a symbolic link (a linked folder or file is left
+    alone, as is any file of another name)."""
+    if folder.is_symlink() or folder.parent.is_symlink() or not folder.is_dir():
         return
     for path in folder.iterdir():
-        if path.is_file():
+        if _OWN_NAME.fullmatch(path.name) and not path.is_symlink() and path.is_file():
             path.unlink(missing_ok=True)
