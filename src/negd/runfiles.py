@@ -24,7 +24,7 @@ import numpy as np
 from negd.validation import NegdError
 
 __all__ = ["atomic_write_bytes", "write_json", "CorruptFile", "short", "read_json", "read_json_object",
-           "load_npz", "MAX_QUOTE", "RESTORE", "RECOMPUTE"]
+           "load_npz", "MAX_QUOTE", "RESTORE", "RECOMPUTE", "RUN_KINDS", "run_kind"]
 
 # Longest piece of a user's value quoted in an error message (a damaged file may hold megabytes).
 MAX_QUOTE = 80
@@ -111,3 +111,31 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+
+
+# What wrote a directory: recorded as "run_kind" in its config.json (a sweep: in sweep-plan.json), so
+# that every command writing into an existing directory can tell what is there (issue 19, class 1).
+RUN_KINDS = {"experiment": "negd run / negd reproduce shallow|deep|finite-beta",
+             "classification": "negd reproduce digits|mnist1d", "variants": "negd reproduce variants",
+             "sweep": "negd sweep"}
+
+
+def run_kind(directory: Path) -> str | None:
+    """The kind (a key of RUN_KINDS) of the run that wrote ``directory``, None when none did. Directories
+    written before the kind was recorded are recognised by their config.json's fields."""
+    directory = Path(directory)
+    if (directory / "sweep-plan.json").is_file() or (directory / "sweep.json").is_file():
+        return "sweep"
+    if not (directory / "config.json").is_file():
+        return None
+    config = read_json_object(directory / "config.json")
+    kind = config.get("run_kind")
+    if kind in RUN_KINDS:
+        return kind
+    if {"arms", "settings_hash"} <= set(config) or {"arms", "versions", "n_params"} <= set(config):
+        return "experiment"
+    if {"task", "spec", "check_factor"} <= set(config):
+        return "classification"
+    if {"seeds", "batch_size", "spec"} <= set(config):
+        return "variants"
+    return None

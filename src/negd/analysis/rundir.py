@@ -17,7 +17,8 @@ import numpy as np
 from negd.runfiles import RECOMPUTE, CorruptFile, load_npz, read_json_object, short
 from negd.validation import NegdError
 
-__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS"]
+__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS",
+           "check_report_keeps_results"]
 
 # Twins that are ensembles (their snapshots hold the mean, variance and mean loss of R_L runs):
 # Langevin (Whitelam et al.'s finite-beta limit) and the moment-matched Langevin of
@@ -238,3 +239,17 @@ def load_run(run_dir: Path) -> RunData:
     run = RunData(path=run_dir, config=config, status=status)
     run.arms = [_load_arm(run_dir, i, e, config) for i, e in enumerate(entries)]
     return run
+
+
+def check_report_keeps_results(run_dir: Path) -> None:
+    """NegdError (one line) when rebuilding the report of ``run_dir`` would replace its report with less:
+    an arm whose snapshots are now damaged, or missing from a run whose status says complete."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "report.md").exists() and not (run_dir / "summary.json").exists():
+        return
+    run = load_run(run_dir)
+    for arm in run.arms:
+        damaged = arm.problem is not None and not arm.problem.startswith("not started")
+        if damaged or (run.state == "complete" and arm.n_snapshots == 0):
+            raise NegdError(f"report: arm {arm.index} ({arm.label}) of {str(run_dir)!r}: {arm.problem}; "
+                            "the existing report.md and summary.json are kept")

@@ -64,7 +64,7 @@ from negd.rules import (
     Neuroevolution,
     UpdateRule,
 )
-from negd.runfiles import CorruptFile, write_json
+from negd.runfiles import MAX_QUOTE, CorruptFile, write_json
 from negd.state import State
 from negd.validation import NegdError
 
@@ -101,7 +101,7 @@ def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path
 
 def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> dict:
     d = config.to_user_dict()
-    d = {"experiment": config.experiment, "scale": config.scale, **d}
+    d = {"run_kind": "experiment", "experiment": config.experiment, "scale": config.scale, **d}
     d["n_params"] = config.network.spec().n_params
     d["sigma"] = config.sigma
     if config.init.kind == "torch":
@@ -379,6 +379,8 @@ def _build_report(run_dir: Path) -> tuple[Path | None, str | None]:
         return build_report(run_dir), None
     except NegdError as e:
         return None, f"report failed: {e}"
+    except Exception as e:  # noqa: BLE001 - a figure or analysis bug: the status must say "failed"
+        return None, f"report failed ({type(e).__name__}: {str(e)[:MAX_QUOTE]}); the run's numbers are kept"
 
 
 def _compute_path(problem: Problem, arms: list[Arm], sharding: Sharding | None = None) -> dict:
@@ -431,6 +433,7 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
     arms = config.arms()
     # before anything is written: errors leave no trace
     sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
+    created = not run_dir.exists()
     try:
         with run_dir_lock(run_dir):
             _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
@@ -438,9 +441,20 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
             write_json(run_dir / "config.json", _resolved_config(config, arms, path))
             write_status(run_dir, "running", [], 0.0)
             return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
+    except BaseException:
+        if created:  # a start refused or failed before config.json: leave no empty directory behind
+            _remove_if_unstarted(run_dir)
+        raise
     finally:
         if sharding is not None:
             sharding.executor.close()
+
+
+def _remove_if_unstarted(run_dir: Path) -> None:
+    if run_dir.is_dir() and not (run_dir / "config.json").exists() \
+            and all(p.name == LOCK_NAME for p in run_dir.iterdir()):
+        (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        run_dir.rmdir()
 
 
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
