@@ -190,3 +190,13 @@ def test_a_failing_report_leaves_an_honest_status(tmp_path, capsys, monkeypatch)
     assert "report failed (ValueError: Data cannot be log-scaled" in err
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "complete" and status["report"] == "failed"
+
+
+@pytest.mark.parametrize("name", ["shallow", "finite-beta", "paper-deep"])
+def test_report_of_a_copy_without_arms_keeps_its_report(tmp_path, capsys, name):
+    """docs/results keeps reports without arms/: rebuilding them would give an empty partial report."""
+    shutil.copytree(RESULTS / name, tmp_path / name)
+    before = _files(tmp_path / name)
+    assert main(["report", str(tmp_path / name)]) == 2
+    _one_line_error(capsys, "the existing report holds", "are kept")
+    assert _files(tmp_path / name) == before

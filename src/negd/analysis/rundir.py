@@ -243,13 +243,22 @@ def load_run(run_dir: Path) -> RunData:
 
 def check_report_keeps_results(run_dir: Path) -> None:
     """NegdError (one line) when rebuilding the report of ``run_dir`` would replace its report with less:
-    an arm whose snapshots are now damaged, or missing from a run whose status says complete."""
+    an arm with fewer readable snapshots than the existing summary.json was built from (damaged or
+    missing files, e.g. a copy of the reports without arms/), or a damaged arm."""
     run_dir = Path(run_dir)
     if not (run_dir / "report.md").exists() and not (run_dir / "summary.json").exists():
         return
     run = load_run(run_dir)
+    built_from = {}
+    summary = _load_json(run_dir / "summary.json", required=False)
+    for entry in summary.get("arms") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+            built_from[entry["index"]] = _count(entry.get("snapshots")) or 0
     for arm in run.arms:
         damaged = arm.problem is not None and not arm.problem.startswith("not started")
-        if damaged or (run.state == "complete" and arm.n_snapshots == 0):
-            raise NegdError(f"report: arm {arm.index} ({arm.label}) of {str(run_dir)!r}: {arm.problem}; "
-                            "the existing report.md and summary.json are kept")
+        if damaged or arm.n_snapshots < built_from.get(arm.index, 0):
+            had = built_from.get(arm.index)
+            was = f"the existing report holds {had} snapshots of it, " if had else ""
+            raise NegdError(f"report: arm {arm.index} ({arm.label}) of {str(run_dir)!r}: {was}"
+                            f"{arm.problem or f'{arm.n_snapshots} readable'}; the existing report.md and "
+                            "summary.json are kept")
