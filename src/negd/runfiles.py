@@ -4,6 +4,8 @@ and the reports.
 Writers replace a file atomically (temp file + ``os.replace``): a crash leaves the old or the new
 version, never half of one.
 
+Every payload read back is verified against its SHA-256 (negd.sealed), not only parsed.
+
 A run directory may be damaged (a truncated copy, a disk error) or edited by hand (binary
 bytes, a list where an object belongs, another arm's file copied in). Every reader here turns
 any such file into one :class:`CorruptFile` line that names the file, what is wrong and what to
@@ -21,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from negd.sealed import DIGEST_KEY, arrays_problem, legacy_note, npz_arrays, read_records
 from negd.validation import NegdError
 
 __all__ = ["atomic_write_bytes", "write_json", "CorruptFile", "short", "read_json", "read_json_object",
-           "load_npz", "MAX_QUOTE", "RESTORE", "RECOMPUTE", "RUN_KINDS", "run_kind"]
+           "load_npz", "load_npz_log", "MAX_QUOTE", "RESTORE", "RECOMPUTE", "RUN_KINDS", "run_kind"]
 
 # Longest piece of a user's value quoted in an error message (a damaged file may hold megabytes).
 MAX_QUOTE = 80
@@ -86,6 +89,36 @@ def load_npz(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
         raise CorruptFile(path, "holds no arrays", advice)
     if any(a.dtype.kind not in "biuf" for a in arrays.values()):
         raise CorruptFile(path, "holds non-numeric arrays", advice)
+    problem = arrays_problem(arrays)  # its SHA-256 (negd.sealed): a flipped bit is never read as data
+    if problem == "no checksum":
+        legacy_note(path)
+    elif problem is not None:
+        raise CorruptFile(path, problem, advice)
+    arrays.pop(DIGEST_KEY, None)
+    if not arrays:
+        raise CorruptFile(path, "holds no arrays", advice)
+    return arrays
+
+
+def load_npz_log(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
+    """The rows of a snapshot log (negd.sealed records, each an npz of one row with a leading axis of 1)
+    concatenated; a torn last record is dropped; CorruptFile for a damaged record or no record."""
+    try:
+        records, problem = read_records(path)
+    except OSError as e:
+        raise CorruptFile(path, f"is unreadable ({type(e).__name__})", advice) from None
+    if problem not in (None, "torn"):
+        raise CorruptFile(path, problem, advice)
+    if not records:
+        raise CorruptFile(path, "holds no complete record", advice)
+    try:
+        rows = [npz_arrays(r) for r in records]
+        arrays = {k: np.concatenate([row[k] for row in rows]) for k in rows[0] if k != "trajectory_ids"}
+    except Exception as e:  # noqa: BLE001 - a record that passed its checksum but is no row negd wrote
+        raise CorruptFile(path, f"holds a record that is not a snapshot row ({type(e).__name__})",
+                          advice) from None
+    if "trajectory_ids" in rows[0]:
+        arrays["trajectory_ids"] = rows[0]["trajectory_ids"]
     return arrays
 
 
@@ -132,7 +165,7 @@ def run_kind(directory: Path) -> str | None:
     kind = config.get("run_kind")
     if kind in RUN_KINDS:
         return kind
-    if {"arms", "settings_hash"} <= set(config) or {"arms", "versions", "n_params"} <= set(config):
+    if "arms" in config:  # the arms of negd run / reproduce (hand-damaged ones are named by their readers)
         return "experiment"
     if {"task", "spec", "check_factor"} <= set(config):
         return "classification"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from negd.runfiles import RECOMPUTE, CorruptFile, load_npz, read_json_object, short
+from negd.runfiles import RECOMPUTE, CorruptFile, load_npz, load_npz_log, read_json_object, short
 from negd.validation import NegdError
 
 __all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS",
@@ -184,12 +184,14 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
         arm.twin = str(config["twin"])
         arm.twin_realizations = _field(where, "twin_realizations",
                                        config.get("twin_realizations") or arm.realizations, _count)
-    path = run_dir / "arms" / str(index) / "snapshots.npz"
-    if not path.exists():
+    folder = run_dir / "arms" / str(index)
+    # A complete arm's snapshots.npz, else the snapshot log of an arm still running or interrupted.
+    path, log = folder / "snapshots.npz", folder / "snapshots.log"
+    if not path.exists() and not log.exists():
         arm.problem = "not started (no snapshots.npz)"
         return arm
     try:
-        arrays = load_npz(path)
+        arrays = load_npz(path) if path.exists() else load_npz_log(log)
     except CorruptFile as exc:  # a truncated file must not stop the report of the other arms
         arm.problem = f"{exc.problem}; {RECOMPUTE}"
         return arm

@@ -9,7 +9,8 @@ the twin is an ensemble of R_L Langevin runs with noise sigma/sqrt(lambda) per G
 (negd.rules.MomentMatchedLangevin, time step 1/lambda NE steps); the snapshots then store the
 ensemble's mean, variance and mean loss.
 
-Every snapshot rewrites ``arms/<i>/snapshots.npz`` and ``arms/<i>/checkpoint.pt`` atomically.
+Every snapshot appends its row to ``arms/<i>/snapshots.log`` and rewrites ``arms/<i>/checkpoint.pt``
+atomically; a complete arm's rows become ``arms/<i>/snapshots.npz`` (negd.experiments.run.store).
 The random numbers of NE are a pure function of (seed, realization, step) (:mod:`negd.rng`), so
 restoring the saved states and snapshotting at the same steps makes a resumed run identical,
 bit for bit, to an uninterrupted one. Ctrl-C stops at once; the run directory keeps every
@@ -49,7 +50,17 @@ from negd.experiments.run.provenance import (
     settings_record,
 )
 from negd.experiments.run.restore import ArmShape, Restored, restore_arm
-from negd.experiments.run.store import arm_dir, save_checkpoint, save_snapshots, write_status
+from negd.experiments.run.store import (
+    SNAPSHOT_LOG,
+    SNAPSHOTS,
+    append_snapshot,
+    arm_dir,
+    consolidate,
+    rewrite_log,
+    save_checkpoint,
+    start_log,
+    write_status,
+)
 from negd.experiments.shards.files import clear_shard_files, shard_folder
 from negd.experiments.shards.inprocess import ShardExecutor, advance_sharded, check_shards
 from negd.experiments.shards.task import (
@@ -258,7 +269,7 @@ def _restore_or_reset(problem: Problem, run_dir: Path, index: int, arm: Arm,
         return restore_arm(folder, _arm_shape(problem, index, arm, settings), problem.device)
     except CorruptFile as e:
         print(f"negd: {e.path}: {e.problem}; recomputing arm {index} from the start", file=sys.stderr)
-        for name in ("checkpoint.pt", "snapshots.npz"):
+        for name in ("checkpoint.pt", SNAPSHOTS, SNAPSHOT_LOG):
             if (folder / name).exists():
                 (folder / name).replace(folder / f"{name}.corrupt")
         return None
@@ -326,7 +337,10 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
     owner = {"arm": index, "settings": json.dumps(settings, sort_keys=True, default=str)}
     if restored is not None:
         ne, gd, rows, wall = restored.ne, restored.gd, restored.rows, restored.wall
+        # the log holds exactly the checkpoint's rows before more are appended
+        rewrite_log(folder, [_stack([row], n_traj, n_params) for row in rows])
     else:
+        start_log(folder)
         start = time.perf_counter()
         ne = ne_rule.init(problem.x0, problem.loss_fn, seed=config.seed, realizations=arm.realizations)
         with one_thread():
@@ -357,12 +371,14 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, row)
+    consolidate(folder, _stack(rows, n_traj, n_params))  # the complete arm's rows in one snapshots.npz
 
 
 def _save(folder: Path, rows: list[dict], n_traj: int, n_params: int, ne: State, gd: State,
           wall: float, owner: dict) -> None:
-    # Snapshots first, then the checkpoint: on resume, rows beyond the checkpoint's count are dropped.
-    save_snapshots(folder / "snapshots.npz", _stack(rows, n_traj, n_params))
+    # The row first, then the checkpoint: on resume, rows beyond the checkpoint's count are dropped.
+    # Appended, not the whole file rewritten: a snapshot costs O(1), not O(rows).
+    append_snapshot(folder, _stack(rows[-1:], n_traj, n_params))
     save_checkpoint(folder / "checkpoint.pt", {
         "ne": ne.to("cpu").to_dict(), "gd": gd.to("cpu").to_dict(),
         "rows": len(rows), "wall_seconds": wall, **owner})
@@ -515,6 +531,7 @@ def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bo
             write_status(run_dir, "running", complete, sum(walls))
         for index in range(len(arms)):  # left over by a stop between an arm's last save and clean-up
             clear_shard_files(shard_folder(run_dir, index))
+            consolidate(arm_dir(run_dir, index))
         state = "complete"
     except KeyboardInterrupt:
         pass  # every completed snapshot is on disk; report what exists and say how to resume
