@@ -24,6 +24,7 @@ import io
 import os
 import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ __all__ = ["DIGEST_KEY", "content_digest", "seal", "digest_problem", "seal_array
 
 DIGEST_KEY = "sha256"
 RECORD_MAGIC = b"NEGDREC1"
-_RECORD_HEADER = struct.Struct(">8sQ32s")  # magic, payload length, sha256 of the payload
+# magic, payload length, SHA-256 of the payload, CRC-32 of those three: a flipped bit in the length is
+# a damaged header, never mistaken for the torn last record that a crash while appending leaves.
+_RECORD_HEADER = struct.Struct(">8sQ32sI")
 _noted: set[str] = set()
 
 
@@ -80,10 +83,15 @@ def seal(payload: dict) -> dict:
     return body | {DIGEST_KEY: content_digest(body)}
 
 
-def digest_problem(payload: dict) -> str | None:
-    """None when ``payload``'s digest matches; "no checksum" or the mismatch otherwise."""
+def digest_problem(payload: dict, legacy_keys: frozenset[str] | None = None) -> str | None:
+    """None when ``payload``'s digest matches; "no checksum" or the mismatch otherwise. Without a digest,
+    a payload with a key outside ``legacy_keys`` (the keys files from before checksums hold) is damaged:
+    a flipped bit in the name of the digest's own key must not pass for an old file."""
     if DIGEST_KEY not in payload:
-        return "no checksum"
+        unexpected = set(payload) - legacy_keys if legacy_keys is not None else set()
+        if unexpected:
+            return f"is damaged (no checksum, unexpected key {sorted(map(repr, unexpected))[0][:40]})"
+        return _renamed_digest(payload) or "no checksum"
     body = {k: v for k, v in payload.items() if k != DIGEST_KEY}
     try:
         ok = payload[DIGEST_KEY] == content_digest(body)
@@ -95,13 +103,24 @@ def digest_problem(payload: dict) -> str | None:
 def seal_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``arrays`` with the digest of the others as a uint8[32] array under DIGEST_KEY."""
     body = {k: v for k, v in arrays.items() if k != DIGEST_KEY}
-    return body | {DIGEST_KEY: np.frombuffer(bytes.fromhex(content_digest(body)), dtype=np.uint8)}
+    # First in the archive: damage to the zip directory that drops members drops the later ones, so
+    # the digest stays and names what is missing (a file without it would pass for an old one).
+    return {DIGEST_KEY: np.frombuffer(bytes.fromhex(content_digest(body)), dtype=np.uint8)} | body
+
+
+def _renamed_digest(keys) -> str | None:
+    """A key one character away from DIGEST_KEY: its name took a flipped bit (the file is damaged)."""
+    for key in keys:
+        if isinstance(key, str) and len(key) == len(DIGEST_KEY) and \
+                sum(a != b for a, b in zip(key, DIGEST_KEY)) == 1:
+            return f"is damaged (no checksum, but a key {key[:10]!r})"
+    return None
 
 
 def arrays_problem(arrays: dict[str, np.ndarray]) -> str | None:
     """As :func:`digest_problem`, for arrays sealed by :func:`seal_arrays`."""
     if DIGEST_KEY not in arrays:
-        return "no checksum"
+        return _renamed_digest(arrays) or "no checksum"
     body = {k: v for k, v in arrays.items() if k != DIGEST_KEY}
     stored = np.asarray(arrays[DIGEST_KEY])
     ok = stored.dtype == np.uint8 and stored.shape == (32,) and stored.tobytes().hex() == content_digest(body)
@@ -130,7 +149,8 @@ def npz_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 def record(payload: bytes) -> bytes:
     """One record of a log: header (magic, length, SHA-256 of ``payload``), then ``payload``."""
-    return _RECORD_HEADER.pack(RECORD_MAGIC, len(payload), hashlib.sha256(payload).digest()) + payload
+    head = struct.pack(">8sQ32s", RECORD_MAGIC, len(payload), hashlib.sha256(payload).digest())
+    return head + struct.pack(">I", zlib.crc32(head)) + payload
 
 
 def append_record(path: Path, payload: bytes) -> None:
@@ -150,12 +170,12 @@ def read_records(path: Path) -> tuple[list[bytes], str | None]:
     while offset < len(data):
         if len(data) - offset < _RECORD_HEADER.size:
             return records, "torn"
-        magic, length, digest = _RECORD_HEADER.unpack_from(data, offset)
-        if magic != RECORD_MAGIC:
+        magic, length, digest, crc = _RECORD_HEADER.unpack_from(data, offset)
+        if magic != RECORD_MAGIC or crc != zlib.crc32(data[offset:offset + _RECORD_HEADER.size - 4]):
             return records, f"record {len(records)} has a damaged header"
         start = offset + _RECORD_HEADER.size
         if start + length > len(data):
-            return records, "torn" if length < 1 << 40 else f"record {len(records)} has a damaged header"
+            return records, "torn"
         payload = data[start:start + length]
         if hashlib.sha256(payload).digest() != digest:
             return records, f"record {len(records)} fails its checksum (sha256)"

@@ -52,6 +52,8 @@ __all__ = ["save_snapshots", "load_snapshots", "save_checkpoint", "load_checkpoi
            "load_rows", "consolidate", "rewrite_log"]
 
 SNAPSHOTS, SNAPSHOT_LOG = "snapshots.npz", "snapshots.log"
+# The keys of a checkpoint.pt written before checksums (read with a note; any other key: damaged).
+LEGACY_CHECKPOINT_KEYS = frozenset({"ne", "gd", "rows", "wall_seconds", "arm", "settings"})
 
 
 def arm_dir(run_dir: Path, index: int) -> Path:
@@ -128,7 +130,7 @@ def load_checkpoint(path: Path, advice: str = RECOMPUTE) -> dict:
         raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", advice) from None
     if not isinstance(payload, dict) or not {"ne", "gd", "rows", "wall_seconds"} <= set(payload):
         raise CorruptFile(path, "is not a negd checkpoint (ne, gd, rows, wall_seconds missing)", advice)
-    problem = digest_problem(payload)
+    problem = digest_problem(payload, LEGACY_CHECKPOINT_KEYS)
     if problem == "no checksum":
         legacy_note(path)
     elif problem is not None:
