@@ -47,3 +47,19 @@ def test_presets_and_cli_errors(capsys):
         classification_preset("digits", realizations=2)
     assert main(["reproduce", "digits", "--resume", "somewhere"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_negd_report_rebuilds_the_same_report(tmp_path, capsys):
+    """Issue 19, class 1: negd report on a classification run overwrote its report and summary with an
+    empty "Partial run"; now it rebuilds the same report from the run's files."""
+    run_dir = run_classification(TINY, tmp_path / "run", progress=False)
+    assert json.loads((run_dir / "config.json").read_text())["run_kind"] == "classification"
+    before = {name: (run_dir / name).read_bytes() for name in ("report.md", "summary.json", "snapshots.json")}
+    (run_dir / "report.md").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    for name, content in before.items():
+        assert (run_dir / name).read_bytes() == content, name
+    (run_dir / "snapshots.json").unlink()  # an unfinished run: nothing to report, nothing replaced
+    assert main(["report", str(run_dir)]) == 2
+    assert "unfinished" in capsys.readouterr().err
+    assert (run_dir / "report.md").read_bytes() == before["report.md"]

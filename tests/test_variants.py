@@ -74,3 +74,18 @@ def test_bad_input_is_one_line(capsys, argv, field):
     assert main(["reproduce", "variants", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert field in err and len(err.splitlines()) == 1
+
+
+def test_negd_report_rebuilds_the_same_report(tiny_run, capsys):
+    """Issue 19, class 1: negd report rebuilds a variants report from its files (it used to replace
+    report.md and summary.json with an empty "Partial run" report)."""
+    from negd.cli import main
+
+    assert json.loads((tiny_run / "config.json").read_text())["run_kind"] == "variants"
+    names = ("report.md", "summary.json", "snapshots.json")
+    before = {name: (tiny_run / name).read_bytes() for name in names}
+    (tiny_run / "report.md").write_text("damaged")
+    assert main(["report", str(tiny_run)]) == 0
+    assert "population-comma" in capsys.readouterr().out
+    for name, content in before.items():
+        assert (tiny_run / name).read_bytes() == content, name
