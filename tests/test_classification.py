@@ -59,6 +59,14 @@ def test_negd_report_rebuilds_the_same_report(tmp_path, capsys):
     assert main(["report", str(run_dir)]) == 0
     for name, content in before.items():
         assert (run_dir / name).read_bytes() == content, name
+    for name in ("summary.json", "snapshots.json"):  # one digit changed (a flipped bit): refused
+        text = before[name].decode()
+        i = next(i for i in range(len(text) // 2, len(text)) if text[i] in "1234")
+        (run_dir / name).write_text(text[:i] + str(int(text[i]) + 4) + text[i + 1:])
+        assert main(["report", str(run_dir)]) == 2
+        assert f"{name}: fails its checksum" in capsys.readouterr().err
+        assert (run_dir / "report.md").read_bytes() == before["report.md"]
+        (run_dir / name).write_bytes(before[name])
     (run_dir / "snapshots.json").unlink()  # an unfinished run: nothing to report, nothing replaced
     assert main(["report", str(run_dir)]) == 2
     assert "unfinished" in capsys.readouterr().err

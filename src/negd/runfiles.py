@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from negd.sealed import DIGEST_KEY, arrays_problem, legacy_note, npz_arrays, read_records
+from negd.sealed import DIGEST_KEY, arrays_problem, digest_problem, legacy_note, npz_arrays, read_records
+from negd.sealed import seal as seal_payload
 from negd.validation import NegdError
 
 __all__ = ["atomic_write_bytes", "write_json", "CorruptFile", "short", "read_json", "read_json_object",
@@ -64,12 +65,21 @@ def read_json(path: Path, advice: str = RESTORE) -> Any:
         raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", advice) from None
 
 
-def read_json_object(path: Path, advice: str = RESTORE) -> dict:
-    """A JSON file that must hold an object (config.json, status.json, summary.json)."""
+def read_json_object(path: Path, advice: str = RESTORE, sealed: bool = False) -> dict:
+    """A JSON file that must hold an object (config.json, status.json, summary.json). An object written
+    with ``write_json(..., seal=True)`` is checked against its "sha256" (then dropped); ``sealed``: the
+    file should have one (a file from before checksums is read with a one-line note)."""
     data = read_json(path, advice)
     if not isinstance(data, dict):
         raise CorruptFile(path, f"must hold a JSON object, got a {type(data).__name__}", advice)
-    return data
+    problem = digest_problem(data)
+    if problem == "no checksum":
+        if sealed:
+            legacy_note(path)
+        return data
+    if problem is not None:
+        raise CorruptFile(path, problem, advice)
+    return {k: v for k, v in data.items() if k != DIGEST_KEY}
 
 
 def load_npz(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
@@ -142,7 +152,11 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
         raise
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any, seal: bool = False) -> None:
+    """``obj`` as JSON, atomically; ``seal``: an object with its SHA-256 under "sha256" (negd.sealed),
+    for results that cannot be recomputed and are read back (read_json_object checks it)."""
+    if seal:
+        obj = seal_payload(json.loads(json.dumps(obj, allow_nan=True)))  # the digest of what is read back
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
 
 

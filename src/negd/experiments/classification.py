@@ -303,8 +303,9 @@ def run_classification(exp: ClassificationExperiment, out: Path | None = None, *
         "verdict", "verdict_label", "verdict_reasons", "final", "ne_final", "correspondence_window",
         "ne_wall_seconds", "twin_wall_seconds")} | {"sigma": small.sigma, "ne_steps": small.ne_steps}
     summary["total_wall_seconds"] = time.perf_counter() - start
-    write_json(run_dir / "snapshots.json", {"ne_twin": rows, "ne_twin_small_sigma": small_rows, "adam": adam})
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "snapshots.json", {"ne_twin": rows, "ne_twin_small_sigma": small_rows, "adam": adam},
+               seal=True)
+    write_json(run_dir / "summary.json", summary, seal=True)
     write_report(run_dir, exp, rows, small_rows, adam, summary)
     return run_dir
 
@@ -318,8 +319,8 @@ def rebuild_report(run_dir: Path) -> Path:
     if not (run_dir / "snapshots.json").exists() or not (run_dir / "summary.json").exists():
         raise NegdError(f"report: {str(run_dir)!r} is an unfinished {config.get('name', 'classification')} "
                         "run (no snapshots.json or summary.json): nothing to report; run it again")
-    snapshots = read_json_object(run_dir / "snapshots.json")
-    summary = read_json_object(run_dir / "summary.json")
+    snapshots = read_json_object(run_dir / "snapshots.json", sealed=True)  # checksum verified
+    summary = read_json_object(run_dir / "summary.json", sealed=True)
     try:
         exp = ClassificationExperiment(**{f.name: config[f.name] for f in fields(ClassificationExperiment)
                                           if f.name in config})

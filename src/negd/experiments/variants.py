@@ -288,8 +288,9 @@ def run_variants(exp: VariantsExperiment, out: Path | None = None, *, progress: 
                "target_loss": target,
                "rules": {name: res["summary"] for name, res in results.items()},
                "total_wall_seconds": time.perf_counter() - start}
-    write_json(run_dir / "snapshots.json", {name: res["snapshots"] for name, res in results.items()})
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "snapshots.json", {name: res["snapshots"] for name, res in results.items()},
+               seal=True)
+    write_json(run_dir / "summary.json", summary, seal=True)
     write_report(run_dir, exp, results, summary)
     return run_dir
 
@@ -303,8 +304,8 @@ def rebuild_report(run_dir: Path) -> Path:
     if not (run_dir / "snapshots.json").exists() or not (run_dir / "summary.json").exists():
         raise NegdError(f"report: {str(run_dir)!r} is an unfinished variants run (no snapshots.json or "
                         "summary.json): nothing to report; run it again")
-    snapshots = read_json_object(run_dir / "snapshots.json")
-    summary = read_json_object(run_dir / "summary.json")
+    snapshots = read_json_object(run_dir / "snapshots.json", sealed=True)  # checksum verified
+    summary = read_json_object(run_dir / "summary.json", sealed=True)
     try:
         exp = VariantsExperiment(**{f.name: config[f.name] for f in fields(VariantsExperiment)
                                     if f.name in config})
