@@ -104,8 +104,8 @@ def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
     if not run_dir.is_dir():
         raise NegdError(f"--resume: {str(run_dir)!r} is not a directory")
     path = run_dir / "config.json"
-    kind = run_kind(run_dir) if path.exists() else "experiment"  # missing config.json: named below
-    if kind != "experiment":
+    kind = run_kind(run_dir)
+    if kind != "experiment" and (kind is not None or path.exists()):  # no config.json: named below
         what = f"was written by {RUN_KINDS[kind]}" if kind else "is not a run directory of negd run/reproduce"
         raise NegdError(f"--resume: {str(run_dir)!r} {what}; only runs of negd run and negd reproduce "
                         "shallow|deep|finite-beta continue")
