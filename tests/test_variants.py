@@ -10,6 +10,7 @@ import pytest
 
 from negd.cli import main
 from negd.experiments.variants import run_variants, variants_preset
+from negd.runfiles import read_json_object
 from negd.validation import NegdError
 
 RULES = ["neuroevolution", "population-comma", "population-elitist", "adaptive-mc", "minibatch-paired"]
@@ -44,7 +45,8 @@ def test_tiny_run_writes_files_with_finite_numbers(tiny_run):
     assert rules["population-comma"]["evaluations_per_step"] == 4
     assert rules["minibatch-paired"]["theory_ratio_to_neuroevolution"] == 0.5
     assert rules["adaptive-mc"]["theory_ratio_to_neuroevolution"] is None
-    snapshots = json.loads((tiny_run / "snapshots.json").read_text())
+    snapshots = read_json_object(tiny_run / "snapshots.json", sealed=True)  # checked, without its sha256
+    assert list(snapshots) == RULES
     for rows in snapshots.values():
         assert [r["step"] for r in rows] == [0, 100, 200]
         assert rows[0]["loss_mean"] == pytest.approx(rows[0]["twin_loss"], rel=1e-12)  # same x(0)
