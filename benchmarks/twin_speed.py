@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 from negd.engine import advance
-from negd.losses.mlp import MLPLoss
-from negd.experiments.run.environment import versions
 from negd.experiments.config.presets import preset
+from negd.experiments.run.environment import versions
 from negd.experiments.run.problem import Problem
 from negd.experiments.run.twin import TwinLoss
+from negd.losses.mlp import MLPLoss
 from negd.rules import Langevin, Neuroevolution
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +60,16 @@ def _cpu_details() -> str:
 
 
 def _old_twin_loss(rev: str) -> type:
-    """The TwinLoss class of src/negd/experiments/twin.py at git ``rev``."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/negd/experiments/twin.py"],
-                            capture_output=True, text=True, check=True).stdout
+    """The TwinLoss class of the twin module at git ``rev`` (experiments/run/twin.py, or before the
+    layout move experiments/twin.py, whose 0.1 imports still resolve through negd._compat)."""
+    for path in ("src/negd/experiments/run/twin.py", "src/negd/experiments/twin.py"):
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"],
+                               capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"no twin module at {rev}")
+    source = shown.stdout
     module = types.ModuleType(f"twin_at_{rev}")
     exec(compile(source, f"twin.py@{rev}", "exec"), module.__dict__)  # noqa: S102 - our own history
     return module.TwinLoss

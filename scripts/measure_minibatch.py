@@ -33,8 +33,8 @@ from negd.analysis.delta import delta_from_samples
 from negd.engine import advance
 from negd.losses.minibatch import MinibatchLoss
 from negd.rules import MinibatchNeuroevolution, value_and_grad
-from negd.twins.constructors import minibatch_twin
 from negd.theory.minibatch import measured_beta_eff, stale_beta_eff, stale_drift
+from negd.twins.constructors import minibatch_twin
 
 
 def paired_gap(loss: MinibatchLoss, x0: torch.Tensor, sigma: float, path: float, r: int) -> dict:
