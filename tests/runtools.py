@@ -60,11 +60,12 @@ def run(args: list[str], env: dict, cwd: Path, timeout: float = 120) -> subproce
 
 
 def arm_arrays(run_dir: Path) -> dict[str, np.ndarray]:
-    """Every array of every arm's snapshots.npz, keyed "arm/name", without wall-clock times."""
+    """Every array of every arm's snapshots.npz, keyed "arm/name", without wall-clock times (nor the
+    checksum, which covers them)."""
     out = {}
     for folder in sorted((Path(run_dir) / "arms").iterdir()):
         with np.load(folder / "snapshots.npz") as z:
-            out.update({f"{folder.name}/{k}": z[k] for k in z.files if k != "wall_seconds"})
+            out.update({f"{folder.name}/{k}": z[k] for k in z.files if k not in ("wall_seconds", "sha256")})
     return out
 
 

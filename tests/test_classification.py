@@ -53,3 +53,27 @@ def test_presets_and_cli_errors(capsys):
         classification_preset("digits", realizations=2)
     assert main(["reproduce", "digits", "--resume", "somewhere"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_negd_report_rebuilds_the_same_report(tmp_path, capsys):
+    """Issue 19, class 1: negd report on a classification run overwrote its report and summary with an
+    empty "Partial run"; now it rebuilds the same report from the run's files."""
+    run_dir = run_classification(TINY, tmp_path / "run", progress=False)
+    assert json.loads((run_dir / "config.json").read_text())["run_kind"] == "classification"
+    before = {name: (run_dir / name).read_bytes() for name in ("report.md", "summary.json", "snapshots.json")}
+    (run_dir / "report.md").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    for name, content in before.items():
+        assert (run_dir / name).read_bytes() == content, name
+    for name in ("summary.json", "snapshots.json"):  # one digit changed (a flipped bit): refused
+        text = before[name].decode()
+        i = next(i for i in range(len(text) // 2, len(text)) if text[i] in "1234")
+        (run_dir / name).write_text(text[:i] + str(int(text[i]) + 4) + text[i + 1:])
+        assert main(["report", str(run_dir)]) == 2
+        assert f"{name}: fails its checksum" in capsys.readouterr().err
+        assert (run_dir / "report.md").read_bytes() == before["report.md"]
+        (run_dir / name).write_bytes(before[name])
+    (run_dir / "snapshots.json").unlink()  # an unfinished run: nothing to report, nothing replaced
+    assert main(["report", str(run_dir)]) == 2
+    assert "unfinished" in capsys.readouterr().err
+    assert (run_dir / "report.md").read_bytes() == before["report.md"]

@@ -29,8 +29,8 @@ def _modules() -> dict[str, Path]:
 
 
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    ("ground", ("negd.validation", "negd.state", "negd.dtypes", "negd.rng", "negd.runfiles", "negd.kernels",
-                "negd.version")),
+    ("ground", ("negd.validation", "negd.state", "negd.dtypes", "negd.rng", "negd.runfiles", "negd.sealed",
+                "negd.kernels", "negd.version")),
     ("theory", ("negd.theory",)),
     ("losses and tasks", ("negd.losses", "negd.tasks", "negd.envs")),
     ("twins", ("negd.twins",)),

@@ -11,6 +11,7 @@ import torch
 
 from negd.experiments.config.schema import config_from_dict
 from negd.experiments.run.runner import resume_experiment, run_experiment
+from negd.experiments.run.store import load_rows
 from negd.validation import NegdError
 
 TINY = {"network": {"depth": 1, "width": 4, "output_bias": False}, "task": "sin2pi",
@@ -24,8 +25,8 @@ CONTRACT_SCALARS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss"
 
 
 def _arrays(run_dir, arm):
-    with np.load(run_dir / "arms" / str(arm) / "snapshots.npz") as z:
-        return {k: z[k] for k in z.files}
+    # the verified rows (negd.experiments.run.store): snapshots.npz, or the log of an unfinished arm
+    return load_rows(run_dir / "arms" / str(arm))
 
 
 def _run(tmp_path, name="run", data=TINY, **kw):

@@ -13,6 +13,7 @@ import torch
 from negd.cli import main
 from negd.experiments.config.schema import config_from_dict
 from negd.experiments.run.runner import resume_experiment, run_experiment
+from negd.experiments.run.store import load_rows
 from negd.experiments.shards.inprocess import merge, shard_bounds, split
 from negd.state import State
 from negd.validation import NegdError
@@ -33,8 +34,7 @@ def _run(tmp_path, name, data=TINY, **kw):
 
 
 def _arrays(run_dir, arm):
-    with np.load(run_dir / "arms" / str(arm) / "snapshots.npz") as z:
-        return {k: z[k] for k in z.files}
+    return load_rows(run_dir / "arms" / str(arm))  # verified; without the checksum
 
 
 def _assert_same_arms(a, b, n_arms):

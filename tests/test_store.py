@@ -36,11 +36,11 @@ def reference(tmp_path_factory):
 def _interrupted(tmp_path, keep=None):
     """A run stopped after arm 1's row 1; ``keep`` = (arm, row): copy of that arm's snapshots then."""
     out = tmp_path / "run"
-    saved = tmp_path / "early-snapshots.npz"
+    saved = tmp_path / "early-snapshots.log"
 
     def hook(arm, row):
-        if keep == (arm, row):
-            shutil.copy(out / "arms" / str(arm) / "snapshots.npz", saved)
+        if keep == (arm, row):  # the arm is running: its rows are in its log
+            shutil.copy(out / "arms" / str(arm) / "snapshots.log", saved)
         if (arm, row) == (1, 1):
             raise _Stop
 
@@ -81,7 +81,8 @@ def test_other_arms_checkpoint_copied_in_is_refused(tmp_path, reference, capsys)
 def test_checkpoint_with_more_rows_than_snapshots(tmp_path, reference, capsys):
     """Defect 6: a checkpoint with more rows than the snapshots gave an IndexError."""
     out, early = _interrupted(tmp_path, keep=(0, 1))
-    shutil.copy(early, out / "arms" / "0" / "snapshots.npz")
+    (out / "arms" / "0" / "snapshots.npz").unlink()
+    shutil.copy(early, out / "arms" / "0" / "snapshots.log")
     _resume_reports_recompute(out, capsys, 0, "does not cover the checkpoint's 4 rows")
     assert_same_numbers(out, reference)
 

@@ -143,3 +143,74 @@ def test_cli_bad_grid_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "tiny.yaml"), "--grid", "depth=1,2"]) == 2
     assert "grid: unknown key 'depth'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+# ------------------------------------------------------------------ exact point identity (issue 19, 2c)
+@pytest.mark.parametrize(("text", "value"), [
+    ("9007199254740993", 2**53 + 1), ("9007199254740992", 2**53), ("1e3", 1000), ("12.0", 12),
+    ("123456789012345678901", 123456789012345678901), (2**60 + 1, 2**60 + 1), (8.0, 8)])
+def test_integer_grid_values_are_exact(text, value):
+    key, values = parse_grid_option(f"seed={text}") if isinstance(text, str) else ("seed", None)
+    got = values[0] if values else checked_grid({"seed": [text]}, [])["seed"][0]
+    assert got == value and isinstance(got, int)
+
+
+def test_seeds_above_2_53_are_distinct_points():
+    grid = checked_grid(None, ["seed=9007199254740992,9007199254740993"])
+    points = plan_sweep({"lambda": 1, "alpha": 1e-3, "realizations": 4, "t_final": 0.02}, grid)
+    assert [p.config.seed for p in points] == [2**53, 2**53 + 1]
+    assert len({p.name for p in points}) == 2
+
+
+@pytest.mark.parametrize("values", ["beta=inf,1000.0000001", "beta=inf,999.9999999", "beta=inf,1000.000001"])
+def test_a_grid_that_prints_the_same_is_another_sweep(sweep_dir, capsys, values):
+    """beta = 1000.0000001 prints as 1000 to 6 digits: still another sweep, refused, nothing written."""
+    config = sweep_dir.parent / "tiny.yaml"
+    before = sorted(p.name for p in sweep_dir.iterdir())
+    args = ["sweep", str(config), "--grid", "lambda=0.5,1", "--grid", values, "--out", str(sweep_dir),
+            "--no-progress"]
+    assert main(args) == 2
+    assert "holds another sweep" in capsys.readouterr().err
+    assert sorted(p.name for p in sweep_dir.iterdir()) == before
+
+
+def test_legacy_plan_points_checked_against_their_exact_settings(tmp_path, capsys):
+    """A sweep directory from before exact values (6-digit labels in its plan): a grid whose labels
+    match but whose values differ is refused, before anything runs, and no result changes."""
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    out = tmp_path / "out"
+
+    def sweep(alpha: str) -> int:
+        return main(["sweep", str(tmp_path / "tiny.yaml"), "--grid", f"alpha={alpha}", "--out", str(out),
+                     "--no-progress"])
+
+    assert sweep("0.001") == 0
+    plan = json.loads((out / "sweep-plan.json").read_text())
+    (out / "sweep-plan.json").write_text(json.dumps({"base_hash": plan["base_hash"],
+                                                     "grid": {"alpha": ["0.001"]}}))
+    summary = (out / "p000-alpha=0.001" / "summary.json").read_bytes()
+    capsys.readouterr()
+    assert sweep("0.001") == 0  # the same values: accepted, skipped, the plan now exact
+    assert "complete, skipped" in capsys.readouterr().err
+    assert "grid_exact" in json.loads((out / "sweep-plan.json").read_text())
+    (out / "sweep-plan.json").write_text(json.dumps({"base_hash": plan["base_hash"],
+                                                     "grid": {"alpha": ["0.001"]}}))
+    assert sweep("0.0010000001") == 2  # labels match; its point is not the directory's
+    assert "holds another sweep" in capsys.readouterr().err
+    # an old sweep had named its point like this grid's point: its settings differ, refused
+    (out / "p000-alpha=0.001").rename(out / "p000-alpha=0.0010000001")
+    assert sweep("0.0010000001") == 2
+    err = capsys.readouterr().err
+    assert "grid point p000-alpha=0.0010000001" in err and "other settings" in err
+    assert (out / "p000-alpha=0.0010000001" / "summary.json").read_bytes() == summary
+
+
+def test_shard_count_checked_at_every_point_before_anything_runs(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    out = tmp_path / "out"
+    args = ["sweep", str(tmp_path / "tiny.yaml"), "--grid", "realizations=8,2", "--shards", "3", "--out",
+            str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "grid point p001-realizations=2: shards: 3 is more than the 2 realizations" in err
+    assert "\n" not in err and not out.exists()

@@ -10,6 +10,7 @@ import pytest
 
 from negd.cli import main
 from negd.experiments.variants import run_variants, variants_preset
+from negd.runfiles import read_json_object
 from negd.validation import NegdError
 from tests.verdict_oracle import expected_verdict
 
@@ -31,7 +32,7 @@ def test_tiny_run_writes_files_with_finite_numbers(tiny_run):
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert list(summary["rules"]) == RULES and summary["seed"] == 0
     assert {"negd", "torch", "numpy"} <= set(summary["config"]["versions"])
-    snapshots = json.loads((tiny_run / "snapshots.json").read_text())
+    snapshots = read_json_object(tiny_run / "snapshots.json", sealed=True)  # checked, without its sha256
     for name, s in summary["rules"].items():
         # the one verdict the rule gives for the stored numbers (tests/verdict_oracle.py)
         assert s["verdict_label"] == expected_verdict(snapshots[name], "loss_gap", "loss_gap_se", "twin_loss")
@@ -51,6 +52,7 @@ def test_tiny_run_writes_files_with_finite_numbers(tiny_run):
     assert rules["population-comma"]["evaluations_per_step"] == 4
     assert rules["minibatch-paired"]["theory_ratio_to_neuroevolution"] == 0.5
     assert rules["adaptive-mc"]["theory_ratio_to_neuroevolution"] is None
+    assert list(snapshots) == RULES
     for rows in snapshots.values():
         assert [r["step"] for r in rows] == [0, 100, 200]
         assert rows[0]["loss_mean"] == pytest.approx(rows[0]["twin_loss"], rel=1e-12)  # same x(0)
@@ -80,3 +82,18 @@ def test_bad_input_is_one_line(capsys, argv, field):
     assert main(["reproduce", "variants", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert field in err and len(err.splitlines()) == 1
+
+
+def test_negd_report_rebuilds_the_same_report(tiny_run, capsys):
+    """Issue 19, class 1: negd report rebuilds a variants report from its files (it used to replace
+    report.md and summary.json with an empty "Partial run" report)."""
+    from negd.cli import main
+
+    assert json.loads((tiny_run / "config.json").read_text())["run_kind"] == "variants"
+    names = ("report.md", "summary.json", "snapshots.json")
+    before = {name: (tiny_run / name).read_bytes() for name in names}
+    (tiny_run / "report.md").write_text("damaged")
+    assert main(["report", str(tiny_run)]) == 0
+    assert "population-comma" in capsys.readouterr().out
+    for name, content in before.items():
+        assert (tiny_run / name).read_bytes() == content, name

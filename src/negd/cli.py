@@ -206,10 +206,12 @@ def _reproduce_classification(args: argparse.Namespace) -> int:
     for flag, value in (("--resume", args.resume), ("--twin", args.twin),
                         ("--twin-realizations", args.twin_realizations),
                         ("--allow-path-change", args.allow_path_change or None),
-                        ("--dtype", None if args.dtype in (None, "auto", "float32") else args.dtype)):
+                        ("--dtype", None if args.dtype in (None, "auto", "float32") else args.dtype),
+                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray),
+                        ("--shard-checkpoint", args.shard_checkpoint)):
         if value is not None:
-            raise NegdError(f"{flag}: not available for {args.experiment!r} "
-                            "(float32 parameters, a noiseless twin, a run of minutes)")
+            raise NegdError(f"{flag}: not available for {args.experiment!r} (float32 parameters, a "
+                            "noiseless twin, no sigma scan, no shards, a run of minutes)")
     exp = classification_preset(args.experiment, args.scale or "quick", realizations=args.realizations,
                                 seed=args.seed or 0, device=args.device or "cpu")
     run_dir = run_classification(exp, args.out, progress=not args.no_progress)
@@ -365,18 +367,33 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """Rebuild the report of whatever wrote the directory; never replace a report with less."""
+    from negd.experiments.run.lock import run_dir_lock
+    from negd.runfiles import RUN_KINDS, run_kind
+
     if not args.run_dir.is_dir():
         raise NegdError(f"report: {str(args.run_dir)!r} is not a directory")
-    if not (args.run_dir / "config.json").is_file():
-        raise NegdError(f"report: {str(args.run_dir)!r} is not a run directory (no config.json)")
-    try:
-        from negd.analysis import build_report
-    except ImportError as e:
-        raise NegdError(f"report: negd.analysis.build_report is not available ({e})") from None
-    from negd.experiments.run.lock import run_dir_lock
-
+    kind = run_kind(args.run_dir)
+    if kind is None:
+        raise NegdError(f"report: {str(args.run_dir)!r} is not a run directory of negd (no config.json of "
+                        f"{', '.join(RUN_KINDS.values())})")
+    if kind == "sweep":
+        raise NegdError(f"report: {str(args.run_dir)!r} is a sweep directory; its report (sweep.md) is "
+                        "rebuilt by rerunning the sweep into it (negd sweep CONFIG --grid ... --out DIR), "
+                        "a point's by negd report DIR/<point>")
     with run_dir_lock(args.run_dir):  # the report writes into the run directory: one writer at a time
-        path = build_report(args.run_dir)
+        if kind == "classification":
+            from negd.experiments.classification import rebuild_report
+            path = rebuild_report(args.run_dir)
+        elif kind == "variants":
+            from negd.experiments.variants import rebuild_report
+            path = rebuild_report(args.run_dir)
+        else:
+            from negd.analysis import build_report
+            from negd.analysis.rundir import check_report_keeps_results
+
+            check_report_keeps_results(args.run_dir)
+            path = build_report(args.run_dir)
     print(f"report: {path}")
     _print_verdict(args.run_dir)
     return 0

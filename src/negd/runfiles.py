@@ -4,6 +4,8 @@ and the reports.
 Writers replace a file atomically (temp file + ``os.replace``): a crash leaves the old or the new
 version, never half of one.
 
+Every payload read back is verified against its SHA-256 (negd.sealed), not only parsed.
+
 A run directory may be damaged (a truncated copy, a disk error) or edited by hand (binary
 bytes, a list where an object belongs, another arm's file copied in). Every reader here turns
 any such file into one :class:`CorruptFile` line that names the file, what is wrong and what to
@@ -21,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from negd.sealed import DIGEST_KEY, arrays_problem, digest_problem, legacy_note, npz_arrays, read_records
+from negd.sealed import seal as seal_payload
 from negd.validation import NegdError
 
 __all__ = ["atomic_write_bytes", "write_json", "CorruptFile", "short", "read_json", "read_json_object",
-           "load_npz", "MAX_QUOTE", "RESTORE", "RECOMPUTE"]
+           "load_npz", "load_npz_log", "MAX_QUOTE", "RESTORE", "RECOMPUTE", "RUN_KINDS", "run_kind"]
 
 # Longest piece of a user's value quoted in an error message (a damaged file may hold megabytes).
 MAX_QUOTE = 80
@@ -61,12 +65,21 @@ def read_json(path: Path, advice: str = RESTORE) -> Any:
         raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", advice) from None
 
 
-def read_json_object(path: Path, advice: str = RESTORE) -> dict:
-    """A JSON file that must hold an object (config.json, status.json, summary.json)."""
+def read_json_object(path: Path, advice: str = RESTORE, sealed: bool = False) -> dict:
+    """A JSON file that must hold an object (config.json, status.json, summary.json). An object written
+    with ``write_json(..., seal=True)`` is checked against its "sha256" (then dropped); ``sealed``: the
+    file should have one (a file from before checksums is read with a one-line note)."""
     data = read_json(path, advice)
     if not isinstance(data, dict):
         raise CorruptFile(path, f"must hold a JSON object, got a {type(data).__name__}", advice)
-    return data
+    problem = digest_problem(data)
+    if problem == "no checksum":
+        if sealed:
+            legacy_note(path)
+        return data
+    if problem is not None:
+        raise CorruptFile(path, problem, advice)
+    return {k: v for k, v in data.items() if k != DIGEST_KEY}
 
 
 def load_npz(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
@@ -86,6 +99,36 @@ def load_npz(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
         raise CorruptFile(path, "holds no arrays", advice)
     if any(a.dtype.kind not in "biuf" for a in arrays.values()):
         raise CorruptFile(path, "holds non-numeric arrays", advice)
+    problem = arrays_problem(arrays)  # its SHA-256 (negd.sealed): a flipped bit is never read as data
+    if problem == "no checksum":
+        legacy_note(path)
+    elif problem is not None:
+        raise CorruptFile(path, problem, advice)
+    arrays.pop(DIGEST_KEY, None)
+    if not arrays:
+        raise CorruptFile(path, "holds no arrays", advice)
+    return arrays
+
+
+def load_npz_log(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
+    """The rows of a snapshot log (negd.sealed records, each an npz of one row with a leading axis of 1)
+    concatenated; a torn last record is dropped; CorruptFile for a damaged record or no record."""
+    try:
+        records, problem = read_records(path)
+    except OSError as e:
+        raise CorruptFile(path, f"is unreadable ({type(e).__name__})", advice) from None
+    if problem not in (None, "torn"):
+        raise CorruptFile(path, problem, advice)
+    if not records:
+        raise CorruptFile(path, "holds no complete record", advice)
+    try:
+        rows = [npz_arrays(r) for r in records]
+        arrays = {k: np.concatenate([row[k] for row in rows]) for k in rows[0] if k != "trajectory_ids"}
+    except Exception as e:  # noqa: BLE001 - a record that passed its checksum but is no row negd wrote
+        raise CorruptFile(path, f"holds a record that is not a snapshot row ({type(e).__name__})",
+                          advice) from None
+    if "trajectory_ids" in rows[0]:
+        arrays["trajectory_ids"] = rows[0]["trajectory_ids"]
     return arrays
 
 
@@ -109,5 +152,37 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
         raise
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any, seal: bool = False) -> None:
+    """``obj`` as JSON, atomically; ``seal``: an object with its SHA-256 under "sha256" (negd.sealed),
+    for results that cannot be recomputed and are read back (read_json_object checks it)."""
+    if seal:
+        obj = seal_payload(json.loads(json.dumps(obj, allow_nan=True)))  # the digest of what is read back
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+
+
+# What wrote a directory: recorded as "run_kind" in its config.json (a sweep: in sweep-plan.json), so
+# that every command writing into an existing directory can tell what is there (issue 19, class 1).
+RUN_KINDS = {"experiment": "negd run / negd reproduce shallow|deep|finite-beta",
+             "classification": "negd reproduce digits|mnist1d", "variants": "negd reproduce variants",
+             "sweep": "negd sweep"}
+
+
+def run_kind(directory: Path) -> str | None:
+    """The kind (a key of RUN_KINDS) of the run that wrote ``directory``, None when none did. Directories
+    written before the kind was recorded are recognised by their config.json's fields."""
+    directory = Path(directory)
+    if (directory / "sweep-plan.json").is_file() or (directory / "sweep.json").is_file():
+        return "sweep"
+    if not (directory / "config.json").is_file():
+        return None
+    config = read_json_object(directory / "config.json")
+    kind = config.get("run_kind")
+    if kind in RUN_KINDS:
+        return kind
+    if "arms" in config:  # the arms of negd run / reproduce (hand-damaged ones are named by their readers)
+        return "experiment"
+    if {"task", "spec", "check_factor"} <= set(config):
+        return "classification"
+    if {"seeds", "batch_size", "spec"} <= set(config):
+        return "variants"
+    return None

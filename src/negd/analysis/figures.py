@@ -35,6 +35,18 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _log_scale(ax, axis: str, *values: np.ndarray) -> bool:
+    """A log ``axis`` ("x" or "y") when the data drawn on it hold a finite positive value; else the axis
+    stays linear (degenerate data: one realization, an all-zero or all-NaN series) and says so."""
+    drawn = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in values]) if values else []
+    if np.any(np.isfinite(drawn) & (np.asarray(drawn) > 0)):
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        return True
+    ax.text(0.5, 0.9, "no positive finite values: linear scale", ha="center", fontsize=8,
+            transform=ax.transAxes)
+    return False
+
+
 def _twin_label(arm: ArmData) -> str:
     return TWIN_LABELS[arm.twin]
 
@@ -91,7 +103,7 @@ def plot_loss(arm: ArmData, path: Path) -> Path | None:
                 label="U(<x>_L)  (averaged twin network)")
     else:
         ax.plot(t, a["gd_loss"], color="k", ls="--", lw=1.5, label="gradient descent")
-    ax.set_yscale("log")
+    _log_scale(ax, "y", mean, a["loss_of_mean"], a["gd_loss"])
     ax.set_xlabel("t")
     ax.set_ylabel("loss U")
     ax.set_title(f"Loss, {_title(arm)}")
@@ -124,7 +136,8 @@ def plot_delta(
             alpha=0.25,
             lw=0,
         )
-    ax_raw.set_yscale("log")
+    raw = [series[a.index][k][series[a.index]["t"] > 0] for a in avail for k in ("delta", "delta_floor")]
+    _log_scale(ax_raw, "y", *raw)
     ax_raw.set_xlabel("t")
     ax_raw.set_ylabel("Delta(t)")
     ax_raw.set_title("Raw Delta (solid) and statistical floor (dotted)")
@@ -164,8 +177,8 @@ def plot_delta(
                 lw=1,
                 label=f"fit: slope {trend.slope:.2f} +- {trend.slope_se:.2f}",
             )
-        ax_sig.set_xscale("log")
-        ax_sig.set_yscale("log")
+        _log_scale(ax_sig, "x", sig)
+        _log_scale(ax_sig, "y", dc[pos], 2 * se[~pos])
         ax_sig.legend(fontsize=8)
         ax_sig.set_title(f"Corrected Delta at t = {trend.t:.3g} vs sigma")
     else:

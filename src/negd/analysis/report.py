@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -212,6 +213,16 @@ def _resolution_text(cfg: dict, finals: dict) -> str:
     return text
 
 
+def _draw(plot, *args) -> Path | None:
+    """One figure, or None with one line on stderr: a figure that cannot be drawn from degenerate data
+    (one realization, all-zero or NaN series) never costs the report its numbers."""
+    try:
+        return plot(*args)
+    except Exception as e:  # noqa: BLE001 - matplotlib raises ValueError, OverflowError, ...
+        print(f"negd: figure {args[-1].name} not drawn ({type(e).__name__}: {str(e)[:80]})", file=sys.stderr)
+        return None
+
+
 def build_report(run_dir: Path, *, figures: bool = True) -> Path:
     """Analyse ``run_dir`` and write its report files; returns the path of ``report.md``.
 
@@ -231,12 +242,12 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
     main_ok = main is not None and main.n_snapshots > 0
     figs: dict[str, Path | None] = {}
     if main_ok and figures:
-        figs["weights"] = plots.plot_weights(main, fig_dir / "weights.png")
-        figs["loss"] = plots.plot_loss(main, fig_dir / "loss.png")
-        figs["params"] = plots.plot_params_scatter(main, fig_dir / "params_final.png")
+        figs["weights"] = _draw(plots.plot_weights, main, fig_dir / "weights.png")
+        figs["loss"] = _draw(plots.plot_loss, main, fig_dir / "loss.png")
+        figs["params"] = _draw(plots.plot_params_scatter, main, fig_dir / "params_final.png")
     if figures:
-        figs["delta"] = plots.plot_delta(run.arms, series, trend, fig_dir / "delta.png")
-        figs["regime"] = plots.plot_regime(run.arms, series, fig_dir / "regime.png")
+        figs["delta"] = _draw(plots.plot_delta, run.arms, series, trend, fig_dir / "delta.png")
+        figs["regime"] = _draw(plots.plot_regime, run.arms, series, fig_dir / "regime.png")
 
     wall = to_float(run.status.get("wall_seconds"))
     if not math.isfinite(wall):

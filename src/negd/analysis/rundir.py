@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from negd.runfiles import RECOMPUTE, CorruptFile, load_npz, read_json_object, short
+from negd.runfiles import RECOMPUTE, CorruptFile, load_npz, load_npz_log, read_json_object, short
 from negd.validation import NegdError
 
-__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS"]
+__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS",
+           "check_report_keeps_results"]
 
 # Twins that are ensembles (their snapshots hold the mean, variance and mean loss of R_L runs):
 # Langevin (Whitelam et al.'s finite-beta limit) and the moment-matched Langevin of
@@ -186,12 +187,14 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
         arm.twin = str(config["twin"])
         arm.twin_realizations = _field(where, "twin_realizations",
                                        config.get("twin_realizations") or arm.realizations, _count)
-    path = run_dir / "arms" / str(index) / "snapshots.npz"
-    if not path.exists():
+    folder = run_dir / "arms" / str(index)
+    # A complete arm's snapshots.npz, else the snapshot log of an arm still running or interrupted.
+    path, log = folder / "snapshots.npz", folder / "snapshots.log"
+    if not path.exists() and not log.exists():
         arm.problem = "not started (no snapshots.npz)"
         return arm
     try:
-        arrays = load_npz(path)
+        arrays = load_npz(path) if path.exists() else load_npz_log(log)
     except CorruptFile as exc:  # a truncated file must not stop the report of the other arms
         arm.problem = f"{exc.problem}; {RECOMPUTE}"
         return arm
@@ -241,3 +244,26 @@ def load_run(run_dir: Path) -> RunData:
     run = RunData(path=run_dir, config=config, status=status)
     run.arms = [_load_arm(run_dir, i, e, config) for i, e in enumerate(entries)]
     return run
+
+
+def check_report_keeps_results(run_dir: Path) -> None:
+    """NegdError (one line) when rebuilding the report of ``run_dir`` would replace its report with less:
+    an arm with fewer readable snapshots than the existing summary.json was built from (damaged or
+    missing files, e.g. a copy of the reports without arms/), or a damaged arm."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "report.md").exists() and not (run_dir / "summary.json").exists():
+        return
+    run = load_run(run_dir)
+    built_from = {}
+    summary = _load_json(run_dir / "summary.json", required=False)
+    for entry in summary.get("arms") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+            built_from[entry["index"]] = _count(entry.get("snapshots")) or 0
+    for arm in run.arms:
+        damaged = arm.problem is not None and not arm.problem.startswith("not started")
+        if damaged or arm.n_snapshots < built_from.get(arm.index, 0):
+            had = built_from.get(arm.index)
+            was = f"the existing report holds {had} snapshots of it, " if had else ""
+            raise NegdError(f"report: arm {arm.index} ({arm.label}) of {str(run_dir)!r}: {was}"
+                            f"{arm.problem or f'{arm.n_snapshots} readable'}; the existing report.md and "
+                            "summary.json are kept")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +42,12 @@ from negd.losses.classification import accuracy
 from negd.losses.mlp import MLPLoss
 from negd.losses.models import MLPSpec, load_flat_params, torch_default_init
 from negd.rules import Neuroevolution, NormalizedGradientDescent
-from negd.runfiles import write_json
+from negd.runfiles import CorruptFile, read_json_object, short, write_json
 from negd.tasks import CLASSIFICATION_TASKS, Task, get_task
 from negd.validation import NegdError, check_int, check_positive
 
 __all__ = ["ClassificationExperiment", "CLASSIFICATION_EXPERIMENTS", "classification_preset",
-           "run_classification"]
+           "run_classification", "rebuild_report"]
 
 
 @dataclass(frozen=True)
@@ -275,14 +275,14 @@ def run_classification(exp: ClassificationExperiment, out: Path | None = None, *
         f"{exp.name}-{exp.scale}-seed{exp.seed}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise NegdError(f"--out: {str(run_dir)!r} exists and is not empty; choose another directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(exp.device)
     task = get_task(exp.task).to(device)
     spec = MLPSpec(exp.depth, exp.width, task.inputs.shape[1], task.n_classes, activation=exp.activation)
     loss_fn = MLPLoss(spec, task.inputs, task.targets, loss="cross_entropy")
     x0 = torch_default_init(spec, seed=exp.seed).to(device)
-    write_json(run_dir / "config.json", asdict(exp) | {"alpha": exp.alpha, "n_params": spec.n_params,
-                                                       "spec": asdict(spec)})
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once everything is validated and built
+    write_json(run_dir / "config.json", {"run_kind": "classification"} | asdict(exp) | {
+        "alpha": exp.alpha, "n_params": spec.n_params, "spec": asdict(spec)})
     log = (lambda text: print(f"negd {exp.name}: {text}", flush=True)) if progress else (lambda text: None)
     start = time.perf_counter()
     # One torch thread for everything: on 2 shared cores a second thread costs more in synchronization
@@ -300,7 +300,29 @@ def run_classification(exp: ClassificationExperiment, out: Path | None = None, *
         "realizations_needed", "final", "ne_final", "correspondence_window",
         "ne_wall_seconds", "twin_wall_seconds")} | {"sigma": small.sigma, "ne_steps": small.ne_steps}
     summary["total_wall_seconds"] = time.perf_counter() - start
-    write_json(run_dir / "snapshots.json", {"ne_twin": rows, "ne_twin_small_sigma": small_rows, "adam": adam})
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "snapshots.json", {"ne_twin": rows, "ne_twin_small_sigma": small_rows, "adam": adam},
+               seal=True)
+    write_json(run_dir / "summary.json", summary, seal=True)
     write_report(run_dir, exp, rows, small_rows, adam, summary)
     return run_dir
+
+
+def rebuild_report(run_dir: Path) -> Path:
+    """report.md and figures of a finished classification run, again from its config.json,
+    snapshots.json and summary.json (``negd report``; nothing is recomputed or replaced by less)."""
+    from negd.analysis.classification_report import write_report
+
+    config = read_json_object(run_dir / "config.json")
+    if not (run_dir / "snapshots.json").exists() or not (run_dir / "summary.json").exists():
+        raise NegdError(f"report: {str(run_dir)!r} is an unfinished {config.get('name', 'classification')} "
+                        "run (no snapshots.json or summary.json): nothing to report; run it again")
+    snapshots = read_json_object(run_dir / "snapshots.json", sealed=True)  # checksum verified
+    summary = read_json_object(run_dir / "summary.json", sealed=True)
+    try:
+        exp = ClassificationExperiment(**{f.name: config[f.name] for f in fields(ClassificationExperiment)
+                                          if f.name in config})
+        return write_report(run_dir, exp, snapshots["ne_twin"], snapshots["ne_twin_small_sigma"],
+                            snapshots["adam"], summary)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise CorruptFile(run_dir / "summary.json", f"does not fit its run ({type(e).__name__}: "
+                          f"{short(str(e))})", "restore the run directory from a copy") from None

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +52,14 @@ from negd.rules import (
     NormalizedGradientDescent,
     Population,
 )
-from negd.runfiles import write_json
+from negd.runfiles import CorruptFile, read_json_object, short, write_json
 from negd.tasks import get_task
 from negd.theory.population import drift_per_evaluation
 from negd.twins import population_twin
 from negd.twins.constructors import minibatch_twin
 from negd.validation import NegdError, check_int, check_positive
 
-__all__ = ["VariantsExperiment", "VARIANTS_SCALES", "variants_preset", "run_variants"]
+__all__ = ["VariantsExperiment", "VARIANTS_SCALES", "variants_preset", "run_variants", "rebuild_report"]
 
 PHI0 = 1.0 / math.sqrt(2 * math.pi)  # the paper rule's drift per step / sigma on a linear loss
 
@@ -260,17 +260,18 @@ def run_variants(exp: VariantsExperiment, out: Path | None = None, *, progress: 
         f"variants-{exp.scale}-seed{exp.seed}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise NegdError(f"--out: {str(run_dir)!r} exists and is not empty; choose another directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
     task = get_task("sin2pi")
     spec = MLPSpec(1, 30, output_bias=False)
     full = MLPLoss(spec, task.inputs, task.targets, backend="auto")
     minibatch = MinibatchLoss.for_mlp(spec, task.inputs, task.targets, exp.batch_size)
     # float64 parameters: sigma = 1.25e-4 moves are near float32 rounding of O(1) weights (runner: dtype auto)
     x0 = paper_init(spec.n_params, exp.sigma0, seed=exp.seed, dtype=torch.float64)
-    config = asdict(exp) | {"sigma": exp.sigma, "steps": exp.steps, "n_params": spec.n_params,
+    config = {"run_kind": "variants"} | asdict(exp) | {
+                            "sigma": exp.sigma, "steps": exp.steps, "n_params": spec.n_params,
                             "spec": asdict(spec), "task": "sin2pi", "beta": "inf", "seeds": {
                                 "x0": exp.seed, "rules": exp.seed, "twins": exp.seed, "batches": exp.seed},
                             "versions": versions()}
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once everything is validated and built
     write_json(run_dir / "config.json", config)
     log = (lambda text: print(f"negd variants: {text}", flush=True)) if progress else (lambda text: None)
     start = time.perf_counter()
@@ -281,7 +282,30 @@ def run_variants(exp: VariantsExperiment, out: Path | None = None, *, progress: 
                "target_loss": target,
                "rules": {name: res["summary"] for name, res in results.items()},
                "total_wall_seconds": time.perf_counter() - start}
-    write_json(run_dir / "snapshots.json", {name: res["snapshots"] for name, res in results.items()})
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "snapshots.json", {name: res["snapshots"] for name, res in results.items()},
+               seal=True)
+    write_json(run_dir / "summary.json", summary, seal=True)
     write_report(run_dir, exp, results, summary)
     return run_dir
+
+
+def rebuild_report(run_dir: Path) -> Path:
+    """report.md and figures of a finished variants run, again from its config.json, snapshots.json and
+    summary.json (``negd report``; nothing is recomputed or replaced by less)."""
+    from negd.analysis.variants_report import write_report
+
+    config = read_json_object(run_dir / "config.json")
+    if not (run_dir / "snapshots.json").exists() or not (run_dir / "summary.json").exists():
+        raise NegdError(f"report: {str(run_dir)!r} is an unfinished variants run (no snapshots.json or "
+                        "summary.json): nothing to report; run it again")
+    snapshots = read_json_object(run_dir / "snapshots.json", sealed=True)  # checksum verified
+    summary = read_json_object(run_dir / "summary.json", sealed=True)
+    try:
+        exp = VariantsExperiment(**{f.name: config[f.name] for f in fields(VariantsExperiment)
+                                    if f.name in config})
+        results = {name: {"summary": rule, "snapshots": snapshots[name]}
+                   for name, rule in summary["rules"].items()}
+        return write_report(run_dir, exp, results, summary)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise CorruptFile(run_dir / "summary.json", f"does not fit its run ({type(e).__name__}: "
+                          f"{short(str(e))})", "restore the run directory from a copy") from None

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from negd.experiments.config.schema import TOP_KEYS, Arm, ExperimentConfig, config_from_dict
-from negd.runfiles import CorruptFile, read_json_object, short, write_json
+from negd.runfiles import RUN_KINDS, CorruptFile, read_json_object, run_kind, short, write_json
 from negd.validation import NegdError
 
 __all__ = ["recorded_shards", "settings_of", "settings_hash", "settings_record", "compute_path",
@@ -104,6 +104,11 @@ def load_run_config(run_dir: Path) -> tuple[ExperimentConfig, list[Arm]]:
     if not run_dir.is_dir():
         raise NegdError(f"--resume: {str(run_dir)!r} is not a directory")
     path = run_dir / "config.json"
+    kind = run_kind(run_dir)
+    if kind != "experiment" and (kind is not None or path.exists()):  # no config.json: named below
+        what = f"was written by {RUN_KINDS[kind]}" if kind else "is not a run directory of negd run/reproduce"
+        raise NegdError(f"--resume: {str(run_dir)!r} {what}; only runs of negd run and negd reproduce "
+                        "shallow|deep|finite-beta continue")
     stored = read_json_object(path)
     # Every configuration field (sigma is derived from lambda, steps from t_final).
     keys = [k for k in TOP_KEYS if k not in ("sigma", "steps")]

@@ -1,9 +1,10 @@
 """Restore an arm of a run directory for ``--resume``, validating every file against the arm.
 
 An arm's state on disk is ``checkpoint.pt`` (NE and twin states after ``rows`` snapshot rows)
-and ``snapshots.npz`` (the rows; it may hold more rows than the checkpoint, never fewer, because
-it is written first). Before a byte of it is used, :func:`restore_arm` checks that both files
-are readable, that the checkpoint belongs to this arm (its index, its settings, its step
+and its rows: ``snapshots.log`` while it runs, ``snapshots.npz`` once complete (they may hold
+more rows than the checkpoint, never fewer: a row is written first; negd.experiments.run.store).
+Before a byte of it is used, :func:`restore_arm` checks that both files are readable and pass
+their checksums, that the checkpoint belongs to this arm (its index, its settings, its step
 schedule, its ensemble sizes) and that the snapshots cover the checkpoint's rows. A file that
 fails is a :class:`CorruptFile` (the runner then recomputes the arm from the start: the
 counter-based random numbers make that identical to the lost work); a checkpoint computed with
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from negd.experiments.config.schema import Arm
 from negd.experiments.run.provenance import differences
-from negd.experiments.run.store import load_checkpoint, load_snapshots
+from negd.experiments.run.store import SNAPSHOT_LOG, SNAPSHOTS, load_checkpoint, load_rows
 from negd.runfiles import RECOMPUTE, CorruptFile, short
 from negd.state import State
 from negd.validation import NegdError
@@ -135,7 +136,8 @@ def _check_snapshots(path: Path, arrays: dict[str, np.ndarray], rows: int, shape
 
 def restore_arm(folder: Path, shape: ArmShape, device: torch.device) -> Restored | None:
     """The arm's saved state, None when it has no checkpoint yet; CorruptFile / NegdError as above."""
-    ckpt_path, snap_path = folder / "checkpoint.pt", folder / "snapshots.npz"
+    ckpt_path = folder / "checkpoint.pt"
+    snap_path = folder / (SNAPSHOTS if (folder / SNAPSHOTS).exists() else SNAPSHOT_LOG)
     if not ckpt_path.exists():
         return None
     ckpt = load_checkpoint(ckpt_path)
@@ -146,6 +148,8 @@ def restore_arm(folder: Path, shape: ArmShape, device: torch.device) -> Restored
                           RECOMPUTE)
     ne, gd = checked_state(ckpt_path, "NE", ckpt["ne"]), checked_state(ckpt_path, "twin", ckpt["gd"])
     _check_states(ckpt_path, ne, gd, rows, shape)
-    arrays = load_snapshots(snap_path)
+    arrays = load_rows(folder)
+    if arrays is None:
+        raise CorruptFile(snap_path, "is missing", RECOMPUTE)
     _check_snapshots(snap_path, arrays, rows, shape)
     return Restored(ne.to(device), gd.to(device), unstack_rows(arrays, rows), float(ckpt["wall_seconds"]))

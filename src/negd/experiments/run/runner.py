@@ -9,7 +9,8 @@ the twin is an ensemble of R_L Langevin runs with noise sigma/sqrt(lambda) per G
 (negd.rules.MomentMatchedLangevin, time step 1/lambda NE steps); the snapshots then store the
 ensemble's mean, variance and mean loss.
 
-Every snapshot rewrites ``arms/<i>/snapshots.npz`` and ``arms/<i>/checkpoint.pt`` atomically.
+Every snapshot appends its row to ``arms/<i>/snapshots.log`` and rewrites ``arms/<i>/checkpoint.pt``
+atomically; a complete arm's rows become ``arms/<i>/snapshots.npz`` (negd.experiments.run.store).
 The random numbers of NE are a pure function of (seed, realization, step) (:mod:`negd.rng`), so
 restoring the saved states and snapshotting at the same steps makes a resumed run identical,
 bit for bit, to an uninterrupted one. Ctrl-C stops at once; the run directory keeps every
@@ -50,7 +51,17 @@ from negd.experiments.run.provenance import (
     settings_record,
 )
 from negd.experiments.run.restore import ArmShape, Restored, restore_arm
-from negd.experiments.run.store import arm_dir, save_checkpoint, save_snapshots, write_status
+from negd.experiments.run.store import (
+    SNAPSHOT_LOG,
+    SNAPSHOTS,
+    append_snapshot,
+    arm_dir,
+    consolidate,
+    rewrite_log,
+    save_checkpoint,
+    start_log,
+    write_status,
+)
 from negd.experiments.shards.files import clear_shard_files, shard_folder
 from negd.experiments.shards.inprocess import ShardExecutor, advance_sharded, check_shards
 from negd.experiments.shards.task import (
@@ -65,7 +76,7 @@ from negd.rules import (
     Neuroevolution,
     UpdateRule,
 )
-from negd.runfiles import CorruptFile, write_json
+from negd.runfiles import MAX_QUOTE, CorruptFile, write_json
 from negd.state import State
 from negd.validation import NegdError
 
@@ -104,7 +115,7 @@ def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path
 
 def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> dict:
     d = config.to_user_dict()
-    d = {"experiment": config.experiment, "scale": config.scale, **d}
+    d = {"run_kind": "experiment", "experiment": config.experiment, "scale": config.scale, **d}
     d["n_params"] = config.network.spec().n_params
     d["sigma"] = config.sigma
     if config.init.kind == "torch":
@@ -261,7 +272,7 @@ def _restore_or_reset(problem: Problem, run_dir: Path, index: int, arm: Arm,
         return restore_arm(folder, _arm_shape(problem, index, arm, settings), problem.device)
     except CorruptFile as e:
         print(f"negd: {e.path}: {e.problem}; recomputing arm {index} from the start", file=sys.stderr)
-        for name in ("checkpoint.pt", "snapshots.npz"):
+        for name in ("checkpoint.pt", SNAPSHOTS, SNAPSHOT_LOG):
             if (folder / name).exists():
                 (folder / name).replace(folder / f"{name}.corrupt")
         return None
@@ -329,7 +340,10 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
     owner = {"arm": index, "settings": json.dumps(settings, sort_keys=True, default=str)}
     if restored is not None:
         ne, gd, rows, wall = restored.ne, restored.gd, restored.rows, restored.wall
+        # the log holds exactly the checkpoint's rows before more are appended
+        rewrite_log(folder, [_stack([row], n_traj, n_params) for row in rows])
     else:
+        start_log(folder)
         start = time.perf_counter()
         ne = ne_rule.init(problem.x0, problem.loss_fn, seed=config.seed, realizations=arm.realizations)
         with one_thread():
@@ -360,12 +374,14 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, row)
+    consolidate(folder, _stack(rows, n_traj, n_params))  # the complete arm's rows in one snapshots.npz
 
 
 def _save(folder: Path, rows: list[dict], n_traj: int, n_params: int, ne: State, gd: State,
           wall: float, owner: dict) -> None:
-    # Snapshots first, then the checkpoint: on resume, rows beyond the checkpoint's count are dropped.
-    save_snapshots(folder / "snapshots.npz", _stack(rows, n_traj, n_params))
+    # The row first, then the checkpoint: on resume, rows beyond the checkpoint's count are dropped.
+    # Appended, not the whole file rewritten: a snapshot costs O(1), not O(rows).
+    append_snapshot(folder, _stack(rows[-1:], n_traj, n_params))
     save_checkpoint(folder / "checkpoint.pt", {
         "ne": ne.to("cpu").to_dict(), "gd": gd.to("cpu").to_dict(),
         "rows": len(rows), "wall_seconds": wall, **owner})
@@ -382,6 +398,8 @@ def _build_report(run_dir: Path) -> tuple[Path | None, str | None]:
         return build_report(run_dir), None
     except NegdError as e:
         return None, f"report failed: {e}"
+    except Exception as e:  # noqa: BLE001 - a figure or analysis bug: the status must say "failed"
+        return None, f"report failed ({type(e).__name__}: {str(e)[:MAX_QUOTE]}); the run's numbers are kept"
 
 
 def _compute_path(problem: Problem, arms: list[Arm], sharding: Sharding | None = None) -> dict:
@@ -435,6 +453,7 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
     problem = Problem.build(config)
     # before anything is written: errors leave no trace
     sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
+    created = not run_dir.exists()
     try:
         with run_dir_lock(run_dir):
             _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
@@ -442,9 +461,20 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
             write_json(run_dir / "config.json", _resolved_config(config, arms, path))
             write_status(run_dir, "running", [], 0.0)
             return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
+    except BaseException:
+        if created:  # a start refused or failed before config.json: leave no empty directory behind
+            _remove_if_unstarted(run_dir)
+        raise
     finally:
         if sharding is not None:
             sharding.executor.close()
+
+
+def _remove_if_unstarted(run_dir: Path) -> None:
+    if run_dir.is_dir() and not (run_dir / "config.json").exists() \
+            and all(p.name == LOCK_NAME for p in run_dir.iterdir()):
+        (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        run_dir.rmdir()
 
 
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
@@ -507,6 +537,7 @@ def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bo
             write_status(run_dir, "running", complete, sum(walls))
         for index in range(len(arms)):  # left over by a stop between an arm's last save and clean-up
             clear_shard_files(shard_folder(run_dir, index))
+            consolidate(arm_dir(run_dir, index))
         state = "complete"
     except KeyboardInterrupt:
         pass  # every completed snapshot is on disk; report what exists and say how to resume

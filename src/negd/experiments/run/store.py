@@ -1,18 +1,22 @@
-"""Run-directory files, written atomically (temp file + ``os.replace``).
+"""Run-directory files, written atomically (temp file + ``os.replace``) or appended, all checksummed.
 
 Layout (the contract with :mod:`negd.analysis`; see docs/experiments.md)::
 
-    DIR/config.json              resolved configuration, arms, versions
+    DIR/config.json              resolved configuration, arms, versions, run_kind "experiment"
     DIR/status.json              {"state": running|interrupted|complete, "arms_complete", "wall_seconds"}
-    DIR/arms/<i>/snapshots.npz   per-snapshot arrays (rewritten at every snapshot)
+    DIR/arms/<i>/snapshots.log   while the arm runs: one appended record per snapshot (its row's arrays
+                                 as an npz, with length and SHA-256; negd.sealed)
+    DIR/arms/<i>/snapshots.npz   once the arm is complete: every row in one npz (the log is then removed)
     DIR/arms/<i>/checkpoint.pt   NE and GD states to resume exactly
     DIR/arms/<i>/shards/         sharded runs: each shard's checkpoint inside an interval
                                  (negd.experiments.shards.files)
 
-A crash or Ctrl-C at any moment leaves every file either in its previous or its new version,
-never half written. Every file is read back through one validating loader here: a damaged or
-foreign file (truncated, binary, wrong structure) gives one :class:`NegdError` line naming the
-file and what to do, never a traceback of torch, numpy or json.
+A snapshot appends one record instead of rewriting every row (10,001 snapshots: O(n), not O(n^2)).
+A crash or Ctrl-C at any moment leaves every file either in its previous or its new version (the
+log: at most a torn last record, dropped on reading), never half written. Every payload carries a
+SHA-256 (negd.sealed) checked when it is read: a damaged or foreign file (truncated, a flipped bit,
+binary, wrong structure) gives one :class:`NegdError` line naming the file and what to do, never a
+traceback of torch, numpy or json, and never numbers that silently differ.
 """
 
 from __future__ import annotations
@@ -28,13 +32,28 @@ from negd.runfiles import (
     CorruptFile,
     atomic_write_bytes,
     load_npz,
+    load_npz_log,
     read_json_object,
     short,
     write_json,
 )
+from negd.sealed import (
+    append_record,
+    digest_problem,
+    legacy_note,
+    npz_bytes,
+    record,
+    seal,
+    seal_arrays,
+)
 
 __all__ = ["save_snapshots", "load_snapshots", "save_checkpoint", "load_checkpoint", "arm_dir",
-           "write_status", "read_status"]
+           "write_status", "read_status", "SNAPSHOTS", "SNAPSHOT_LOG", "append_snapshot", "start_log",
+           "load_rows", "consolidate", "rewrite_log"]
+
+SNAPSHOTS, SNAPSHOT_LOG = "snapshots.npz", "snapshots.log"
+# The keys of a checkpoint.pt written before checksums (read with a note; any other key: damaged).
+LEGACY_CHECKPOINT_KEYS = frozenset({"ne", "gd", "rows", "wall_seconds", "arm", "settings"})
 
 
 def arm_dir(run_dir: Path, index: int) -> Path:
@@ -42,25 +61,67 @@ def arm_dir(run_dir: Path, index: int) -> Path:
 
 
 def save_snapshots(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, npz_bytes(seal_arrays(arrays)))
 
 
 def load_snapshots(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
-    """The arrays of an arm's snapshots.npz (validated structure: see the runner's restore)."""
+    """The arrays of an arm's snapshots.npz, checksum verified (validated structure: see the runner's
+    restore)."""
     return load_npz(path, advice)
 
 
+# --------------------------------------------------------------------------- the snapshot log
+def start_log(folder: Path) -> None:
+    """An arm starts from its first row: no rows of an earlier attempt remain."""
+    for name in (SNAPSHOT_LOG, SNAPSHOTS):
+        (folder / name).unlink(missing_ok=True)
+
+
+def append_snapshot(folder: Path, row_arrays: dict[str, np.ndarray]) -> None:
+    """One snapshot row (arrays with a leading axis of 1) appended to the arm's log, synced to disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    append_record(folder / SNAPSHOT_LOG, npz_bytes(row_arrays))
+
+
+def load_rows(folder: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray] | None:
+    """The arm's snapshot arrays: snapshots.npz when it exists (a complete arm, or a run directory
+    from before the log), else the rows of snapshots.log; None when there are none."""
+    if (folder / SNAPSHOTS).exists():
+        return load_snapshots(folder / SNAPSHOTS, advice)
+    if (folder / SNAPSHOT_LOG).exists():
+        return load_npz_log(folder / SNAPSHOT_LOG, advice)
+    return None
+
+
+def rewrite_log(folder: Path, rows: list[dict[str, np.ndarray]]) -> None:
+    """The log holding exactly ``rows`` (on resume: the rows the checkpoint covers), replacing the log
+    or the snapshots.npz that held them (written whole, then swapped in)."""
+    atomic_write_bytes(folder / SNAPSHOT_LOG, b"".join(record(npz_bytes(row)) for row in rows))
+    (folder / SNAPSHOTS).unlink(missing_ok=True)
+
+
+def consolidate(folder: Path, arrays: dict[str, np.ndarray] | None = None) -> None:
+    """A complete arm's rows (``arrays``, else those of its log) as one snapshots.npz; the log is then
+    removed. Nothing when there is no log (already consolidated)."""
+    log = folder / SNAPSHOT_LOG
+    if not log.exists():
+        return
+    if arrays is not None or not (folder / SNAPSHOTS).exists():  # else a stop after the npz was written
+        save_snapshots(folder / SNAPSHOTS, arrays if arrays is not None else load_npz_log(log, RECOMPUTE))
+    log.unlink()
+
+
+# --------------------------------------------------------------------------- checkpoints and status
 def save_checkpoint(path: Path, payload: dict) -> None:
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(seal(payload), buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path, advice: str = RECOMPUTE) -> dict:
     """A checkpoint.pt as a dict with ``ne`` and ``gd`` state dicts, ``rows`` and ``wall_seconds``;
-    CorruptFile when it is unreadable or has another structure (``weights_only``: no code runs)."""
+    CorruptFile when it is unreadable, fails its SHA-256 or has another structure (``weights_only``:
+    no code runs)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -69,6 +130,11 @@ def load_checkpoint(path: Path, advice: str = RECOMPUTE) -> dict:
         raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", advice) from None
     if not isinstance(payload, dict) or not {"ne", "gd", "rows", "wall_seconds"} <= set(payload):
         raise CorruptFile(path, "is not a negd checkpoint (ne, gd, rows, wall_seconds missing)", advice)
+    problem = digest_problem(payload, LEGACY_CHECKPOINT_KEYS)
+    if problem == "no checksum":
+        legacy_note(path)
+    elif problem is not None:
+        raise CorruptFile(path, problem, advice)
     if not all(isinstance(payload[k], dict) for k in ("ne", "gd")):
         raise CorruptFile(path, "is not a negd checkpoint (ne and gd must be state dicts)", advice)
     rows, wall = payload["rows"], payload["wall_seconds"]

@@ -16,10 +16,11 @@ returns it at once when it is complete. Once the interval is merged and the arm 
 the shard files are removed (:func:`clear_shard_files`).
 
 Files are written atomically (negd.experiments.run.store; not synced to disk, which would cost more
-than a short interval's work). They are read through a validating
-loader: a damaged or foreign file (another interval, other realizations or settings, non-finite
-numbers) is ignored with one line on stderr, and the shard recomputes its interval (the same
-numbers: they are a pure function of seed, realization id and step, negd.rng).
+than a short interval's work) with their SHA-256 (negd.sealed). They are read through a validating
+loader: a damaged file (a flipped bit fails the checksum) or a foreign one (another interval,
+other realizations or settings, non-finite numbers) is ignored with one line on stderr, and the
+shard recomputes its interval (the same numbers: a pure function of seed, realization id and
+step, negd.rng).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from negd.experiments.run.restore import checked_state
 from negd.experiments.run.store import arm_dir
 from negd.experiments.shards.job import ShardJob
 from negd.runfiles import CorruptFile, atomic_write_bytes, short
+from negd.sealed import digest_problem, seal
 from negd.state import State
 
 __all__ = ["SHARDS_DIR", "SavedShard", "shard_folder", "checkpoint_path", "progress_path", "save_shard",
@@ -80,7 +83,7 @@ def save_shard(path: Path, job: ShardJob, state: State, tally: Tally, attempt: i
                "interval": [job.start_step, job.target_step], "state": state.to_dict(),
                "accepted": tally.accepted, "ties": tally.ties, "attempt": attempt, "pid": os.getpid()}
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(seal(payload), buffer)  # with its SHA-256: torch's zip reader checks no CRC
     # Not synced to disk: after a power cut a damaged file is rejected by the loader (then recomputed).
     atomic_write_bytes(path, buffer.getvalue(), durable=False)
 
@@ -104,6 +107,10 @@ def _validated(path: Path, job: ShardJob, shard: State) -> SavedShard:
         raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", "") from None
     if not isinstance(ckpt, dict) or not set(KEYS) <= set(ckpt) or not isinstance(ckpt["state"], dict):
         raise CorruptFile(path, "is not a negd shard checkpoint", "")
+    problem = digest_problem(ckpt)
+    if problem is not None:  # a shard file from before checksums is recomputed too (minutes at most)
+        raise CorruptFile(path, "has no checksum (written before checksums)" if problem == "no checksum"
+                          else problem, "")
     expected = {"kind": job.kind, "arm": job.arm_index, "settings": job.settings,
                 "interval": [job.start_step, job.target_step]}
     for key, value in expected.items():
@@ -149,10 +156,17 @@ def read_progress(path: Path) -> int | None:
     return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
+# The names negd gives shard files (checkpoint_path, progress_path) and their temporary files
+# (runfiles.atomic_write_bytes, write_progress): clean-up deletes these and nothing else.
+_OWN_NAME = re.compile(r"\.?(ne|twin)-\d+-\d+\.(pt|progress)(\.[^/]*\.tmp)?")
+
+
 def clear_shard_files(folder: Path) -> None:
-    """Every shard file of an arm (its interval is merged and saved in the arm checkpoint)."""
-    if not folder.is_dir():
+    """The shard files of an arm (its interval is merged and saved in the arm checkpoint): only the
+    files negd wrote, by name, and never through a symbolic link (a linked folder or file is left
+    alone, as is any file of another name)."""
+    if folder.is_symlink() or folder.parent.is_symlink() or not folder.is_dir():
         return
     for path in folder.iterdir():
-        if path.is_file():
+        if _OWN_NAME.fullmatch(path.name) and not path.is_symlink() and path.is_file():
             path.unlink(missing_ok=True)

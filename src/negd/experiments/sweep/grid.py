@@ -16,6 +16,7 @@ another grid or another configuration is refused, so nothing already written is 
 from __future__ import annotations
 
 import datetime as _dt
+import decimal
 import itertools
 import math
 from dataclasses import dataclass
@@ -37,24 +38,52 @@ GRID_KEYS = ("sigma", "lambda", "beta", "alpha", "t_final", *INTEGER_KEYS)
 _REPLACES = {"sigma": "lambda", "lambda": "sigma", "steps": "t_final", "t_final": "steps"}
 MAX_POINTS = 10_000
 PLAN_FILE = "sweep-plan.json"
+SWEEP_KIND = "sweep"  # the run kind recorded in the plan (negd.runfiles.run_kind)
 
 
 def _value(key: str, text: Any) -> float | int:
-    """One grid value: a number ("inf" for beta), an integer for INTEGER_KEYS."""
+    """One grid value: a number ("inf" for beta), an exact integer for INTEGER_KEYS (never through a
+    float: seeds above 2^53 stay distinct)."""
     where = f"grid {key}"
     if key == "beta" and isinstance(text, str) and text.strip().lower() in ("inf", "infinity", ".inf"):
         return math.inf
+    if key in INTEGER_KEYS and not isinstance(text, bool):
+        exact = _exact_integer(text)
+        if exact is not None:
+            return exact
     try:
         value = float(text.strip()) if isinstance(text, str) else float(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         value = math.nan
     if isinstance(text, bool) or not math.isfinite(value) and not (key == "beta" and value == math.inf):
         raise NegdError(f"{where}: values must be numbers{' or inf' if key == 'beta' else ''}, got {text!r}")
     if key in INTEGER_KEYS:
-        if not value.is_integer():
-            raise NegdError(f"{where}: values must be integers, got {text!r}")
-        return int(value)
+        raise NegdError(f"{where}: values must be integers, got {text!r}")
     return value
+
+
+def _exact_integer(text: Any) -> int | None:
+    """``text`` as the integer it denotes exactly ("12", "1e3", 7, 8.0), None when it denotes none."""
+    if isinstance(text, int):
+        return text
+    if isinstance(text, float):
+        return int(text) if text.is_integer() else None
+    if not isinstance(text, str):
+        return None
+    try:
+        number = decimal.Decimal(text.strip())
+    except decimal.InvalidOperation:
+        return None
+    if not number.is_finite() or number != number.to_integral_value() or abs(number.adjusted()) > 100:
+        return None
+    return int(number)
+
+
+def exact_text(value: float | int) -> str:
+    """A grid value written exactly: an integer's digits, a float's shortest round-trip repr, "inf"."""
+    if isinstance(value, int):
+        return str(value)
+    return "inf" if value == math.inf else repr(float(value))
 
 
 def _key(key: Any) -> str:
@@ -109,7 +138,11 @@ class SweepPoint:
 
 
 def _label(value: float | int) -> str:
-    return "inf" if value == math.inf else f"{value:g}"
+    """A value in a point's directory name: 6 digits where they are exact, else the exact repr."""
+    if value == math.inf or isinstance(value, int):
+        return exact_text(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def plan_sweep(base: dict, grid: dict[str, list]) -> list[SweepPoint]:
@@ -142,19 +175,66 @@ def read_sweep_file(path: Path) -> tuple[dict, dict]:
     return {k: v for k, v in data.items() if k not in RUN_OPTION_KEYS}, options
 
 
-def _claim(sweep_dir: Path, base: dict, grid: dict) -> None:
-    """Write the plan, or check that the directory holds this very sweep (never mix two sweeps)."""
-    plan = {"base_hash": settings_hash(base), "grid": {k: [_label(v) for v in vs] for k, vs in grid.items()}}
+def _plan(base: dict, grid: dict) -> dict:
+    """What identifies a sweep: its configuration's hash and its grid's exact values."""
+    return {"run_kind": SWEEP_KIND, "base_hash": settings_hash(base),
+            "grid_exact": {k: [exact_text(v) for v in vs] for k, vs in grid.items()}}
+
+
+def _same_sweep(sweep_dir: Path, stored: dict, base: dict, grid: dict) -> bool:
+    plan = _plan(base, grid)
+    if "grid_exact" in stored:
+        return all(stored.get(k) == plan[k] for k in ("base_hash", "grid_exact"))
+    # A sweep directory written before exact values (6-digit labels): the labels must match, every
+    # point directory there must be one of this grid's, and each is then checked against its point's
+    # exact configuration (_check_points).
+    legacy = {k: [f"{v:g}" if v != math.inf else "inf" for v in vs] for k, vs in grid.items()}
+    names = {p.name for p in plan_sweep(base, grid)}
+    points_there = {p.name for p in sweep_dir.iterdir() if p.is_dir() and p.name.startswith("p")}
+    return stored.get("base_hash") == plan["base_hash"] and stored.get("grid") == legacy \
+        and points_there <= names
+
+
+def _check_claim(sweep_dir: Path, base: dict, grid: dict) -> None:
+    """NegdError unless ``sweep_dir`` is new, empty or holds this very sweep (never mix two sweeps)."""
     path = sweep_dir / PLAN_FILE
     if path.exists():
-        stored = read_json_object(path)
-        if {k: stored.get(k) for k in plan} != plan:
+        if not _same_sweep(sweep_dir, read_json_object(path), base, grid):
             raise NegdError(f"--out: {str(sweep_dir)!r} holds another sweep (other grid or configuration); "
                             f"choose another directory")
         return
-    if sweep_dir.exists() and any(sweep_dir.iterdir()):
+    if sweep_dir.exists() and (not sweep_dir.is_dir() or any(sweep_dir.iterdir())):
         raise NegdError(f"--out: {str(sweep_dir)!r} exists, is not empty and is not a sweep directory")
-    write_json(path, plan | {"created": _dt.datetime.now().astimezone().isoformat(timespec="seconds")})
+
+
+def _claim(sweep_dir: Path, base: dict, grid: dict) -> None:
+    """Write the plan, or check that the directory holds this very sweep."""
+    _check_claim(sweep_dir, base, grid)
+    path = sweep_dir / PLAN_FILE
+    # A new sweep, or a legacy plan that passed: from now on the exact values identify it.
+    if not path.exists() or "grid_exact" not in read_json_object(path):
+        created = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        write_json(path, _plan(base, grid) | {"created": created})
+
+
+def _check_points(points: list[SweepPoint], sweep_dir: Path) -> None:
+    """Every point's existing run directory holds a run of exactly that point's settings (NegdError
+    otherwise, before anything runs): a point is never skipped or resumed on another point's numbers."""
+    from negd.experiments.run.provenance import load_run_config, settings_of
+
+    for point in points:
+        run_dir = sweep_dir / point.name
+        if not (run_dir / "config.json").exists():
+            continue
+        try:
+            config, arms = load_run_config(run_dir)
+        except NegdError as e:
+            raise NegdError(f"grid point {point.name}: {e}") from None
+        wanted = settings_of(point.config, point.config.arms())
+        if settings_hash(settings_of(config, arms)) != settings_hash(wanted):
+            values = ", ".join(f"{k}={exact_text(v)}" for k, v in point.values.items())
+            raise NegdError(f"grid point {point.name}: {run_dir} holds a run of other settings than the "
+                            f"point's ({values}); choose another --out")
 
 
 def _point_state(run_dir: Path) -> str:
@@ -172,9 +252,16 @@ def _point_state(run_dir: Path) -> str:
 def run_sweep(base: dict, grid: dict, sweep_dir: Path, *, progress: bool = True, shards: int | None = None,
               ray: str | None = None, log=print) -> list[tuple[SweepPoint, str]]:
     """Run (or continue) every point into ``sweep_dir``; returns (point, run state) per point."""
+    from negd.experiments.shards.inprocess import check_shards
+
     points = plan_sweep(base, grid)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    _claim(sweep_dir, base, grid)
+    for point in points:  # every point's shard count before anything runs or is written
+        try:
+            check_shards(shards, point.config.arms())
+        except NegdError as e:
+            raise NegdError(f"grid point {point.name}: {e}") from None
+    _check_claim(sweep_dir, base, grid)
+    _check_points(points, sweep_dir)
     kwargs = {k: v for k, v in (("shards", shards), ("ray", ray)) if v is not None}
     cluster = None
     if ray is not None:  # one Ray session for the whole sweep (each run then uses it as it is)
@@ -182,6 +269,8 @@ def run_sweep(base: dict, grid: dict, sweep_dir: Path, *, progress: bool = True,
 
         cluster = RayShards.connect(ray, points[0].config)
     try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        _claim(sweep_dir, base, grid)
         return _run_points(points, sweep_dir, progress, kwargs, log)
     finally:
         if cluster is not None:
