@@ -46,7 +46,7 @@ from torch import Tensor
 from negd.validation import NegdError
 
 __all__ = ["STREAM_MUTATION", "STREAM_ACCEPT", "STREAM_INIT", "STREAM_LANGEVIN", "STREAM_PROBE",
-           "STREAM_MINIBATCH", "STREAM_CURVATURE",
+           "STREAM_MINIBATCH", "STREAM_CURVATURE", "STREAM_EPISODE",
            "STREAM_LIMIT", "STEP_LIMIT", "REALIZATION_LIMIT", "philox4x32", "counter_words",
            "normal", "uniform", "normal_reference", "uniform_reference"]
 
@@ -58,6 +58,7 @@ STREAM_LANGEVIN = 3
 STREAM_PROBE = 4  # diagnostic mutations (negd.resolution): never those of a run
 STREAM_MINIBATCH = 8  # minibatch keys (negd.minibatch)
 STREAM_CURVATURE = 9  # Hutchinson probes of the curvature-aware twin (negd.rules.curvature)
+STREAM_EPISODE = 10  # episode start states of the control tasks (negd.envs)
 
 # Counter ranges of the layout in the module docstring: word3 = stream (8 bits) | step >> 32
 # (12 bits) | realization >> 32 (12 bits).
