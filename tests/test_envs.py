@@ -181,6 +181,9 @@ def test_control_loss_is_minus_mean_return_and_per_realization():
     manual = -rollout(loss.env, mlp_policy(spec), params, starts).mean(dim=1)
     assert torch.equal(at5, manual)
     assert (fixed <= -1).all() and (fixed >= -500).all()
+    # CartPole's return is the episode length: the env-step counter adds up the returns played
+    loss.env_steps = 0
+    assert loss.env_steps == 0 and int(-loss(params).sum() * 4) == loss.env_steps
 
 
 def test_module_policy_equals_the_mlp_fast_path():

@@ -71,6 +71,7 @@ class ControlLoss:
             raise NegdError("policy: a policy function needs an n_params attribute (its parameter count)")
         self.n_params = int(n)
         self._check_policy()
+        self.env_steps = 0  # environment steps played so far (episode lengths, as gymnasium counts)
 
     def _check_policy(self) -> None:
         """One forward pass on a zero observation: the output size must be the env's."""
@@ -101,7 +102,9 @@ class ControlLoss:
         self._check_params(params)
         starts = episode_starts(self.env, seed, realization, step, self.episodes, params.dtype,
                                 params.device)
-        return rollout(self.env, self.policy, params, starts)
+        returns, lengths = rollout(self.env, self.policy, params, starts, lengths=True)
+        self.env_steps += int(lengths.sum())
+        return returns
 
     def on_episodes(self, seed: int, realization: Tensor, step: int | Tensor):
         """The loss [R, N] -> [R] on the episodes of ``realization`` [R] at ``step``."""

@@ -76,8 +76,10 @@ def policy_for(policy: MLPSpec | nn.Module | Policy) -> Policy:
     raise NegdError(f"policy: must be an MLPSpec, an nn.Module or a callable, got {type(policy).__name__}")
 
 
-def rollout(env: BatchedEnv, policy: Policy, params: Tensor, starts: Tensor) -> Tensor:
-    """Returns [R, E] (float64) of the episodes starting at ``starts`` [R, E, d] (module docstring)."""
+def rollout(env: BatchedEnv, policy: Policy, params: Tensor, starts: Tensor, *, lengths: bool = False
+            ) -> Tensor | tuple[Tensor, Tensor]:
+    """Returns [R, E] (float64) of the episodes starting at ``starts`` [R, E, d] (module docstring);
+    with ``lengths=True`` also the number of environment steps of each episode [R, E] (int64)."""
     if starts.dim() != 3 or starts.shape[0] != params.shape[0] or starts.shape[2] != env.state_size:
         raise NegdError(f"starts: must have shape [R = {params.shape[0]}, E, {env.state_size}], got "
                         f"{list(starts.shape)}")
@@ -85,6 +87,7 @@ def rollout(env: BatchedEnv, policy: Policy, params: Tensor, starts: Tensor) -> 
     returns = torch.zeros(starts.shape[:2], dtype=torch.float64, device=starts.device)
     alive = torch.ones(starts.shape[:2], dtype=torch.bool, device=starts.device)
     broken = torch.zeros_like(alive)
+    length = torch.zeros(starts.shape[:2], dtype=torch.int64, device=starts.device)
     with torch.no_grad():
         for t in range(env.max_steps):
             out = policy(params, env.observe(state))
@@ -94,8 +97,10 @@ def rollout(env: BatchedEnv, policy: Policy, params: Tensor, starts: Tensor) -> 
             broken |= alive & ~torch.isfinite(out).all(dim=-1)
             new_state, reward, terminated = env.step(state, env.action(out))
             returns += torch.where(alive, reward.to(torch.float64), 0.0)
+            length += alive
             state = torch.where(alive[..., None], new_state, state)
             alive = alive & ~terminated
             if (t + 1) % _DONE_CHECK_EVERY == 0 and not bool(alive.any()):
                 break
-    return torch.where(broken, torch.nan, returns)
+    returns = torch.where(broken, torch.nan, returns)
+    return (returns, length) if lengths else returns
