@@ -56,11 +56,11 @@ STREAM_MUTATION = 0
 STREAM_ACCEPT = 1
 STREAM_INIT = 2
 STREAM_LANGEVIN = 3
-STREAM_PROBE = 4  # diagnostic mutations (negd.resolution): never those of a run
-STREAM_MINIBATCH = 8  # minibatch keys (negd.minibatch)
-STREAM_CURVATURE = 9  # Hutchinson probes of the curvature-aware twin (negd.rules.curvature)
+STREAM_PROBE = 4  # diagnostic mutations (negd.diagnostics.resolution): never those of a run
+STREAM_MINIBATCH = 8  # minibatch keys (negd.losses.minibatch)
+STREAM_CURVATURE = 9  # Hutchinson probes of the curvature-aware twin (negd.twins.curvature)
 STREAM_EPISODE = 10  # episode start states of the control tasks (negd.envs)
-STREAM_MEAN_FIELD = 11  # proposals of the mean-field twin (expected NE step, no gradient)
+STREAM_MEAN_FIELD = 11  # proposals of the mean-field twin (negd.twins.mean_field, no gradient)
 STREAM_SMOOTHED = 12  # antithetic directions of the smoothed-objective (ES) gradient twin
 
 # Counter ranges of the layout in the module docstring: word3 = stream (8 bits) | step >> 32
@@ -209,7 +209,7 @@ def _check_tensor_range(name: str, values: Tensor, limit: int) -> None:
 def _kernels():
     """:mod:`negd.kernels` when its library can be used now, else None.
 
-    Imported lazily: negd.kernels imports negd.models, which imports this module.
+    Imported lazily: negd.kernels imports negd.losses.models, which imports this module.
     """
     from negd import kernels
 
