@@ -11,7 +11,7 @@ from torch import nn
 
 import negd
 from negd.envs import ControlLoss
-from negd.models import MLPSpec, flat_params
+from negd.losses.models import MLPSpec, flat_params
 from negd.validation import NegdError
 
 SIGMA = 0.05

@@ -21,7 +21,7 @@ from negd.envs import (
     rollout,
 )
 from negd.envs.rollout import mlp_policy
-from negd.models import MLPSpec
+from negd.losses.models import MLPSpec
 from negd.rules import MinibatchNeuroevolution
 from negd.validation import NegdError
 

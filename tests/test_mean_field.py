@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import negd
-from negd.models import MLPSpec, paper_init
-from negd.rules import MomentMatchedLangevin
-from negd.rules.mean_field import MeanFieldTwin, SmoothedGradientTwin, acceptance_probability
+from negd.losses.base import value_and_grad
+from negd.losses.models import MLPSpec, paper_init
 from negd.tasks import get_task
+from negd.twins import MomentMatchedLangevin
+from negd.twins.mean_field import MeanFieldTwin, SmoothedGradientTwin, acceptance_probability
 from negd.validation import NegdError
 
 
@@ -38,7 +39,7 @@ def test_mean_field_drift_equals_the_moment_matched_drift_within_4_se(shallow):
     assert z.abs().max() < 4, z.abs().max()
     # the z-scores are standard normal: mean square 1 +- 4 SE (sqrt(2 / 120))
     assert abs(float((z**2).mean()) - 1) < 4 * math.sqrt(2 / z.numel())
-    _, grad = negd.rules.value_and_grad(loss, params)
+    _, grad = value_and_grad(loss, params)
     unit = grad / grad.norm(dim=1, keepdim=True)
     along = (units * unit[:, None, :]).sum(dim=2)  # [R, J]: the component along grad U
     se_along = along.std(dim=1) / math.sqrt(along.shape[1])

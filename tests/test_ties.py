@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from negd.diagnostics.ties import tie_fraction, tie_scan
 from negd.envs import ControlLoss
-from negd.models import MLPSpec
-from negd.ties import tie_fraction, tie_scan
+from negd.losses.models import MLPSpec
 from negd.validation import NegdError
 
 

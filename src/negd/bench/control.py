@@ -25,7 +25,7 @@ import torch
 from negd.bench.measure import machine_info
 from negd.envs import CartPole, episode_starts, rollout
 from negd.envs.rollout import mlp_policy
-from negd.models import MLPSpec
+from negd.losses.models import MLPSpec
 from negd.validation import NegdError
 
 __all__ = ["main", "measure"]

@@ -28,7 +28,7 @@ from negd.envs.base import FIXED_STEP, HELDOUT_STEP, BatchedEnv, check_env_dtype
 from negd.envs.cartpole import CartPole
 from negd.envs.pendulum import Pendulum
 from negd.envs.rollout import Policy, policy_for, rollout
-from negd.models import MLPSpec
+from negd.losses.models import MLPSpec
 from negd.state import State
 from negd.validation import NegdError, check_int
 

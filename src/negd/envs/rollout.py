@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from negd.envs.base import BatchedEnv
-from negd.models import MLPSpec
+from negd.losses.models import MLPSpec
 from negd.validation import NegdError
 
 __all__ = ["Policy", "mlp_policy", "module_policy", "policy_for", "rollout"]

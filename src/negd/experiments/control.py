@@ -32,14 +32,14 @@ from pathlib import Path
 
 import torch
 
+from negd.diagnostics.ties import tie_scan
 from negd.engine import advance_tallied
 from negd.envs import ControlLoss, heldout_returns
 from negd.experiments.environment import one_thread, versions
 from negd.experiments.store import write_json
-from negd.models import MLPSpec
+from negd.losses.models import MLPSpec
 from negd.rules import AdaptiveMC, MinibatchNeuroevolution, Population
-from negd.rules.mean_field import MeanFieldTwin
-from negd.ties import tie_scan
+from negd.twins.mean_field import MeanFieldTwin
 from negd.validation import NegdError, check_int
 
 __all__ = ["EnvSettings", "ControlExperiment", "CONTROL_SCALES", "control_preset", "run_control"]

@@ -34,9 +34,9 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.minibatch import step_loss
-from negd.rules.base import LossFn, as_ensemble_params, evaluate, init_state
-from negd.state import State
+from negd.losses.base import LossFn, as_ensemble_params, evaluate
+from negd.losses.minibatch import step_loss
+from negd.state import State, init_state
 from negd.validation import NegdError, check_beta, check_int, check_positive
 
 __all__ = ["MeanFieldTwin", "SmoothedGradientTwin", "acceptance_probability", "directions"]

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.rules.base import LossFn, as_ensemble_params, evaluate
+from negd.losses.base import LossFn, as_ensemble_params, evaluate
 from negd.validation import NegdError, check_int, check_positive
 
 __all__ = ["TIE_FRACTION_MAX", "TieScan", "tie_fraction", "tie_scan"]
