@@ -112,3 +112,11 @@ def test_optimizers_train_a_policy_module_on_a_black_box_closure(optimizer):
     assert last <= first  # the fixed episodes: a deterministic objective, never worse
     with torch.no_grad():
         assert last == float(loss(flat_params(model)[None])[0])  # the loss of the model's parameters
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_every_rule_counts_exact_ties(name):
+    """On the staircase, moves of sigma = 0.05 from 0.55 often stay on a step: dU == 0 exactly."""
+    rule, loss = RULES[name], NoGradient()
+    state, tally = negd.engine.advance_tallied(rule, rule.init(_start(), loss, seed=3), loss, 50)
+    assert (tally.ties > 0).all() and (tally.ties <= 50).all()

@@ -35,8 +35,8 @@ import torch
 from negd.diagnostics.ties import tie_scan
 from negd.engine import advance_tallied
 from negd.envs import ControlLoss, heldout_returns
-from negd.experiments.environment import one_thread, versions
-from negd.experiments.store import write_json
+from negd.experiments.run.environment import one_thread, versions
+from negd.experiments.run.store import write_json
 from negd.losses.models import MLPSpec
 from negd.rules import AdaptiveMC, MinibatchNeuroevolution, Population
 from negd.twins.mean_field import MeanFieldTwin

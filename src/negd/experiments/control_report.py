@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from negd.analysis.figures import _new
-from negd.experiments.store import atomic_write_bytes
+from negd.experiments.run.store import atomic_write_bytes
 
 __all__ = ["write_report", "THRESHOLDS"]
 
@@ -63,7 +63,16 @@ def write_report(run_dir: Path, summary: dict) -> Path:
              "x <- x + E[dx | x] (M antithetic proposals, no gradient). Returns are on held-out episodes "
              f"({cfg['heldout_episodes']} per realization at the end). Versions: "
              + ", ".join(f"{k} {v}" for k, v in cfg["versions"].items()) + ".", "",
-             "![returns](figures/returns.png)", ""]
+             "![returns](figures/returns.png)", "", "## Verdict", ""]
+    for env in summary["envs"].values():
+        ne = env["arms"]["neuroevolution"]["summary"]["heldout"]
+        target = THRESHOLDS.get(env["env"])
+        met = "" if target is None else (
+            f"; target {target:g} {'met' if ne['return_mean'] >= target else 'not met'} by the ensemble mean")
+        lines.append(f"- {env['env']}: neuroevolution held-out return {_fmt(ne['return_mean'])} +- "
+                     f"{_fmt(ne['return_se'])} (best realization {_fmt(ne['return_best'])}){met}; "
+                     f"{env['correspondence']['sentence']}")
+    lines.append("")
     for env in summary["envs"].values():
         s = env["settings"]
         target = THRESHOLDS.get(env["env"])
