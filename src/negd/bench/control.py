@@ -141,16 +141,23 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         raise NegdError(f"--sizes: must be comma-separated RxE with R, E >= 1, got {args.sizes!r}") from None
+    for name in ("threads", "repeats", "vector_steps", "width"):
+        if getattr(args, name) < 1:
+            raise NegdError(f"--{name.replace('_', '-')}: must be an integer >= 1, got {getattr(args, name)}")
     dtype = torch.float32 if args.dtype == "float32" else torch.float64
+    previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     results = []
-    for r, e in sizes:
-        res = measure(r, e, args.width, args.vector_steps, args.repeats, args.seed, dtype)
-        print(f"R x E = {r} x {e}: negd {res['negd_env_steps_per_cpu_s']:,.0f} env-steps/CPU-s, gymnasium "
-              f"{res['gymnasium_env_steps_per_cpu_s']:,.0f}: {res['ratio_cpu']:.1f}x "
-              f"(wall {res['ratio_wall']:.1f}x)", flush=True)
-        results.append(res)
-    machine = machine_info("cpu")
+    try:
+        for r, e in sizes:
+            res = measure(r, e, args.width, args.vector_steps, args.repeats, args.seed, dtype)
+            print(f"R x E = {r} x {e}: negd {res['negd_env_steps_per_cpu_s']:,.0f} env-steps/CPU-s, "
+                  f"gymnasium {res['gymnasium_env_steps_per_cpu_s']:,.0f}: {res['ratio_cpu']:.1f}x "
+                  f"(wall {res['ratio_wall']:.1f}x)", flush=True)
+            results.append(res)
+        machine = machine_info("cpu")
+    finally:
+        torch.set_num_threads(previous)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine, "results": results}
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
