@@ -36,9 +36,9 @@ from negd.diagnostics.ties import tie_scan
 from negd.engine import advance_tallied
 from negd.envs import ControlLoss, heldout_returns
 from negd.experiments.run.environment import one_thread, versions
-from negd.experiments.run.store import write_json
 from negd.losses.models import MLPSpec
 from negd.rules import AdaptiveMC, MinibatchNeuroevolution, Population
+from negd.runfiles import write_json
 from negd.twins.mean_field import MeanFieldTwin
 from negd.validation import NegdError, check_int
 

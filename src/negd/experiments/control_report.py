@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from negd.analysis.figures import _new
-from negd.experiments.run.store import atomic_write_bytes
+from negd.runfiles import atomic_write_bytes
 
 __all__ = ["write_report", "THRESHOLDS"]
 
