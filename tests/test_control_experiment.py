@@ -67,3 +67,16 @@ def test_command_line_errors_are_one_line(argv, field, capsys):
     assert main(argv) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and field in err[0], err
+
+
+def test_the_correspondence_verdict_claims_only_what_the_error_bars_resolve():
+    from negd.experiments.control import correspondence
+
+    def ret(mean, se):
+        return {"return_mean": mean, "return_se": se}
+
+    assert correspondence(ret(480, 5), ret(100, 1), 10)["label"] == "departs"
+    assert correspondence(ret(480, 2), ret(482, 2), 10)["label"] == "agrees"  # 4 SE = 11 < 47
+    unresolved = correspondence(ret(-700, 57), ret(-850, 12), -1240)
+    assert unresolved["label"] == "unresolved" and not unresolved["agrees"]
+    assert "-2.6 combined SE" in unresolved["sentence"]  # -150 / hypot(57, 12)

@@ -45,7 +45,8 @@ from negd.validation import NegdError, check_int
 __all__ = ["EnvSettings", "ControlExperiment", "CONTROL_SCALES", "control_preset", "run_control"]
 
 TWIN = "mean-field twin"
-AGREE_SE = 4.0  # |gap| within 4 combined SE: the twin agrees with the ensemble
+AGREE_SE = 4.0  # |gap| beyond 4 combined SE: the twin departs from the ensemble
+RESOLVED_FRACTION = 0.1  # "agrees" only when 4 SE is at most 10% of neuroevolution's progress
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,33 @@ def _evaluate(loss: ControlLoss, params: torch.Tensor, episodes: int, seed: int)
             "per_realization": per_realization.tolist()}
 
 
+def correspondence(ne: dict, twin: dict, initial: float) -> dict:
+    """Final held-out returns of neuroevolution's ensemble and of its twin: the gap in combined SE.
+
+    "departs" beyond AGREE_SE combined SE; "agrees" within them when that band is at most
+    RESOLVED_FRACTION of neuroevolution's progress |final - initial| (the error bars resolve a gap that
+    matters); "unresolved" otherwise.
+    """
+    gap = twin["return_mean"] - ne["return_mean"]
+    se = math.hypot(ne["return_se"], twin["return_se"])
+    progress = abs(ne["return_mean"] - initial)
+    if abs(gap) > AGREE_SE * se:
+        label = "departs"
+        why = f"beyond {AGREE_SE:g} SE"
+    elif AGREE_SE * se <= RESOLVED_FRACTION * progress:
+        label = "agrees"
+        why = (f"within {AGREE_SE:g} SE, a band under {100 * RESOLVED_FRACTION:g}% of the progress "
+               f"{progress:.1f}")
+    else:
+        label = "unresolved"
+        why = (f"within {AGREE_SE:g} SE, but that band ({AGREE_SE * se:.1f}) exceeds "
+               f"{100 * RESOLVED_FRACTION:g}% of the progress {progress:.1f}")
+    sentence = (f"mean-field twin {twin['return_mean']:.1f} vs neuroevolution ensemble "
+                f"{ne['return_mean']:.1f}: gap {gap:+.1f} = {gap / se:+.1f} combined SE: {label} ({why})")
+    return {"gap": gap, "gap_se": se, "progress": progress, "label": label,
+            "agrees": label == "agrees", "sentence": sentence}
+
+
 def run_env(s: EnvSettings, exp: ControlExperiment, log) -> dict:
     spec = s.spec
     x0 = torch.zeros(spec.n_params, dtype=torch.float64)
@@ -169,15 +197,11 @@ def run_env(s: EnvSettings, exp: ControlExperiment, log) -> dict:
         out[name] = {"summary": summary, "snapshots": rows}
         log(f"{s.env} {name}: held-out return {final['return_mean']:.1f} +- {final['return_se']:.1f} "
             f"(best {final['return_best']:.1f}), {loss.env_steps:,} env steps, {cpu_used:.0f} CPU s")
-    ne, twin = out["neuroevolution"]["summary"]["heldout"], out[TWIN]["summary"]["heldout"]
-    gap = twin["return_mean"] - ne["return_mean"]
-    se = math.hypot(ne["return_se"], twin["return_se"])
-    agrees = abs(gap) <= AGREE_SE * se
-    verdict = (f"mean-field twin {twin['return_mean']:.1f} vs neuroevolution ensemble "
-               f"{ne['return_mean']:.1f}: gap {gap:+.1f} = {gap / se:+.1f} combined SE: "
-               + ("agrees (within 4 SE)" if agrees else "departs (beyond 4 SE)"))
+    initial = out["neuroevolution"]["snapshots"][0]["return_mean"]
+    corr = correspondence(out["neuroevolution"]["summary"]["heldout"], out[TWIN]["summary"]["heldout"],
+                          initial)
     return {"env": s.env, "settings": asdict(s), "n_params": spec.n_params, "arms": out,
-            "correspondence": {"gap": gap, "gap_se": se, "agrees": agrees, "sentence": verdict}}
+            "correspondence": corr}
 
 
 def run_control(exp: ControlExperiment, out: Path | None = None, *, progress: bool = True) -> Path:
