@@ -14,7 +14,14 @@ library that fails verification is rebuilt (under the lock); one that cannot be 
 loaded, or lacks a symbol, disables the kernels with one warning (callers then use torch).
 
 ``NEGD_DISABLE_KERNELS=1`` disables the kernels; a missing compiler or a failed build warns once
-and disables them too (callers then use the torch path).
+(one line) and disables them too (callers then use the torch path).
+
+The compiler (``$CC``, split like a shell command: ``CC="ccache gcc"`` works) runs with a time
+limit, ``NEGD_BUILD_TIMEOUT`` seconds (default 300; it is killed with its children), and the build
+lock is waited for at most a little over twice that (another process's --version and compile); a
+library it writes is cached only after it proved non-empty, an ELF file that loads, exports every
+symbol bound here and computes tanh right (:mod:`negd.kernels.toolchain`). A cached library that
+verifies but will not load is rebuilt once.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ import ctypes
 import hashlib
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+
+from negd.kernels import toolchain
 
 __all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "verified", "SOURCE", "CFLAGS"]
 
@@ -39,6 +47,12 @@ SOURCES = (SOURCE, *(Path(__file__).with_name(name)
 # the forward pass uses explicit FMA intrinsics instead.
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
           "-shared", "-fPIC", "-std=gnu11"]
+
+# Every symbol _declare binds: a built library must export all of them before it is cached.
+SYMBOLS = ("negd_abi_version", "negd_has_avx2", "negd_normal_rows", "negd_uniform_rows",
+           *(f"negd_{kind}_{suffix}" for suffix in ("f32", "f64")
+             for kind in ("tanh", "elementwise", "mlp_loss", "fused_ne", "mlp_grad", "fused_langevin",
+                          "fma_peak", "tanh_throughput")))
 
 _library: ctypes.CDLL | None = None
 _failed = False
@@ -64,8 +78,8 @@ def _cpu_signature() -> str:
     return "\n".join(sorted(set(keep)))
 
 
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+def _compiler() -> list[str] | None:
+    return toolchain.compiler_command()
 
 
 def checksum_path(library: Path) -> Path:
@@ -77,10 +91,12 @@ def _fingerprint(data: bytes) -> str:
 
 
 def verified(library: Path) -> bool:
-    """Whether ``library`` holds exactly the bytes its checksum file records (False if either is missing)."""
+    """Whether ``library`` holds exactly the bytes its checksum file records (False if either is
+    missing), and those bytes can be a library at all (an ELF file; an empty one never is)."""
     try:
         expected = checksum_path(library).read_text(encoding="ascii")
-        return _fingerprint(library.read_bytes()) == expected
+        data = library.read_bytes()
+        return data[:4] == toolchain.ELF_MAGIC and _fingerprint(data) == expected
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -98,10 +114,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
 
 
-def _build(cc: str) -> Path:
+def _build(cc: list[str]) -> Path:
     """The verified cached library for this source, compiler and CPU, built (or rebuilt) if needed."""
     source = b"".join(path.read_bytes() for path in SOURCES)
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+    proc = toolchain.run_bounded([*cc, "--version"], name=f"{' '.join(cc)} --version")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cc)} --version failed: {toolchain.one_line(proc.stderr)}")
+    version = proc.stdout
     digest = hashlib.sha256(source + " ".join(CFLAGS).encode() + version.encode()
                             + _cpu_signature().encode()).hexdigest()[:20]
     directory = cache_dir()
@@ -109,10 +128,11 @@ def _build(cc: str) -> Path:
     target = directory / f"negd_kernels_{digest}.so"
     if verified(target):
         return target
-    import fcntl
-
-    with open(directory / f"negd_kernels_{digest}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same library
+    lock_path = directory / f"negd_kernels_{digest}.lock"
+    with open(lock_path, "w") as lock:
+        # another process may be building the same library (bounded: it may hang, or be stopped)
+        limit = toolchain.build_timeout()
+        toolchain.acquire(lock, 2 * limit + min(30.0, limit), str(lock_path))  # its --version and compile
         if verified(target):
             return target
         # A library that exists here is truncated, replaced, or from before checksums: never dlopen it.
@@ -120,10 +140,11 @@ def _build(cc: str) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
         try:
-            proc = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True,
-                                  text=True)
+            proc = toolchain.run_bounded([*cc, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"], name=" ".join(cc))
             if proc.returncode != 0:
-                raise RuntimeError(f"{stale}{cc} failed: {proc.stderr.strip()[-2000:]}")
+                raise RuntimeError(f"{stale}{' '.join(cc)} failed: {toolchain.one_line(proc.stderr)}")
+            # exit 0 is not enough: nothing, garbage or a foreign library must never be cached
+            toolchain.check_library(Path(tmp), SYMBOLS)
             built = Path(tmp).read_bytes()
             os.replace(tmp, target)
             _atomic_write(checksum_path(target), _fingerprint(built).encode("ascii"))
@@ -158,6 +179,9 @@ def _declare(lib: ctypes.CDLL) -> None:
                                                                   u64, i64, i64, p, i64, p, i64, i32,
                                                                   ctypes.c_int]
         getattr(lib, f"negd_fused_langevin_{suffix}").restype = ctypes.c_int
+        for probe in ("fma_peak", "tanh_throughput"):
+            getattr(lib, f"negd_{probe}_{suffix}").argtypes = [f64]
+            getattr(lib, f"negd_{probe}_{suffix}").restype = f64
     lib.negd_normal_rows.argtypes = [u64, p, i64, p, i64, i64, i32, p, ctypes.c_int]
     lib.negd_normal_rows.restype = ctypes.c_int
     lib.negd_uniform_rows.argtypes = [u64, p, i64, p, i64, i32, p]
@@ -171,16 +195,40 @@ def load_library() -> ctypes.CDLL | None:
         return None
     if _library is not None or _failed:
         return _library
-    cc = _compiler()
     try:
+        cc = _compiler()
         if cc is None:
             raise RuntimeError("no C compiler (gcc) found")
-        lib = ctypes.CDLL(str(_build(cc)))
-        _declare(lib)
-        _library = lib
+        _library = _load(cc)
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         # AttributeError: a symbol _declare needs is missing (a foreign or outdated library).
         _failed = True
-        warnings.warn(f"negd: C kernels unavailable, using the torch path ({exc})", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(f"negd: C kernels unavailable, using the torch path ({toolchain.one_line(str(exc))})",
+                      RuntimeWarning, stacklevel=2)
     return _library
+
+
+def _load(cc: list[str]) -> ctypes.CDLL:
+    """dlopen the cached library; one that verifies but does not load or lacks a symbol (cached by
+    an older negd, or replaced together with its checksum) is removed and rebuilt once."""
+    path = _build(cc)
+    try:
+        lib = ctypes.CDLL(str(path))
+        _declare(lib)
+        return lib
+    except (OSError, AttributeError) as exc:
+        reason = toolchain.one_line(str(exc)) or type(exc).__name__
+    for stale in (checksum_path(path), path):
+        stale.unlink(missing_ok=True)
+    try:
+        rebuilt = _build(cc)
+        # dlopen by another spelling of the path: the loader would otherwise return the unusable
+        # library it still holds under this name (it matches names before files)
+        lib = ctypes.CDLL(os.path.join(str(rebuilt.parent), ".", rebuilt.name))
+        _declare(lib)
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+        raise RuntimeError(f"cached {path.name} is not a usable kernel library ({reason}) and rebuilding "
+                           f"it failed: {toolchain.one_line(str(exc))}") from None
+    warnings.warn(f"negd: cached {path.name} was not a usable kernel library ({reason}) and was rebuilt",
+                  RuntimeWarning, stacklevel=3)
+    return lib

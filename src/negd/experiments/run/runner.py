@@ -39,6 +39,7 @@ from negd.engine import Tally, advance_counted, fused_step_fn
 from negd.experiments.config.schema import Arm, ExperimentConfig
 from negd.experiments.run.environment import one_thread, versions
 from negd.experiments.run.lock import LOCK_NAME, run_dir_lock
+from negd.experiments.run.memory import check_memory
 from negd.experiments.run.problem import Problem
 from negd.experiments.run.provenance import (
     check_compute_path,
@@ -78,9 +79,11 @@ SnapshotHook = Callable[[int, int], None]
 
 SCALAR_KEYS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss", "acceptance", "acceptance_se",
                "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds",
-               "delta_corrected_se_covariance", "tie_fraction", "loss_error", "decision_risk", "quantization")
-REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "loss_error",
-               "decision_risk", "quantization")
+               "c_se", "acceptance_predicted_se", "drift_factor_se", "delta_corrected_se_covariance",
+               "tie_fraction", "loss_error", "decision_risk", "quantization")
+REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "c_se", "acceptance_predicted",
+               "acceptance_predicted_se", "drift_factor", "drift_factor_se", "loss_error", "decision_risk",
+               "quantization")
 # Extra arrays of a Langevin twin (run-directory contract, docs/experiments.md).
 TWIN_SCALAR_KEYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
 
@@ -427,8 +430,9 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
     """
     run_dir = Path(out) if out is not None else default_run_dir(config)
     _refuse_used_dir(run_dir)
-    problem = Problem.build(config)
     arms = config.arms()
+    check_memory(config, arms)  # before anything is allocated or written
+    problem = Problem.build(config)
     # before anything is written: errors leave no trace
     sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
     try:
@@ -463,6 +467,8 @@ def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: Snap
     check_checkpoint_seconds(shard_checkpoint_seconds)
     with run_dir_lock(run_dir):
         config, arms = load_run_config(run_dir)  # again under the lock
+        # before anything is changed: a machine with less memory refuses in one line
+        check_memory(config, arms)
         problem = Problem.build(config)
         sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
         try:
