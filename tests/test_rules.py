@@ -35,6 +35,8 @@ HYPERPARAMETERS = {
     "minibatch_gradient": {"base": Langevin(alpha=0.05, noise=0.01)},
     "curvature_twin": {"sigma": 0.05, "n_probes": 3, "refresh": 2},
     "adaptive_mc_twin": {"sigma": 0.01, "epsilon": 0.2},
+    "mean_field_twin": {"sigma": 0.05, "proposals": 8},
+    "smoothed_twin": {"sigma": 0.05, "proposals": 8},
 }
 SPEC = MLPSpec(depth=1, width=6)
 R = 7

@@ -6,6 +6,8 @@
   and Adam for reference (:mod:`negd.experiments.classification`);
 * ``negd reproduce variants``: population, adaptive and minibatch neuroevolution, each next to its
   twin (:mod:`negd.experiments.variants`);
+* ``negd reproduce control``: CartPole-v1 and Pendulum-v1 by neuroevolution, a population rule and aMC
+  beside the mean-field twin, no gradient anywhere (:mod:`negd.experiments.control`);
 * ``negd run CONFIG`` / ``negd run --resume DIR``: a user's experiment from a YAML/TOML file;
 * ``negd sweep CONFIG --grid KEY=V1,V2 ...``: one run per grid point and a correspondence map;
 * ``negd report DIR``: (re)build figures and report of a run directory;
@@ -112,9 +114,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments and build its report")
     rep.add_argument("experiment",
-                     choices=list(EXPERIMENTS) + list(CLASSIFICATION_EXPERIMENTS) + ["variants"])
-    rep.add_argument("--scale", choices=SCALES, default=None,
-                     help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper")
+                     choices=list(EXPERIMENTS) + list(CLASSIFICATION_EXPERIMENTS) + ["variants", "control"])
+    rep.add_argument("--scale", choices=(*SCALES, "full"), default=None,
+                     help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper "
+                          "(control: quick or full)")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
     rep.add_argument("--twin", choices=("noiseless", "langevin", "matched"), default=None,
                      help="the gradient twin NE is compared with (default: the preset's: noiseless GD at "
@@ -243,6 +246,28 @@ def _reproduce_variants(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce_control(args: argparse.Namespace) -> int:
+    """``negd reproduce control``: control tasks without a gradient (minutes; no resume)."""
+    from negd.experiments.control import control_preset, run_control
+
+    for flag, value in (("--resume", args.resume), ("--twin", args.twin),
+                        ("--twin-realizations", args.twin_realizations), ("--device", args.device),
+                        ("--allow-path-change", args.allow_path_change or None),
+                        ("--dtype", None if args.dtype in (None, "auto", "float64") else args.dtype),
+                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray),
+                        ("--shard-checkpoint", args.shard_checkpoint)):
+        if value is not None:
+            raise NegdError(f"{flag}: not available for 'control' (float64 on the CPU, the mean-field twin, "
+                            "a run of minutes)")
+    exp = control_preset(args.scale or "quick", realizations=args.realizations,
+                         seed=0 if args.seed is None else args.seed)
+    run_dir = run_control(exp, args.out, progress=not args.no_progress)
+    print(f"run: {run_dir}")
+    print(f"report: {run_dir / 'report.md'}")
+    _print_verdict(run_dir)
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from negd.experiments.classification import CLASSIFICATION_EXPERIMENTS
     from negd.experiments.run.runner import load_run_config, resume_experiment, run_experiment
@@ -251,6 +276,11 @@ def _reproduce(args: argparse.Namespace) -> int:
         return _reproduce_classification(args)
     if args.experiment == "variants":
         return _reproduce_variants(args)
+    if args.experiment == "control":
+        return _reproduce_control(args)
+    if args.scale == "full":
+        raise NegdError(f"--scale: 'full' is the control experiment's; {args.experiment!r} runs at "
+                        f"{' or '.join(_scales())}")
 
     progress = not args.no_progress
     if args.resume is not None:
@@ -399,11 +429,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scales() -> tuple[str, ...]:
+    from negd.experiments.config.presets import SCALES
+
+    return SCALES
+
+
 def _bench(rest: list[str]) -> int:
     try:
         from negd.bench.cli import main as bench_main
     except ImportError as e:
         raise NegdError(f"bench: negd.bench is not available ({e})") from None
+    if rest[:1] == ["control"]:  # batched torch environments against gymnasium's vector environment
+        from negd.bench.control import main as control_main
+
+        return int(control_main(rest[1:]) or 0)
     return int(bench_main(rest) or 0)
 
 

@@ -46,7 +46,8 @@ from torch import Tensor
 from negd.validation import NegdError
 
 __all__ = ["STREAM_MUTATION", "STREAM_ACCEPT", "STREAM_INIT", "STREAM_LANGEVIN", "STREAM_PROBE",
-           "STREAM_MINIBATCH", "STREAM_CURVATURE",
+           "STREAM_MINIBATCH", "STREAM_CURVATURE", "STREAM_EPISODE",
+           "STREAM_MEAN_FIELD", "STREAM_SMOOTHED",
            "STREAM_LIMIT", "STEP_LIMIT", "REALIZATION_LIMIT", "philox4x32", "counter_words",
            "normal", "uniform", "normal_reference", "uniform_reference"]
 
@@ -58,6 +59,9 @@ STREAM_LANGEVIN = 3
 STREAM_PROBE = 4  # diagnostic mutations (negd.diagnostics.resolution): never those of a run
 STREAM_MINIBATCH = 8  # minibatch keys (negd.losses.minibatch)
 STREAM_CURVATURE = 9  # Hutchinson probes of the curvature-aware twin (negd.twins.curvature)
+STREAM_EPISODE = 10  # episode start states of the control tasks (negd.envs)
+STREAM_MEAN_FIELD = 11  # proposals of the mean-field twin (negd.twins.mean_field, no gradient)
+STREAM_SMOOTHED = 12  # antithetic directions of the smoothed-objective (ES) gradient twin
 
 # Counter ranges of the layout in the module docstring: word3 = stream (8 bits) | step >> 32
 # (12 bits) | realization >> 32 (12 bits).

@@ -17,6 +17,7 @@ from negd.twins.adaptive_twin import AdaptiveMCTwin
 from negd.twins.curvature import CurvatureAwareTwin
 from negd.twins.gradient import GradientDescent, Langevin, NormalizedGradientDescent
 from negd.twins.matched import MomentMatchedLangevin
+from negd.twins.mean_field import MeanFieldTwin, SmoothedGradientTwin
 from negd.twins.minibatch import MinibatchGradient
 
 RULES: dict[str, type] = {
@@ -31,10 +32,12 @@ RULES: dict[str, type] = {
     "minibatch_gradient": MinibatchGradient,
     "curvature_twin": CurvatureAwareTwin,
     "adaptive_mc_twin": AdaptiveMCTwin,
+    "mean_field_twin": MeanFieldTwin,
+    "smoothed_twin": SmoothedGradientTwin,
 }
 
 __all__ = ["RULES", "LossFn", "UpdateRule", "value_and_grad", "Neuroevolution",
            "metropolis_accept", "GradientDescent", "Langevin", "NormalizedGradientDescent",
            "MomentMatchedLangevin", "Population", "AdaptiveMC",
            "MinibatchNeuroevolution", "MinibatchGradient", "CurvatureAwareTwin",
-           "AdaptiveMCTwin"]
+           "AdaptiveMCTwin", "MeanFieldTwin", "SmoothedGradientTwin"]

@@ -103,5 +103,5 @@ class AdaptiveMC:
         return state.replace(
             params=torch.where(accept[:, None], proposal, state.params),
             loss=torch.where(accept, new_loss.to(state.loss.dtype), state.loss),
-            step=state.step + 1, accepted=accept,
+            step=state.step + 1, accepted=accept, tied=new_loss == state.loss,
             extras={**state.extras, "amc_mu": mu, "amc_sigma": sigma, "amc_rejections": rejections})

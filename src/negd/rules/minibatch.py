@@ -77,4 +77,4 @@ class MinibatchNeuroevolution:
         return state.replace(
             params=torch.where(accept[:, None], proposal, state.params),
             loss=torch.where(accept, new_loss.to(dtype), old_loss.to(dtype)),
-            step=state.step + 1, accepted=accept)
+            step=state.step + 1, accepted=accept, tied=new_loss == old_loss)

@@ -100,4 +100,4 @@ class Population:
         return state.replace(
             params=torch.where(accept[:, None], proposal, state.params),
             loss=torch.where(accept, new_loss.to(state.loss.dtype), state.loss),
-            step=state.step + 1, accepted=accept)
+            step=state.step + 1, accepted=accept, tied=new_loss == state.loss)  # the chosen child
