@@ -167,7 +167,11 @@ def test_report_of_all_zero_or_nan_series(tiny_run, capsys, series):
         path = tiny_run / "arms" / str(arm) / "snapshots.npz"
         arrays = load_snapshots(path)
         fill = {"zero": 0.0, "nan": np.nan, "negative": -1.0}[series]
-        for key in ("ne_loss_mean", "loss_of_mean", "gd_loss", "ne_loss_se", "param_var"):
+        # A loss may be negative (minus a return); a standard error or a variance may not, and the
+        # summary's schema refuses one (tests/test_verdict.py), so only the losses go negative here.
+        keys = ("ne_loss_mean", "loss_of_mean", "gd_loss") + (() if series == "negative" else
+                                                                ("ne_loss_se", "param_var"))
+        for key in keys:
             arrays[key] = np.full_like(arrays[key], fill)
         save_snapshots(path, arrays)
     (tiny_run / "report.md").unlink()
