@@ -1,51 +1,75 @@
-"""Compile the C kernels on first use and load them with ctypes.
+"""Load the C kernel with ctypes: a prebuilt library shipped in the wheel, or one compiled on first use.
 
-The shared library is cached under ``$NEGD_CACHE`` (default ``~/.cache/negd/kernels``) in a
+Which library (``NEGD_KERNEL``):
+
+* ``auto`` (default): the prebuilt library of the best portable variant this CPU runs
+  (``negd/kernels/prebuilt/``, built at wheel build time by ``setup.py``; see
+  :mod:`negd.kernels.recipe`), else the first-use native compile, else the torch path;
+* ``native``: the first-use ``-march=native`` compile (the last few percent), else the prebuilt one;
+* ``prebuilt``: only the prebuilt library.
+
+An editable install (``pip install -e .``) ships no prebuilt library and compiles on first use.
+
+The native library is cached under ``$NEGD_CACHE`` (default ``~/.cache/negd/kernels``) in a
 file named by a hash of the source, the compiler flags, the compiler version and the CPU, so a
 changed source or machine gets a fresh build and an unchanged one is never rebuilt. Concurrent
 builds (parallel pytest workers) are serialized by a file lock, and the library appears under
 its final name only by an atomic rename, so a half-written library is never loaded.
 
-Beside the library, ``<library>.sha256`` holds the SHA-256 and size of the bytes the compiler
-wrote (written atomically, after the library). The library is verified against it *before*
+Beside every library (cached or prebuilt), ``<library>.sha256`` holds the SHA-256 and size of its
+bytes (written atomically, after the library). The library is verified against it *before*
 ``dlopen``: a truncated file would otherwise be mapped and kill the process with SIGBUS at the
 first call, and a foreign file (another library copied over it) would fail symbol look-up. A
-library that fails verification is rebuilt (under the lock); one that cannot be rebuilt or
-loaded, or lacks a symbol, disables the kernels with one warning (callers then use torch).
+cached library that fails verification is rebuilt (under the lock); a prebuilt one built from other
+sources than those installed beside it is not used. When no library can be built or loaded (or one
+lacks a symbol), the kernels are disabled with one warning (callers then use torch).
 
-``NEGD_DISABLE_KERNELS=1`` disables the kernels; a missing compiler or a failed build warns once
-and disables them too (callers then use the torch path).
+OpenMP: the library binds to torch's runtime (:mod:`negd.kernels.openmp`), never a second one.
+
+``NEGD_DISABLE_KERNELS=1`` disables the kernels. :func:`kernel_info` says which library runs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "verified", "SOURCE", "CFLAGS"]
+from negd.kernels import openmp, recipe
+
+__all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "verified", "SOURCE", "CFLAGS",
+           "kernel_mode", "kernel_info", "cpu_flags", "prebuilt_variant", "PREBUILT_DIR", "KERNEL_MODES"]
 
 SOURCE = Path(__file__).with_name("negd_kernels.c")
-# Every file the build reads: all of them enter the cache key.
-SOURCES = (SOURCE, *(Path(__file__).with_name(name)
-                     for name in ("negd_vec_f32.h", "negd_vec_f64.h", "negd_mlp.h", "negd_grad.h")))
-# -ffp-contract=off: the random-number code must not fuse a*b+c (bit-identical to negd.rng);
-# the forward pass uses explicit FMA intrinsics instead.
-CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
-          "-shared", "-fPIC", "-std=gnu11"]
+SOURCES = tuple(Path(__file__).with_name(name) for name in recipe.SOURCE_NAMES)
+# The native target's compile flags (see negd.kernels.recipe: no OpenMP runtime is linked).
+CFLAGS = recipe.COMMON_FLAGS + recipe.NATIVE_FLAGS
+PREBUILT_DIR = Path(__file__).with_name("prebuilt")
+KERNEL_MODES = ("auto", "native", "prebuilt")
 
 _library: ctypes.CDLL | None = None
 _failed = False
+_info: dict = {}
 
 
 def kernels_disabled() -> bool:
     return os.environ.get("NEGD_DISABLE_KERNELS", "").strip() not in ("", "0")
+
+
+def kernel_mode() -> str:
+    """``NEGD_KERNEL``: auto (default), native or prebuilt; anything else is an error."""
+    mode = os.environ.get("NEGD_KERNEL", "").strip().lower() or "auto"
+    if mode not in KERNEL_MODES:
+        from negd.validation import NegdError
+
+        raise NegdError(f"NEGD_KERNEL: must be one of {', '.join(KERNEL_MODES)}, got {mode!r}")
+    return mode
 
 
 def cache_dir() -> Path:
@@ -64,16 +88,28 @@ def _cpu_signature() -> str:
     return "\n".join(sorted(set(keep)))
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the OS reports them (CPUID filtered by what the OS enables, e.g.
+    AVX state saving); empty where there is no /proc/cpuinfo (then only the baseline variant runs)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    return recipe.compiler()
 
 
 def checksum_path(library: Path) -> Path:
     return library.with_name(library.name + ".sha256")
 
 
-def _fingerprint(data: bytes) -> str:
-    return f"{hashlib.sha256(data).hexdigest()} {len(data)}\n"
+_fingerprint = recipe.fingerprint
 
 
 def verified(library: Path) -> bool:
@@ -101,7 +137,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def _build(cc: str) -> Path:
     """The verified cached library for this source, compiler and CPU, built (or rebuilt) if needed."""
     source = b"".join(path.read_bytes() for path in SOURCES)
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+    version = recipe.compiler_version(cc)
     digest = hashlib.sha256(source + " ".join(CFLAGS).encode() + version.encode()
                             + _cpu_signature().encode()).hexdigest()[:20]
     directory = cache_dir()
@@ -120,10 +156,10 @@ def _build(cc: str) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
         try:
-            proc = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True,
-                                  text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{stale}{cc} failed: {proc.stderr.strip()[-2000:]}")
+            try:
+                recipe.compile_library(cc, recipe.NATIVE_FLAGS, Path(tmp))
+            except RuntimeError as exc:
+                raise RuntimeError(f"{stale}{exc}") from None
             built = Path(tmp).read_bytes()
             os.replace(tmp, target)
             _atomic_write(checksum_path(target), _fingerprint(built).encode("ascii"))
@@ -135,6 +171,42 @@ def _build(cc: str) -> Path:
         if stale:
             warnings.warn(f"negd: {stale}was rebuilt (cache {directory})", RuntimeWarning, stacklevel=3)
     return target
+
+
+def prebuilt_variant(directory: Path = PREBUILT_DIR, flags: set[str] | None = None) -> tuple[str, Path]:
+    """The best prebuilt variant in ``directory`` that this CPU runs: (name, verified library path).
+
+    RuntimeError saying why there is none: no prebuilt libraries (an editable install), built from
+    other sources than those installed, none this CPU runs, or a file failing its checksum.
+    """
+    try:
+        manifest = json.loads((directory / recipe.MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RuntimeError("no prebuilt kernel in this install") from None
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"prebuilt kernel manifest unreadable ({exc})") from None
+    if manifest.get("sources") != recipe.source_digest(SOURCE.parent):
+        raise RuntimeError("the prebuilt kernel was built from other sources than those installed")
+    flags = cpu_flags() if flags is None else flags
+    for name, entry in manifest.get("variants", {}).items():  # best first (recipe.VARIANTS' order)
+        if set(entry.get("cpu_flags", ())) <= flags:
+            library = directory / entry["file"]
+            if not verified(library):
+                raise RuntimeError(f"prebuilt {library.name} failed verification")
+            return name, library
+    raise RuntimeError("no prebuilt kernel variant runs on this CPU")
+
+
+def _native() -> tuple[str, Path]:
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (gcc) found")
+    return "native", _build(cc)
+
+
+def _prebuilt() -> tuple[str, Path]:
+    name, path = prebuilt_variant()
+    return f"prebuilt:{name}", path
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -164,23 +236,53 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.negd_uniform_rows.restype = ctypes.c_int
 
 
+def _open(path: Path) -> tuple[ctypes.CDLL, str]:
+    """dlopen ``path`` after binding torch's OpenMP runtime (its symbols resolve to that one)."""
+    import torch  # noqa: F401 - its OpenMP runtime must be in the process before the kernel is opened
+
+    runtime = openmp.bind()
+    lib = ctypes.CDLL(str(path))
+    _declare(lib)
+    return lib, runtime
+
+
 def load_library() -> ctypes.CDLL | None:
-    """The compiled kernel library, or None when disabled or when it cannot be built."""
-    global _library, _failed
+    """The compiled kernel library, or None when disabled or when it cannot be built or loaded."""
+    global _library, _failed, _info
     if kernels_disabled():
+        _info = {"kind": "torch", "reason": "NEGD_DISABLE_KERNELS is set"}
         return None
     if _library is not None or _failed:
         return _library
-    cc = _compiler()
-    try:
-        if cc is None:
-            raise RuntimeError("no C compiler (gcc) found")
-        lib = ctypes.CDLL(str(_build(cc)))
-        _declare(lib)
+    mode = kernel_mode()
+    order = {"auto": (_prebuilt, _native), "native": (_native, _prebuilt), "prebuilt": (_prebuilt,)}[mode]
+    reasons = []
+    for source in order:
+        try:
+            kind, path = source()
+            lib, runtime = _open(path)
+        except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
+            # AttributeError: a symbol _declare needs is missing (a foreign or outdated library).
+            reasons.append(str(exc))
+            continue
         _library = lib
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
-        # AttributeError: a symbol _declare needs is missing (a foreign or outdated library).
-        _failed = True
-        warnings.warn(f"negd: C kernels unavailable, using the torch path ({exc})", RuntimeWarning,
-                      stacklevel=2)
-    return _library
+        _info = {"kind": kind.split(":")[0], "variant": kind.split(":")[-1], "library": str(path),
+                 "mode": mode, "avx2": bool(lib.negd_has_avx2()), "openmp": runtime,
+                 "openmp_runtimes": openmp.loaded_runtimes(), "abi": int(lib.negd_abi_version())}
+        if reasons and mode == "native":
+            warnings.warn(f"negd: NEGD_KERNEL=native: {reasons[0]}; using the prebuilt kernel",
+                          RuntimeWarning, stacklevel=2)
+        return _library
+    _failed = True
+    _info = {"kind": "torch", "mode": mode, "reason": "; ".join(reasons)}
+    warnings.warn(f"negd: C kernels unavailable, using the torch path ({'; '.join(reasons)})", RuntimeWarning,
+                  stacklevel=2)
+    return None
+
+
+def kernel_info() -> dict:
+    """Which kernel runs: ``kind`` (prebuilt, native or torch), ``variant`` (x86-64-avx2, x86-64,
+    native, ...), ``library``, ``avx2`` (its vector path), ``openmp`` (the runtime it bound to) and,
+    for torch, ``reason``. Loads the library if not yet loaded."""
+    load_library()
+    return dict(_info)

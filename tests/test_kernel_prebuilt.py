@@ -1,0 +1,139 @@
+"""The prebuilt (wheel) kernel: built as setup.py builds it, picked by the CPU's flags, verified, bound
+to torch's OpenMP runtime, and bit-identical to the first-use native build on an AVX2 machine.
+
+The portable variants are compiled once per module (negd.kernels.recipe.build_prebuilt, the function
+setup.py calls) into a temporary directory; every kernel entry point is then run on the same inputs
+with the native library and with each prebuilt one, swapped in as the loaded library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from negd import MLPLoss, MLPSpec, kernels, rng
+from negd.kernels import build, openmp, recipe
+from negd.kernels import gradient as kgrad
+
+pytestmark = pytest.mark.skipif(build.kernels_disabled() or recipe.compiler() is None
+                                or not recipe.portable_variants(),
+                                reason="needs a C compiler, kernels enabled and an x86-64/aarch64 machine")
+
+
+@pytest.fixture(scope="module")
+def prebuilt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prebuilt")
+    manifest = recipe.build_prebuilt(out)
+    return out, manifest
+
+
+@pytest.fixture(scope="module")
+def libraries(prebuilt):
+    """{name: ctypes library}: the native build and every prebuilt variant this CPU runs."""
+    out, manifest = prebuilt
+    libs = {"native": build._open(build._build(recipe.compiler()))[0]}
+    flags = build.cpu_flags()
+    for name, entry in manifest["variants"].items():
+        if set(entry["cpu_flags"]) <= flags:
+            libs[name] = build._open(out / entry["file"])[0]
+    return libs
+
+
+def _outputs(lib) -> dict[str, torch.Tensor]:
+    """Every kernel entry point on fixed inputs, computed by ``lib`` (swapped in as the loaded library)."""
+    saved = build._library
+    build._library = lib
+    try:
+        out = {}
+        gen = torch.Generator().manual_seed(0)
+        for spec, loss in ((MLPSpec(1, 30, output_bias=False), "mse"), (MLPSpec(3, 9, 2, 2), "mse"),
+                           (MLPSpec(2, 8, 3, 4, activation="gelu"), "cross_entropy")):
+            x = torch.randn(37, spec.in_features, generator=gen, dtype=torch.float64)
+            y = (torch.randint(0, spec.out_features, (37,), generator=gen) if loss == "cross_entropy"
+                 else torch.randn(37, spec.out_features, generator=gen, dtype=torch.float64))
+            fn = MLPLoss(spec, x, y, loss=loss) if loss != "mse" else MLPLoss(spec, x, y)
+            p64 = 0.5 * torch.randn(6, spec.n_params, generator=gen, dtype=torch.float64)
+            for dtype in (torch.float32, torch.float64):
+                params = p64.to(dtype)
+                data = fn.kernel_data(params)
+                key = f"{spec}-{loss}-{dtype}"
+                out[f"loss {key}"] = kernels.mlp_loss(data, params)
+                res = kernels.fused_neuroevolution(
+                    data, params, out[f"loss {key}"], torch.zeros(6, dtype=torch.bool),
+                    torch.zeros(6, dtype=torch.bool), torch.arange(6), seed=3, step=0, steps=20,
+                    sigma=torch.tensor([1e-2]), beta=math.inf if dtype == torch.float32 else 50.0)
+                out[f"ne params {key}"], out[f"ne loss {key}"], out[f"ne counts {key}"] = (
+                    res.params, res.loss, res.counts)
+                if kgrad.covers_gradient(data):
+                    value, grad = kgrad.mlp_value_and_grad(data, params)
+                    out[f"grad {key}"] = grad
+                    lv = kgrad.fused_langevin(data, params, grad, torch.arange(6), seed=4, step=0, steps=10,
+                                              alpha=1e-2, noise=1e-3, stream=2)
+                    out[f"langevin {key}"] = lv.params
+        out["normal"] = kernels.normal(5, torch.arange(7), 11, 1001)
+        out["uniform"] = kernels.uniform(5, torch.arange(7), 11)
+        z = torch.linspace(-12, 12, 4099, dtype=torch.float64)
+        for dtype in (torch.float32, torch.float64):
+            out[f"tanh {dtype}"] = kernels.tanh(z.to(dtype))
+            out[f"gelu {dtype}"] = kernels.activation("gelu", z.to(dtype))
+        return out
+    finally:
+        build._library = saved
+
+
+def test_the_avx2_prebuilt_kernel_is_bit_identical_to_the_native_one(libraries):
+    if "x86-64-avx2" not in libraries:
+        pytest.skip("this CPU has no AVX2/FMA (or the machine is not x86-64)")
+    native, portable = _outputs(libraries["native"]), _outputs(libraries["x86-64-avx2"])
+    assert native.keys() == portable.keys() and len(native) > 30
+    different = [k for k in native if not torch.equal(native[k], portable[k])]
+    assert not different, different
+
+
+def test_every_prebuilt_variant_draws_negd_rng_exactly_and_agrees_on_losses(libraries):
+    """Random numbers are exact in every variant (the scalar one too); losses agree to rounding."""
+    reference = rng.normal_reference(5, torch.arange(7), 11, 1001)
+    native = _outputs(libraries["native"])
+    for name, lib in libraries.items():
+        out = _outputs(lib)
+        assert torch.equal(out["normal"], reference), name
+        assert torch.equal(out["uniform"], rng.uniform_reference(5, torch.arange(7), 11)), name
+        for key in (k for k in out if k.startswith("loss ")):
+            tol = 1e-5 if "float32" in key else 1e-12
+            assert torch.allclose(out[key], native[key], rtol=tol, atol=0), (name, key)
+        assert bool(lib.negd_has_avx2()) == (name != "x86-64" and "avx2" in build.cpu_flags()), name
+
+
+def test_the_variant_is_chosen_by_the_cpu_flags_and_verified(prebuilt, tmp_path):
+    out, manifest = prebuilt
+    if "x86-64-avx2" not in manifest["variants"]:
+        pytest.skip("not an x86-64 build")
+    assert build.prebuilt_variant(out, {"avx", "avx2", "fma", "sse2"})[0] == "x86-64-avx2"
+    assert build.prebuilt_variant(out, {"avx", "sse2"})[0] == "x86-64"  # no AVX2: the baseline
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    library = copy / manifest["variants"]["x86-64-avx2"]["file"]
+    library.write_bytes(library.read_bytes()[:4096])
+    with pytest.raises(RuntimeError, match="failed verification"):
+        build.prebuilt_variant(copy, {"avx", "avx2", "fma"})
+    stale = json.loads((copy / recipe.MANIFEST).read_text())
+    stale["sources"] = "0" * 64
+    (copy / recipe.MANIFEST).write_text(json.dumps(stale))
+    with pytest.raises(RuntimeError, match="other sources"):
+        build.prebuilt_variant(copy, {"avx", "avx2", "fma"})
+    with pytest.raises(RuntimeError, match="no prebuilt kernel in this install"):
+        build.prebuilt_variant(tmp_path / "absent")
+
+
+def test_the_kernel_links_no_openmp_runtime_and_the_process_holds_one(prebuilt, libraries):
+    """No DT_NEEDED on libgomp (its symbols bind to torch's runtime); one runtime mapped after loading."""
+    out, manifest = prebuilt
+    for entry in manifest["variants"].values():
+        data = (out / entry["file"]).read_bytes()
+        assert b"GOMP_parallel" in data and b"libgomp.so" not in data, entry["file"]
+    if openmp.loaded_runtimes():
+        assert len(openmp.loaded_runtimes()) == 1, openmp.loaded_runtimes()
