@@ -67,6 +67,7 @@ from negd.experiments.store import (
     write_json,
     write_status,
 )
+from negd.progress import ArmProgress
 from negd.rules import (
     Neuroevolution,
     UpdateRule,
@@ -214,31 +215,7 @@ def _stack(rows: list[dict], n_traj: int, n_params: int) -> dict[str, np.ndarray
 
 
 # --------------------------------------------------------------------------- one arm
-class _Progress:
-    """tqdm over realization-steps of all arms (rate and time left), or nothing."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, unit="r-step", unit_scale=True, dynamic_ncols=True,
-                            file=sys.stderr, desc="negd", smoothing=0.1)
-
-    def describe(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.set_description(text)
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: _Progress,
+def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: ArmProgress,
                 pace: dict) -> tuple[State, Tally]:
     """``steps`` NE steps in chunks of about a second (advance_paced; same numbers as one call: counter-based
     RNG)."""
@@ -289,7 +266,7 @@ def _twin_threads(gd_rule: UpdateRule, gd: State, twin_loss_fn):
 
 
 def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neuroevolution,
-                      gd_rule: UpdateRule, ne: State, gd: State, dn: int, dg: int, progress: _Progress,
+                      gd_rule: UpdateRule, ne: State, gd: State, dn: int, dg: int, progress: ArmProgress,
                       pace: dict, sharding: Sharding | None, settings: str) -> tuple[State, State, Tally]:
     """NE by ``dn`` steps and the twin by ``dg``, whole or as shards merged by realization id (the same
     numbers: counter-based random numbers, realizations independent). Shards checkpoint into
@@ -319,7 +296,7 @@ def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neur
 
 
 def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Restored | None,
-             progress: _Progress, on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None],
+             progress: ArmProgress, on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None],
              settings: dict, sharding: Sharding | None = None) -> None:
     config = problem.config
     folder = arm_dir(run_dir, index)
@@ -344,7 +321,8 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, 0)
-    progress.describe(f"arm {index} ({arm.label})")
+    progress.start_arm(f"arm {index} ({arm.label})", arm.realizations * arm.ne_steps,
+                       arm.realizations * arm.snapshots[len(rows) - 1])
     pace: dict = {}
     for row in range(len(rows), len(arm.snapshots)):
         start = time.perf_counter()
@@ -484,9 +462,7 @@ def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bo
     restored = [_restore_or_reset(problem, run_dir, i, arm, settings) for i, arm in enumerate(arms)]
     done_rows = [0 if r is None else len(r.rows) for r in restored]
     walls = [0.0 if r is None else r.wall for r in restored]
-    total = sum(a.realizations * a.ne_steps for a in arms)
-    done = sum(a.realizations * a.snapshots[n - 1] for a, n in zip(arms, done_rows) if n > 0)
-    progress = _Progress(show_progress, total, done)
+    progress = ArmProgress(show_progress)  # one bar per arm (negd.progress)
     complete = [i for i, (a, n) in enumerate(zip(arms, done_rows)) if n == len(a.snapshots)]
     state = "interrupted"
     try:
