@@ -25,7 +25,7 @@ import torch
 
 import negd
 from negd.engine import fused_step_fn
-from negd.experiments.environment import versions
+from negd.experiments.run.environment import versions
 from negd.kernels import build
 
 ROOT = Path(__file__).resolve().parents[1]

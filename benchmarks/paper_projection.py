@@ -3,7 +3,7 @@
     python benchmarks/paper_projection.py [--cores 2,64] [--machines 1,8] [--efficiency 0.94]
                                           [--seconds 3] [--out FILE.md]
 
-For each experiment of ``negd reproduce --scale paper`` (negd.experiments.presets) it measures, on
+For each experiment of ``negd reproduce --scale paper`` (negd.experiments.config.presets) it measures, on
 one thread, the cost of one realization-step of every arm's neuroevolution (in the dtype the run
 would use: ``auto`` picks float64 below sigma = 1.19e-5) and of one step of its ensemble twin, and
 projects
@@ -29,8 +29,8 @@ import torch
 
 from negd.bench.measure import machine_info
 from negd.engine import advance_tallied
-from negd.experiments.presets import preset
-from negd.experiments.problem import Problem
+from negd.experiments.config.presets import preset
+from negd.experiments.run.problem import Problem
 
 PROBE_REALIZATIONS = 16
 

@@ -2,7 +2,7 @@
 
     python benchmarks/twin_speed.py [--before REV] [--realizations 16] [--rounds 3] [--out PATH_STEM]
 
-At finite beta the twin is an ensemble of R_L Langevin runs (Whitelam et al. 2021; negd.experiments.twin),
+At finite beta the twin is an ensemble of R_L Langevin runs (Whitelam et al. 2021; negd.experiments.run.twin),
 each GD step one loss *and gradient* of every realization. Timed on one thread, in realization-steps per
 CPU-second, on the paper's finite-beta network (1-256-1 tanh, 1000 points of sin(2 pi t), float32, its
 x(0) and rates from the preset "finite-beta" "paper") and on the deep 8x32 tanh net (1001 points of
@@ -13,7 +13,7 @@ sin(pi t), float32, preset "deep" "paper"):
 * ``twin: kernel gradient, python loop``: Langevin.step per step, TwinLoss's kernel value_and_grad
   (the moment-matched twin's path);
 * ``twin: torch backprop``: the same with MLPLoss(backend="torch"): batched closed-form backprop
-  (negd.backprop), the path where no compiler is found;
+  (negd.losses.backprop), the path where no compiler is found;
 * ``twin: before (REV)``: TwinLoss as it was at git REV (default 105dd6f: the hand-written 1-W-1
   backward with the kernel's tanh, one realization at a time; autograd for other networks), loaded
   from that revision's source;
@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 from negd.engine import advance
-from negd.ensemble import MLPLoss
-from negd.experiments.environment import versions
-from negd.experiments.presets import preset
-from negd.experiments.problem import Problem
-from negd.experiments.twin import TwinLoss
+from negd.experiments.config.presets import preset
+from negd.experiments.run.environment import versions
+from negd.experiments.run.problem import Problem
+from negd.experiments.run.twin import TwinLoss
+from negd.losses.mlp import MLPLoss
 from negd.rules import Langevin, Neuroevolution
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +60,16 @@ def _cpu_details() -> str:
 
 
 def _old_twin_loss(rev: str) -> type:
-    """The TwinLoss class of src/negd/experiments/twin.py at git ``rev``."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/negd/experiments/twin.py"],
-                            capture_output=True, text=True, check=True).stdout
+    """The TwinLoss class of the twin module at git ``rev`` (experiments/run/twin.py, or before the
+    layout move experiments/twin.py, whose 0.1 imports still resolve through negd._compat)."""
+    for path in ("src/negd/experiments/run/twin.py", "src/negd/experiments/twin.py"):
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"],
+                               capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"no twin module at {rev}")
+    source = shown.stdout
     module = types.ModuleType(f"twin_at_{rev}")
     exec(compile(source, f"twin.py@{rev}", "exec"), module.__dict__)  # noqa: S102 - our own history
     return module.TwinLoss

@@ -1,7 +1,7 @@
 """Minibatch neuroevolution against its SGD twin, and the stale mode's effective temperature.
 
 Shallow set-up (1-30-1 tanh MLP, sin 2 pi t on 1000 points, paper init sigma0 = 1e-2), batches of B
-points per realization and step from negd.minibatch.MinibatchLoss.
+points per realization and step from negd.losses.minibatch.MinibatchLoss.
 
 1. Paired mode at beta = inf vs normalized SGD (alpha = sigma/sqrt(2 pi), no noise) on the same
    batches, realization by realization, for several sigma over the same path length L (steps =
@@ -31,10 +31,10 @@ import torch
 from negd import MLPSpec, get_task, paper_init
 from negd.analysis.delta import delta_from_samples
 from negd.engine import advance
-from negd.minibatch import MinibatchLoss
+from negd.losses.minibatch import MinibatchLoss
 from negd.rules import MinibatchNeuroevolution, value_and_grad
-from negd.rules.minibatch import minibatch_twin
-from negd.theory_minibatch import measured_beta_eff, stale_beta_eff, stale_drift
+from negd.theory.minibatch import measured_beta_eff, stale_beta_eff, stale_drift
+from negd.twins.constructors import minibatch_twin
 
 
 def paired_gap(loss: MinibatchLoss, x0: torch.Tensor, sigma: float, path: float, r: int) -> dict:

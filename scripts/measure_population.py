@@ -1,4 +1,4 @@
-"""One-step drift of population selection against negd.theory_population, and drift per evaluation.
+"""One-step drift of population selection against negd.theory.population, and drift per evaluation.
 
 Isotropic quadratic U = |x|^2/2 in N = 1000 (tr H = N), the start placed so that c = sigma N/(2|g|)
 takes the listed values (c = 0: the linear loss g.x). For each K, selection and c: the measured mean
@@ -17,7 +17,7 @@ import math
 import torch
 
 from negd.rules import Population
-from negd.theory_population import population_moments
+from negd.theory.population import population_moments
 
 
 def one_step_drift(k: int, selection: str, c: float, n: int, sigma: float, seed: int) -> tuple[float, float]:

@@ -84,7 +84,7 @@ def test_one_step_means_match_the_mean_field_twin(m_along):
     # step of R realizations: mean dx and dmu per coordinate within 4 SE (chi^2 over the N
     # coordinates: mean N, SD sqrt(2N), 4 SD) of E[dx] = Phi(-m) mu - sigma phi(m) u and
     # E[dmu] = -epsilon sigma phi(m) u, m = g.mu/(sigma |g|) = m_along.
-    from negd.rules.adaptive_twin import amc_mean_step
+    from negd.twins.adaptive_twin import amc_mean_step
 
     n, r, sigma, eps = 10, 40_000, 0.1, 0.3
     gen = torch.Generator().manual_seed(3)

@@ -1,14 +1,14 @@
-"""negd.backprop: closed-form backpropagation of MLP ensembles (mse) in torch, against autograd."""
+"""negd.losses.backprop: closed-form backpropagation of MLP ensembles (mse) in torch, against autograd."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from negd import backprop
-from negd.ensemble import MLPLoss
-from negd.models import MLPSpec
-from negd.rules.base import value_and_grad
+from negd.losses import backprop
+from negd.losses.base import value_and_grad
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec
 
 SPECS = [MLPSpec(1, 16), MLPSpec(1, 16, output_bias=False), MLPSpec(3, 7, 2, 3),
          MLPSpec(2, 6, 2, 1, activation="relu"),

@@ -60,7 +60,7 @@ def test_miniature_end_to_end_run(tmp_path, capsys):
 
 
 def test_resume_via_cli_after_interrupt(tmp_path, capsys, monkeypatch):
-    from negd.experiments import runner
+    from negd.experiments.run import runner
 
     (tmp_path / "mini.yaml").write_text(MINI_YAML)
     out = tmp_path / "out"
@@ -143,7 +143,7 @@ def test_console_script_entry_point(tmp_path):
 def test_reproduce_twin_realizations_reaches_the_config(tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
 
-    from negd.experiments import runner
+    from negd.experiments.run import runner
 
     configs = []
 

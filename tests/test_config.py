@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from negd.experiments.config import config_from_dict, load_config, sigma_for_lambda, snapshot_ne_steps
-from negd.experiments.presets import EXPERIMENTS, SCALES, preset
+from negd.experiments.config.presets import EXPERIMENTS, SCALES, preset
+from negd.experiments.config.schema import config_from_dict, load_config, sigma_for_lambda, snapshot_ne_steps
 from negd.validation import NegdError
 
 GOOD = {"network": {"depth": 1, "width": 4, "output_bias": False}, "task": "sin2pi",

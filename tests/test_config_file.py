@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from negd.experiments.config import TOP_KEYS, config_from_dict, load_config
-from negd.experiments.config_file import MAX_MESSAGE, MAX_VALUES, expanded_size
+from negd.experiments.config.file import MAX_MESSAGE, MAX_VALUES, expanded_size
+from negd.experiments.config.schema import TOP_KEYS, config_from_dict, load_config
 from negd.validation import NegdError
 
 # 455 bytes: nine levels of nine aliases, 9^9 = 387 million values once expanded.

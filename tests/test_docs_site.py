@@ -17,7 +17,8 @@ from tests.runtools import negd_env
 ROOT = Path(__file__).resolve().parents[1]
 STABLE = {"negd", "negd.rules", "negd.optim", "negd.twins", "negd.theory", "negd.analysis"}
 # Arguments that make each example tiny (seconds): every example must be listed.
-TINY = {"optimizer_loop.py": ["--steps", "30"], "ensemble_and_twin.py": ["--steps", "20", "--realizations", "8"],
+TINY = {"optimizer_loop.py": ["--steps", "30"],
+        "ensemble_and_twin.py": ["--steps", "20", "--realizations", "8"],
         "logging_hooks.py": ["--steps", "20"]}
 
 

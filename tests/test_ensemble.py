@@ -1,12 +1,13 @@
-"""negd.ensemble: the fast MLP loss equals the generic module loss; chunking; shape errors."""
+"""negd.losses.module: the fast MLP loss equals the generic module loss; chunking; shape errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from negd.ensemble import MLPLoss, ModuleLoss, loss_for, mse
-from negd.models import MLPSpec, load_flat_params, paper_init
+from negd.losses.mlp import MLPLoss, mse
+from negd.losses.models import MLPSpec, load_flat_params, paper_init
+from negd.losses.module import ModuleLoss, loss_for
 from negd.validation import NegdError
 
 SPECS = {
@@ -160,7 +161,7 @@ def test_non_tanh_mlps_take_the_kernel(activation, data):
 
 
 def test_cross_entropy_gradients_use_torch():
-    from negd.rules.base import value_and_grad
+    from negd.losses.base import value_and_grad
 
     x, y = _classification()
     spec = MLPSpec(depth=1, width=5, in_features=6, out_features=4)

@@ -22,8 +22,8 @@ import pytest
 
 from negd import kernels as negd_kernels
 from negd.cli import main
-from negd.experiments.config import load_config
-from negd.experiments.runner import resume_experiment, run_experiment
+from negd.experiments.config.schema import load_config
+from negd.experiments.run.runner import resume_experiment, run_experiment
 from tests.runtools import FAULT_YAML, assert_same_numbers, fault_yaml, negd_env, run, start
 
 SOAK_KILLS = 50

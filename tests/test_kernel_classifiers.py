@@ -11,8 +11,8 @@ from torch import nn
 
 from negd import kernels, loss_for
 from negd.engine import fused_step_fn
-from negd.ensemble import MLPLoss
-from negd.models import MLPSpec, paper_init
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, paper_init
 from negd.rules import GradientDescent, Neuroevolution
 from negd.validation import NegdError
 

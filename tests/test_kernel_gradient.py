@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from negd import kernels, rng
-from negd.ensemble import MLPLoss
 from negd.kernels import gradient as kgrad
-from negd.models import MLPSpec
-from negd.rules.base import value_and_grad
+from negd.losses.base import value_and_grad
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec
 from negd.validation import NegdError
 
 pytestmark = pytest.mark.skipif(not kernels.available(),

@@ -10,8 +10,8 @@ import torch
 
 from negd import kernels, rng
 from negd.engine import advance_counted, fused_step_fn
-from negd.ensemble import MLPLoss
-from negd.models import MLPSpec, paper_init
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, paper_init
 from negd.rules import GradientDescent, Neuroevolution
 from negd.tasks import get_task
 from negd.validation import NegdError

@@ -1,4 +1,5 @@
-"""negd.losses: cross-entropy reduced in float64, accuracy, and one-line errors for bad labels."""
+"""negd.losses.classification: cross-entropy reduced in float64, accuracy, and one-line errors for
+bad labels."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from negd.losses import (
+from negd.losses.classification import (
     accuracy,
     check_classifier_targets,
     check_labels,

@@ -1,4 +1,4 @@
-"""negd.minibatch and the minibatch rules: counter-based batches, full-batch limits, stale beta_eff."""
+"""negd.losses.minibatch and the minibatch rules: counter-based batches, full-batch limits, stale beta_eff."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import math
 import pytest
 import torch
 
-from negd.ensemble import MLPLoss
-from negd.minibatch import MinibatchLoss, batch_indices
-from negd.models import MLPSpec, paper_init
+from negd.losses.minibatch import MinibatchLoss, batch_indices
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, paper_init
 from negd.rules import (
     MinibatchGradient,
     MinibatchNeuroevolution,
     Neuroevolution,
     NormalizedGradientDescent,
 )
-from negd.rules.minibatch import minibatch_twin
-from negd.theory_minibatch import measured_beta_eff, stale_beta_eff, stale_drift
+from negd.theory.minibatch import measured_beta_eff, stale_beta_eff, stale_drift
+from negd.twins.constructors import minibatch_twin
 from negd.validation import NegdError
 
 SPEC = MLPSpec(depth=1, width=6)

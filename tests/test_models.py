@@ -1,4 +1,4 @@
-"""negd.models: parameter counts, flat order, module round trips and initializations."""
+"""negd.losses.models: parameter counts, flat order, module round trips and initializations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
+from negd.losses.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
 from negd.validation import NegdError
 
 

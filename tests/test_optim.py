@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from negd import optim, rules
-from negd.models import flat_params, load_flat_params
+from negd.losses.models import flat_params, load_flat_params
 from negd.validation import NegdError
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from negd.models import flat_params, load_flat_params
+from negd.losses.models import flat_params, load_flat_params
 from negd.optim import AdaptiveMC
 from negd.rules import AdaptiveMC as AdaptiveMCRule
 from negd.validation import NegdError

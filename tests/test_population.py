@@ -1,4 +1,4 @@
-"""negd.rules.Population: exactness at K = 1, one-step statistics against negd.theory_population.
+"""negd.rules.Population: exactness at K = 1, one-step statistics against negd.theory.population.
 
 Statistical checks run ONE step on R realizations from one point and compare sample means with the
 closed forms within 4 standard errors of the sample (fixed seeds; a wrong form misses by many SE).
@@ -14,7 +14,7 @@ import torch
 from negd import rng
 from negd.rules import Neuroevolution, Population
 from negd.rules.population import child_mutations
-from negd.theory_population import population_moments
+from negd.theory.population import population_moments
 from negd.validation import NegdError
 
 SIGMA = 0.1
@@ -81,8 +81,8 @@ def test_quadratic_elitist_drift_is_truncated_max(c, k):
 
 @pytest.mark.parametrize("beta", [math.inf, 20.0])
 def test_k1_elitist_is_the_paper_rule(beta, small_regression):
-    from negd.ensemble import MLPLoss
-    from negd.models import MLPSpec, paper_init
+    from negd.losses.mlp import MLPLoss
+    from negd.losses.models import MLPSpec, paper_init
 
     spec = MLPSpec(depth=1, width=6)
     loss_fn = MLPLoss(spec, *small_regression)

@@ -9,9 +9,9 @@ import pytest
 
 from negd import kernels
 from negd.cli import main
-from negd.experiments.config import config_from_dict
-from negd.experiments.provenance import differences, settings_hash, settings_of
-from negd.experiments.runner import load_run_config, resume_experiment, run_experiment
+from negd.experiments.config.schema import config_from_dict
+from negd.experiments.run.provenance import differences, settings_hash, settings_of
+from negd.experiments.run.runner import load_run_config, resume_experiment, run_experiment
 from negd.validation import NegdError
 from tests.test_store import TINY
 
@@ -104,7 +104,7 @@ def test_differences_names_changed_keys():
 def test_field_added_to_negd_later_does_not_invalidate_older_runs(tmp_path, monkeypatch):
     """The settings are derived from the configuration: a field that a later negd adds (say
     ``dtype``) is recorded for new runs and ignored for runs that started without it."""
-    from negd.experiments.config import ExperimentConfig
+    from negd.experiments.config.schema import ExperimentConfig
 
     out = _interrupted(tmp_path)
     original = ExperimentConfig.to_user_dict

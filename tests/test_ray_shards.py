@@ -1,4 +1,4 @@
-"""Shards as Ray tasks (negd.experiments.ray_shards): same numbers as the unsharded run.
+"""Shards as Ray tasks (negd.experiments.shards.on_ray): same numbers as the unsharded run.
 
 The tests that need Ray skip when it is not installed (``pip install -e ".[ray]"``); they share one
 local cluster of 2 CPUs for the session (a cluster takes several seconds to start).
@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from negd.cli import main
-from negd.experiments.config import config_from_dict
-from negd.experiments.ray_shards import state_from_arrays, state_to_arrays
-from negd.experiments.runner import resume_experiment, run_experiment
+from negd.experiments.config.schema import config_from_dict
+from negd.experiments.run.runner import resume_experiment, run_experiment
+from negd.experiments.shards.on_ray import state_from_arrays, state_to_arrays
 from negd.state import State
 from negd.validation import NegdError
 from tests.test_shards import FINITE, TINY, _assert_same_arms
@@ -101,7 +101,7 @@ def _kill_writer_of(path, killed: dict, timeout: float = 60.0) -> None:
 
 def test_killed_worker_is_retried_and_continues_from_its_checkpoint(tmp_path, ray_cluster, monkeypatch,
                                                                     capsys):
-    from negd.experiments import runner
+    from negd.experiments.run import runner
 
     updates: list[int] = []  # the progress bar's updates (it moves while the shards run)
     monkeypatch.setattr(runner.ArmProgress, "update", lambda self, n: updates.append(n))

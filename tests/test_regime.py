@@ -1,4 +1,4 @@
-"""Tests of negd.regime: Hutchinson trace, |g|, z and c, verdicts and input checks."""
+"""Tests of negd.diagnostics.regime: Hutchinson trace, |g|, z and c, verdicts and input checks."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from negd import theory
-from negd.ensemble import MLPLoss, ModuleLoss
-from negd.models import MLPSpec, load_flat_params, paper_init, torch_default_init
-from negd.regime import Regime, hutchinson_trace, regime_check
+from negd.diagnostics.regime import Regime, hutchinson_trace, regime_check
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, load_flat_params, paper_init, torch_default_init
+from negd.losses.module import ModuleLoss
 from negd.rules import Neuroevolution
 from negd.tasks import get_task
 from negd.validation import NegdError
@@ -135,7 +136,7 @@ def test_predicted_acceptance_matches_one_step_on_mlp() -> None:
     assert abs(measured - result.acceptance_predicted.item()) <= 4 * se, (measured, result.message)
 
     # With the exact trace: Phi(-c_perp) is within 4 binomial SE, Phi(-c) is not (u.H.u is a
-    # large part of tr H here, see negd.regime).
+    # large part of tr H here, see negd.diagnostics.regime).
     hessian = torch.autograd.functional.hessian(lambda p: loss(p[None])[0], x0, vectorize=True)
     grad_norm = result.grad_norm.item()
     c_exact = sigma * torch.trace(hessian).item() / (2 * grad_norm)

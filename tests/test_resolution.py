@@ -14,10 +14,11 @@ import pytest
 import torch
 
 import negd
-from negd import kernels, resolution, rng
+from negd import dtypes, kernels, rng
+from negd.diagnostics import resolution
 from negd.engine import advance_tallied, fused_step_fn
-from negd.experiments.config import config_from_dict
-from negd.experiments.presets import preset
+from negd.experiments.config.presets import preset
+from negd.experiments.config.schema import config_from_dict
 from negd.validation import NegdError
 
 needs_kernel = pytest.mark.skipif(not kernels.available(), reason="C kernels unavailable")
@@ -134,7 +135,7 @@ def test_float64_parameters_step_like_the_rule():
 
 
 def test_auto_dtype_and_bad_dtypes():
-    assert resolution.auto_dtype(2.5e-6) == "float64" and resolution.auto_dtype(1.25e-4) == "float32"
+    assert dtypes.auto_dtype(2.5e-6) == "float64" and dtypes.auto_dtype(1.25e-4) == "float32"
     assert preset("shallow", "paper").dtype == "float64"
     assert preset("shallow", "quick").dtype == "float32"
     with pytest.raises(NegdError, match=r"^dtype: must be one of auto, float32, float64, got 'float16'$"):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from negd import rng
-from negd.ensemble import MLPLoss
-from negd.models import MLPSpec, paper_init
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, paper_init
 from negd.rules import (
     RULES,
     GradientDescent,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from negd.experiments.config import config_from_dict
-from negd.experiments.runner import resume_experiment, run_experiment
+from negd.experiments.config.schema import config_from_dict
+from negd.experiments.run.runner import resume_experiment, run_experiment
 from negd.validation import NegdError
 
 TINY = {"network": {"depth": 1, "width": 4, "output_bias": False}, "task": "sin2pi",
@@ -299,10 +299,10 @@ def test_matched_twin_differs_from_langevin_where_z_is_not_small(tmp_path):
 
 
 def test_twin_loss_gradient_matches_autograd():
-    from negd.ensemble import MLPLoss
-    from negd.experiments.twin import TwinLoss
-    from negd.models import MLPSpec
-    from negd.rules.base import value_and_grad
+    from negd.experiments.run.twin import TwinLoss
+    from negd.losses.base import value_and_grad
+    from negd.losses.mlp import MLPLoss
+    from negd.losses.models import MLPSpec
     from negd.tasks import get_task
 
     task = get_task("sin2pi")

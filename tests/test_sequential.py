@@ -1,4 +1,4 @@
-"""negd.sequential: the batched layer-by-layer evaluation equals vmap(functional_call) of the model."""
+"""negd.losses.sequential: the batched layer-by-layer evaluation equals vmap(functional_call) of the model."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from negd.ensemble import ModuleLoss
-from negd.models import flat_params
-from negd.rules.base import value_and_grad
-from negd.sequential import compile_sequential
+from negd.losses.base import value_and_grad
+from negd.losses.models import flat_params
+from negd.losses.module import ModuleLoss
+from negd.losses.sequential import compile_sequential
 
 
 def _images(p=37, c=1, h=8, w=8, classes=4, seed=0):
@@ -108,7 +108,7 @@ def test_compile_failure_falls_back_with_a_warning(monkeypatch):
                            nn.Tanh(), nn.Linear(4, 4)), (29, 2, 8, 8)),
 ])
 def test_fused_convolution_head_equals_the_module(make, shape):
-    from negd.sequential import _conv_head
+    from negd.losses.sequential import _conv_head
 
     assert _conv_head(list(make())) is not None  # the fused first convolution + Flatten + Linear
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(3))

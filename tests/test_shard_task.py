@@ -1,4 +1,4 @@
-"""Per-shard checkpoints and faults (negd.experiments.shard_task, shard_files): a shard continues from
+"""Per-shard checkpoints and faults (negd.experiments.shards.task, shard_files): a shard continues from
 its checkpoint with the numbers of an uninterrupted one, a failing shard fails the run with one line
 naming it, and --resume recomputes only the shards that had not finished."""
 
@@ -9,14 +9,14 @@ import json
 import pytest
 import torch
 
-import negd.experiments.shard_task as shard_task
+import negd.experiments.shards.task as shard_task
 from negd.engine import Tally
-from negd.experiments.config import config_from_dict
-from negd.experiments.problem import Problem
-from negd.experiments.runner import resume_experiment, run_experiment
-from negd.experiments.shard_files import load_shard, save_shard
-from negd.experiments.shard_task import ShardJob, check_result, run_shard
-from negd.experiments.shards import split
+from negd.experiments.config.schema import config_from_dict
+from negd.experiments.run.problem import Problem
+from negd.experiments.run.runner import resume_experiment, run_experiment
+from negd.experiments.shards.files import load_shard, save_shard
+from negd.experiments.shards.inprocess import split
+from negd.experiments.shards.task import ShardJob, check_result, run_shard
 from negd.validation import NegdError
 from tests.test_shards import TINY, _assert_same_arms
 
@@ -192,7 +192,7 @@ def test_shard_checkpoint_seconds_is_checked(tmp_path):
 
 def test_cli_shard_checkpoint_flag(tmp_path, capsys, monkeypatch):
     from negd.cli import main
-    from negd.experiments import runner
+    from negd.experiments.run import runner
 
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(TINY))  # JSON is YAML

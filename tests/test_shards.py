@@ -1,4 +1,5 @@
-"""Sharded runs (negd.experiments.shards): the same run directory as the unsharded run, for any K."""
+"""Sharded runs (negd.experiments.shards.inprocess): the same run directory as the unsharded run,
+for any K."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from negd.cli import main
-from negd.experiments.config import config_from_dict
-from negd.experiments.runner import resume_experiment, run_experiment
-from negd.experiments.shards import merge, shard_bounds, split
+from negd.experiments.config.schema import config_from_dict
+from negd.experiments.run.runner import resume_experiment, run_experiment
+from negd.experiments.shards.inprocess import merge, shard_bounds, split
 from negd.state import State
 from negd.validation import NegdError
 

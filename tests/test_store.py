@@ -10,9 +10,10 @@ import shutil
 import pytest
 
 from negd.cli import main
-from negd.experiments.config import config_from_dict
-from negd.experiments.runner import resume_experiment, run_experiment
-from negd.experiments.store import load_checkpoint, load_snapshots, read_json_object
+from negd.experiments.config.schema import config_from_dict
+from negd.experiments.run.runner import resume_experiment, run_experiment
+from negd.experiments.run.store import load_checkpoint, load_snapshots
+from negd.runfiles import read_json_object
 from negd.validation import NegdError
 from tests.runtools import assert_same_numbers
 

@@ -1,4 +1,4 @@
-"""Sweeps (negd.experiments.sweep, sweep_report): grid parsing, one run per point, resume, the map."""
+"""Sweeps (negd.experiments.sweep.grid, sweep_report): grid parsing, one run per point, resume, the map."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import pytest
 
 from negd.cli import main
-from negd.experiments.sweep import checked_grid, parse_grid_option, plan_sweep
-from negd.experiments.sweep_report import theory_inside
+from negd.experiments.sweep.grid import checked_grid, parse_grid_option, plan_sweep
+from negd.experiments.sweep.report import theory_inside
 from negd.validation import NegdError
 
 TINY_YAML = """

@@ -1,4 +1,4 @@
-"""negd.theory_hessian: first order in sigma/(2|g|) with the full Hessian, against a control-variate
+"""negd.theory.hessian: first order in sigma/(2|g|) with the full Hessian, against a control-variate
 Monte Carlo of one neuroevolution step.
 
 The estimator of a quantity E[f(dU)] is the sample mean of f(dU) - f(sigma |g| eta) (the linear-loss
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from negd import theory
-from negd.ensemble import MLPLoss
-from negd.models import MLPSpec
-from negd.theory_hessian import first_order, k_moments
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec
+from negd.theory.hessian import first_order, k_moments
 from negd.validation import NegdError
 
 

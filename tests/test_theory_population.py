@@ -1,4 +1,4 @@
-"""negd.theory_population: quadrature against known values, limits and Monte Carlo of M_K itself."""
+"""negd.theory.population: quadrature against known values, limits and Monte Carlo of M_K itself."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from negd import theory
 from negd.rules import NormalizedGradientDescent
-from negd.theory_population import (
+from negd.theory.population import (
     drift_per_evaluation,
     expected_max_normal,
     population_moments,

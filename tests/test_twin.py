@@ -1,4 +1,4 @@
-"""negd.experiments.twin: TwinLoss's gradient paths and the Langevin twin's fused steps (negd.engine)."""
+"""negd.experiments.run.twin: TwinLoss's gradient paths and the Langevin twin's fused steps (negd.engine)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import torch
 
 from negd import kernels
 from negd.engine import advance, advance_counted, fused_step_fn
-from negd.ensemble import MLPLoss
-from negd.experiments.twin import TwinLoss
-from negd.models import MLPSpec, paper_init
+from negd.experiments.run.twin import TwinLoss
+from negd.losses.base import value_and_grad
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, paper_init
 from negd.rules import GradientDescent, Langevin, MomentMatchedLangevin, NormalizedGradientDescent
-from negd.rules.base import value_and_grad
 from negd.tasks import get_task
 
 needs_kernel = pytest.mark.skipif(not kernels.available(),

@@ -5,12 +5,13 @@ Update rules over ensembles are in :mod:`negd.rules` (also exported here); optim
 ``torch.optim`` protocol are in :mod:`negd.optim` (``negd.optim.Neuroevolution``) and are not
 exported at the top level, so that the rule ``negd.Neuroevolution`` has no look-alike."""
 
-from negd import optim
+from negd import _compat, optim
+from negd.diagnostics.regime import Regime, regime_check
 from negd.engine import advance, advance_counted
-from negd.ensemble import MLPLoss, ModuleLoss, loss_for
-from negd.minibatch import MinibatchLoss
-from negd.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
-from negd.regime import Regime, regime_check
+from negd.losses.minibatch import MinibatchLoss
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, flat_params, load_flat_params, paper_init, torch_default_init
+from negd.losses.module import ModuleLoss, loss_for
 from negd.rules import (
     RULES,
     AdaptiveMC,
@@ -27,8 +28,9 @@ from negd.state import State
 from negd.tasks import get_task
 from negd.twins import gradient_twin, matched_twin, population_twin
 from negd.validation import NegdError
+from negd.version import __version__
 
-__version__ = "0.1.0"
+_compat.install()  # the module paths of 0.1, for one release (CHANGELOG.md)
 
 __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "MLPSpec", "flat_params",
            "load_flat_params", "paper_init", "torch_default_init", "RULES", "GradientDescent",

@@ -110,7 +110,7 @@ _ALLOW_PATH_CHANGE = ("with --resume: continue even if this machine computes on 
 def _build_parser() -> argparse.ArgumentParser:
     import negd
     from negd.experiments.classification import CLASSIFICATION_EXPERIMENTS
-    from negd.experiments.presets import EXPERIMENTS, SCALES
+    from negd.experiments.config.presets import EXPERIMENTS, SCALES
 
     parser = _Parser(prog="negd", description="Neuroevolution <-> gradient descent experiments "
                      "(Whitelam et al., Nat. Commun. 12, 6317, 2021).")
@@ -261,7 +261,7 @@ def _reproduce_variants(args: argparse.Namespace) -> int:
 
 def _reproduce(args: argparse.Namespace) -> int:
     from negd.experiments.classification import CLASSIFICATION_EXPERIMENTS
-    from negd.experiments.runner import load_run_config, resume_experiment, run_experiment
+    from negd.experiments.run.runner import load_run_config, resume_experiment, run_experiment
 
     if args.experiment in CLASSIFICATION_EXPERIMENTS:
         return _reproduce_classification(args)
@@ -289,7 +289,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _check_resume_flags(args: argparse.Namespace, config) -> None:
     """Flags given with --resume must equal the run's settings (NegdError naming every difference)."""
-    from negd.experiments.provenance import check_flags
+    from negd.experiments.run.provenance import check_flags
 
     recorded = {"--scale": config.scale, "--seed": config.seed, "--realizations": config.realizations,
                 "--device": config.device, "--twin": config.twin,
@@ -305,8 +305,8 @@ def _check_resume_flags(args: argparse.Namespace, config) -> None:
 def _reproduce_config(args: argparse.Namespace):
     """The preset of ``negd reproduce`` with the command-line overrides applied."""
     from negd.analysis.rundir import ENSEMBLE_TWINS
-    from negd.experiments.config import config_from_dict
-    from negd.experiments.presets import preset
+    from negd.experiments.config.presets import preset
+    from negd.experiments.config.schema import config_from_dict
 
     config = preset(args.experiment, args.scale or "quick", realizations=args.realizations,
                     seed=0 if args.seed is None else args.seed, device=args.device or "cpu",
@@ -327,8 +327,8 @@ def _reproduce_config(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from negd.experiments.config import load_config_and_options
-    from negd.experiments.runner import resume_experiment, run_experiment
+    from negd.experiments.config.schema import load_config_and_options
+    from negd.experiments.run.runner import resume_experiment, run_experiment
 
     progress = not args.no_progress
     if args.resume is not None:
@@ -357,8 +357,8 @@ def _sweep(args: argparse.Namespace) -> int:
     import datetime as _dt
     import time
 
-    from negd.experiments.sweep import checked_grid, plan_sweep, read_sweep_file, run_sweep
-    from negd.experiments.sweep_report import write_sweep_report
+    from negd.experiments.sweep.grid import checked_grid, plan_sweep, read_sweep_file, run_sweep
+    from negd.experiments.sweep.report import write_sweep_report
 
     try:
         base, options = read_sweep_file(args.config)  # validated point by point (plan_sweep)
@@ -391,7 +391,7 @@ def _report(args: argparse.Namespace) -> int:
         from negd.analysis import build_report
     except ImportError as e:
         raise NegdError(f"report: negd.analysis.build_report is not available ({e})") from None
-    from negd.experiments.lock import run_dir_lock
+    from negd.experiments.run.lock import run_dir_lock
 
     with run_dir_lock(args.run_dir):  # the report writes into the run directory: one writer at a time
         path = build_report(args.run_dir)

@@ -2,19 +2,19 @@
 
 ``advance(rule, state, loss_fn, steps)`` is the loop every caller uses. It is exactly
 ``for _ in range(steps): state = rule.step(state, loss_fn)``, except that neuroevolution of an
-MLP (:class:`negd.ensemble.MLPLoss`: tanh, relu, gelu or identity; mse or cross-entropy) on CPU,
+MLP (:class:`negd.losses.mlp.MLPLoss`: tanh, relu, gelu or identity; mse or cross-entropy) on CPU,
 with float32 or float64 parameters, runs many steps per call in the C kernel of
 :mod:`negd.kernels`, which draws the same random numbers (:mod:`negd.rng`) and so takes the
 same steps. Likewise gradient descent and Langevin dynamics (:class:`negd.rules.GradientDescent`,
 :class:`negd.rules.Langevin`) on a loss that offers the gradient kernel's layout (``kernel_grad_data``,
-e.g. :class:`negd.experiments.twin.TwinLoss` of a tanh MLP with the mean squared error) run many
+e.g. :class:`negd.experiments.run.twin.TwinLoss` of a tanh MLP with the mean squared error) run many
 steps per call in :func:`negd.kernels.gradient.fused_langevin`: the same noise (stream
 STREAM_LANGEVIN) and roundings as the rule, the gradient by backpropagation in C. This module is
 where that dispatch lives: the kernels themselves only compute on tensors.
 
 ``advance_counted`` also returns how many of those steps each realization accepted, and
 ``advance_tallied`` also how many proposals tied (dU == 0 exactly: a loss too coarse to resolve
-the move, see :mod:`negd.resolution`).
+the move, see :mod:`negd.diagnostics.resolution`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.ensemble import MLPLoss
+from negd.losses.base import LossFn
+from negd.losses.mlp import MLPLoss
 from negd.rules import GradientDescent, Langevin, Neuroevolution
-from negd.rules.base import LossFn, UpdateRule
+from negd.rules.base import UpdateRule
 from negd.state import State
 from negd.validation import check_int
 
@@ -52,7 +53,7 @@ def fused_step_fn(rule: UpdateRule, state: State, loss_fn: LossFn) -> FusedStep 
     Fits when ``rule`` is :class:`negd.rules.Neuroevolution`, ``loss_fn`` an :class:`MLPLoss`
     with backend "auto" or "c" whose kernel is available, and the parameters are float32 or float64
     on CPU with a scalar or per-parameter sigma; or when ``rule`` is exactly :class:`GradientDescent` or
-    :class:`Langevin` and ``loss_fn.kernel_grad_data`` (e.g. :class:`negd.experiments.twin.TwinLoss`)
+    :class:`Langevin` and ``loss_fn.kernel_grad_data`` (e.g. :class:`negd.experiments.run.twin.TwinLoss`)
     takes the parameters. None otherwise (the caller then loops ``rule.step``).
     """
     if type(rule) in (GradientDescent, Langevin):

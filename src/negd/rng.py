@@ -55,9 +55,9 @@ STREAM_MUTATION = 0
 STREAM_ACCEPT = 1
 STREAM_INIT = 2
 STREAM_LANGEVIN = 3
-STREAM_PROBE = 4  # diagnostic mutations (negd.resolution): never those of a run
-STREAM_MINIBATCH = 8  # minibatch keys (negd.minibatch)
-STREAM_CURVATURE = 9  # Hutchinson probes of the curvature-aware twin (negd.rules.curvature)
+STREAM_PROBE = 4  # diagnostic mutations (negd.diagnostics.resolution): never those of a run
+STREAM_MINIBATCH = 8  # minibatch keys (negd.losses.minibatch)
+STREAM_CURVATURE = 9  # Hutchinson probes of the curvature-aware twin (negd.twins.curvature)
 
 # Counter ranges of the layout in the module docstring: word3 = stream (8 bits) | step >> 32
 # (12 bits) | realization >> 32 (12 bits).
@@ -205,7 +205,7 @@ def _check_tensor_range(name: str, values: Tensor, limit: int) -> None:
 def _kernels():
     """:mod:`negd.kernels` when its library can be used now, else None.
 
-    Imported lazily: negd.kernels imports negd.models, which imports this module.
+    Imported lazily: negd.kernels imports negd.losses.models, which imports this module.
     """
     from negd import kernels
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from negd.validation import NegdError
 
-__all__ = ["State"]
+__all__ = ["State", "init_state"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class State:
         extras: rule-specific tensors (e.g. an adaptive mutation scale); rules that need
             none leave it empty.
         tied: [R] bool, whether the last step's proposal had exactly the current loss (dU == 0:
-            a loss too coarse to resolve the move, see :mod:`negd.resolution`); all False for
+            a loss too coarse to resolve the move, see :mod:`negd.diagnostics.resolution`); all False for
             rules without proposals. None at construction means all False.
     """
 
@@ -96,3 +96,19 @@ class State:
     def from_dict(d: dict) -> State:
         return State(d["params"], d["loss"], int(d["step"]), int(d["seed"]), d["realization"],
                      d["accepted"], dict(d.get("extras", {})), d.get("tied"))
+
+
+def init_state(params: Tensor, loss: Tensor, *, seed: int, realization: Tensor | None,
+               extras: dict[str, Tensor] | None = None) -> State:
+    """The step-0 state of R realizations: every rule's ``init`` ends here (seed and ids checked)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise NegdError(f"seed: must be an integer in [0, 2^64), got {seed!r}")
+    r = params.shape[0]
+    if realization is None:
+        realization = torch.arange(r, dtype=torch.int64, device=params.device)
+    elif realization.shape != (r,):
+        raise NegdError(f"realization: must have shape [{r}], got {list(realization.shape)}")
+    return State(params=params, loss=loss, step=0, seed=seed,
+                 realization=realization.to(device=params.device, dtype=torch.int64),
+                 accepted=torch.zeros(r, dtype=torch.bool, device=params.device),
+                 extras=extras or {})

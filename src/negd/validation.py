@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["NegdError", "check_positive", "check_beta", "check_int", "check_sigma", "check_finite",
-           "warn_if_sigma_unresolved"]
+           "warn_if_sigma_unresolved", "check_amc_hyperparameters"]
 
 
 class NegdError(ValueError):
@@ -91,3 +91,15 @@ def warn_if_sigma_unresolved(params: Tensor, sigma: float | Tensor, where: str =
         warnings.warn(f"negd: {where} are {dtype} (spacing {spacing:.2g} at their median |x| = "
                       f"{typical:.2g}); most mutations of sigma = {largest:g} round away: use float32 "
                       f"parameters or a larger sigma", RuntimeWarning, stacklevel=stacklevel)
+
+
+def check_amc_hyperparameters(epsilon: float, n_reset: int, shrink: float) -> tuple[float, int, float]:
+    """Validate (epsilon in (0, 1], n_reset >= 1, shrink in (0, 1)); one-line NegdError otherwise."""
+    eps = check_positive("epsilon", epsilon)
+    if eps > 1:
+        raise NegdError(f"epsilon: must be in (0, 1] (the weight of a new accepted move in mu), got "
+                        f"{epsilon!r}")
+    shrink_v = check_positive("shrink", shrink)
+    if shrink_v >= 1:
+        raise NegdError(f"shrink: must be in (0, 1) (sigma <- shrink sigma), got {shrink!r}")
+    return eps, check_int("n_reset", n_reset), shrink_v

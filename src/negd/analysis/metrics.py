@@ -13,7 +13,7 @@ the run, param_change = (1/N) sum_i (x_i^GD(t) - x_i(0))^2. Thresholds (module c
   relative loss gap >= LOSS_GAP_FAILS that is also >= LOSS_SE_HOLDS standard errors;
 - weakens: anything in between (including "small but not resolved with these realizations").
 
-Whatever the label, a run whose arithmetic does not resolve its moves (negd.resolution: exact
+Whatever the label, a run whose arithmetic does not resolve its moves (negd.diagnostics.resolution: exact
 ties dU == 0 or an estimated decision-flip fraction above DECISION_RISK_MAX = 0.5%, or moves
 quantized by the parameter dtype by more than QUANTIZATION_MAX = 1%) says so in its verdict: its
 numbers are not those of the paper's dynamics, whatever they show.
@@ -34,7 +34,7 @@ import numpy as np
 
 from negd.analysis.delta import delta_stats
 from negd.analysis.rundir import ENSEMBLE_TWINS, ArmData
-from negd.resolution import DECISION_RISK_MAX, QUANTIZATION_MAX
+from negd.diagnostics.resolution import DECISION_RISK_MAX, QUANTIZATION_MAX
 
 __all__ = [
     "RATIO_HOLDS",
@@ -140,7 +140,7 @@ def _nanmax(values: np.ndarray) -> float:
 
 
 def _resolution(series: dict[str, np.ndarray]) -> dict[str, float]:
-    """Run-level rounding numbers (negd.resolution): tie fraction over all proposals, the largest
+    """Run-level rounding numbers (negd.diagnostics.resolution): tie fraction over all proposals, the largest
     decision risk and move quantization of the snapshots, and whether both stay within limits."""
     steps = np.diff(series["ne_step"].astype(np.float64))
     ties = series["tie_fraction"][1:]
@@ -312,7 +312,7 @@ def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -
 class Verdict:
     label: str  # "holds" | "weakens" | "does not hold" | "undetermined"
     reasons: list[str]
-    caveat: str | None = None  # rounding beyond the limits of negd.resolution (module docstring)
+    caveat: str | None = None  # rounding beyond the limits of negd.diagnostics.resolution (module docstring)
 
     @property
     def resolved(self) -> bool:

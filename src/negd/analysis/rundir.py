@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from negd.analysis.runfiles import RECOMPUTE, CorruptFile, load_npz, read_json_object, short
+from negd.runfiles import RECOMPUTE, CorruptFile, load_npz, read_json_object, short
 from negd.validation import NegdError
 
 __all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS"]

@@ -1,7 +1,7 @@
 """The peers of ``negd bench``'s classifier workloads (digits-mlp, digits-cnn; see
 :mod:`negd.bench.workloads`). negd takes ``negd.loss_for(model, ...)``: :class:`negd.MLPLoss` for
 the MLP, :class:`negd.ModuleLoss` for the CNN (batched layers, the convolution of all
-realizations as one im2col product, :mod:`negd.sequential`). Peers (the columns of
+realizations as one im2col product, :mod:`negd.losses.sequential`). Peers (the columns of
 :mod:`negd.bench.peers` that apply):
 
 * ``negd``: :func:`negd.advance` of :class:`negd.Neuroevolution` on ``negd.loss_for(model, ...)``;

@@ -23,8 +23,8 @@ import torch
 
 from negd import kernels
 from negd.engine import fused_step_fn
-from negd.ensemble import MLPLoss
-from negd.models import MLPSpec, paper_init
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, paper_init
 from negd.rules import Neuroevolution
 from negd.tasks import get_task
 
@@ -93,7 +93,7 @@ def bench_digits() -> None:
     from negd.bench.classifiers import initial_classifier_params
     from negd.bench.workloads import get_workload
     from negd.engine import advance
-    from negd.ensemble import ModuleLoss, loss_for
+    from negd.losses.module import ModuleLoss, loss_for
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

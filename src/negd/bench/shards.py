@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from negd.bench.measure import machine_info
-from negd.experiments.config import ExperimentConfig, config_from_dict
-from negd.experiments.presets import EXPERIMENTS
-from negd.experiments.runner import run_experiment
+from negd.experiments.config.presets import EXPERIMENTS
+from negd.experiments.config.schema import ExperimentConfig, config_from_dict
+from negd.experiments.run.runner import run_experiment
 from negd.validation import NegdError
 
 __all__ = ["main", "WORKLOADS", "workload_config"]

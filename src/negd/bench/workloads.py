@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from negd.models import MLPSpec, paper_init, torch_default_init
+from negd.losses.models import MLPSpec, paper_init, torch_default_init
 from negd.tasks import Task, get_task
 from negd.validation import NegdError
 

@@ -3,7 +3,7 @@
 The paper's comparison (Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021)) on a
 classification task: R neuroevolution (NE) realizations at beta = inf start from one shared
 network x(0) (PyTorch's default initialization at the seed) and minimize the softmax
-cross-entropy of the training split (:mod:`negd.losses`). The twin is normalized gradient
+cross-entropy of the training split (:mod:`negd.losses.classification`). The twin is normalized gradient
 descent from the same x(0) with alpha = sigma / sqrt(2 pi), one GD step per NE step (lambda = 1;
 time t = alpha x steps), the small-sigma limit of NE's mean at beta = inf. Adam
 (``torch.optim.Adam``, full batch) from the same x(0) shows what a gradient optimizer reaches with
@@ -12,7 +12,7 @@ the same number of loss evaluations.
 Every snapshot records: the NE mean loss +- SE, the train and test accuracy of every realization
 (mean +- SE), the twin's loss and accuracies, the floor-corrected Delta_c with its covariance SE
 (:func:`negd.analysis.delta.delta_from_samples`), param_change = (1/N) |g - x(0)|^2, the acceptance
-rate, the regime (z, c; :func:`negd.regime.regime_check` at the twin's parameters), loss
+rate, the regime (z, c; :func:`negd.diagnostics.regime.regime_check` at the twin's parameters), loss
 evaluations and wall time of each method. The verdict is :func:`negd.analysis.metrics.verdict`
 on the final snapshot. Loss evaluations: one per NE step per realization (a realization's count
 is the number of steps), one loss and gradient per twin or Adam step.
@@ -37,13 +37,13 @@ from torch import Tensor
 from negd.analysis.delta import delta_from_samples
 from negd.analysis.metrics import verdict
 from negd.engine import advance_counted
-from negd.ensemble import MLPLoss
-from negd.experiments.environment import one_thread  # one-network work: one thread (see there)
-from negd.experiments.store import write_json
-from negd.losses import accuracy
-from negd.models import MLPSpec, load_flat_params, torch_default_init
+from negd.experiments.run.environment import one_thread  # one-network work: one thread (see there)
+from negd.losses.classification import accuracy
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, load_flat_params, torch_default_init
 from negd.progress import ArmProgress
 from negd.rules import Neuroevolution, NormalizedGradientDescent
+from negd.runfiles import write_json
 from negd.tasks import CLASSIFICATION_TASKS, Task, get_task
 from negd.validation import NegdError, check_int, check_positive
 
@@ -146,7 +146,7 @@ def _mean_se(x: Tensor) -> tuple[float, float]:
 
 
 def _regime(loss_fn: MLPLoss, params: Tensor, exp: ClassificationExperiment, row: int) -> dict[str, float]:
-    from negd.regime import regime_check
+    from negd.diagnostics.regime import regime_check
 
     check = regime_check(loss_fn, params, exp.sigma, math.inf, n_probes=exp.regime_probes,
                          seed=exp.seed + row)
@@ -276,7 +276,7 @@ def run_classification(exp: ClassificationExperiment, out: Path | None = None, *
     """Run ``exp`` into the directory ``out`` (default runs/<name>-<scale>-seed<seed>-<time>); returns it."""
     import datetime as _dt
 
-    from negd.experiments.classification_report import write_report
+    from negd.analysis.classification_report import write_report
 
     _check(exp)
     run_dir = Path(out) if out is not None else Path("runs") / (

@@ -13,7 +13,7 @@ t = lambda alpha x steps (the path time of the paper's rule, sigma/sqrt(2 pi) pe
 * ``adaptive-mc``: aMC (Whitelam et al., MLST 3, 045026 (2022)); twin the mean-field
   :class:`negd.rules.AdaptiveMCTwin` (known to lag the ensemble: it leaves out the spread of mu);
 * ``minibatch-paired``: paired minibatch NE (B = 50); twin normalized SGD on the same batches
-  (:func:`negd.rules.minibatch.minibatch_twin`), realization by realization, so Delta_c is that of the
+  (:func:`negd.twins.constructors.minibatch_twin`), realization by realization, so Delta_c is that of the
   paired differences (as scripts/measure_minibatch.py).
 
 Per snapshot: full-data loss of the rule's ensemble (mean +- SE) and of the twin, the floor-corrected
@@ -22,7 +22,7 @@ Delta_c with its covariance SE (:func:`negd.analysis.delta.delta_from_samples`),
 on the final snapshot. Drift per loss evaluation: (U(0) - <U(t)>)/evaluations over the run, next to the twin's
 (U(0) - U_twin(t))/evaluations (the theory's drift integrated along the path); and the evaluations each
 rule needs to reach a common loss relative to the paper's rule, against the linear-loss theory
-(:func:`negd.theory_population.drift_per_evaluation` over phi(0); 1/2 for the paired mode; none for aMC).
+(:func:`negd.theory.population.drift_per_evaluation` over phi(0); 1/2 for the paired mode; none for aMC).
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ from torch import Tensor
 from negd.analysis.delta import delta_from_samples
 from negd.analysis.metrics import verdict
 from negd.engine import advance
-from negd.ensemble import MLPLoss
-from negd.experiments.environment import one_thread, versions
-from negd.experiments.store import write_json
-from negd.minibatch import MinibatchLoss
-from negd.models import MLPSpec, paper_init
+from negd.experiments.run.environment import one_thread, versions
+from negd.losses.minibatch import MinibatchLoss
+from negd.losses.mlp import MLPLoss
+from negd.losses.models import MLPSpec, paper_init
 from negd.progress import ArmProgress
 from negd.rules import (
     AdaptiveMC,
@@ -53,10 +52,11 @@ from negd.rules import (
     NormalizedGradientDescent,
     Population,
 )
-from negd.rules.minibatch import minibatch_twin
+from negd.runfiles import write_json
 from negd.tasks import get_task
-from negd.theory_population import drift_per_evaluation
+from negd.theory.population import drift_per_evaluation
 from negd.twins import population_twin
+from negd.twins.constructors import minibatch_twin
 from negd.validation import NegdError, check_int, check_positive
 
 __all__ = ["VariantsExperiment", "VARIANTS_SCALES", "variants_preset", "run_variants"]
@@ -263,7 +263,7 @@ def run_variants(exp: VariantsExperiment, out: Path | None = None, *, progress: 
     """Run every arm into ``out`` (default runs/variants-<scale>-seed<seed>-<time>); returns the directory."""
     import datetime as _dt
 
-    from negd.experiments.variants_report import write_report
+    from negd.analysis.variants_report import write_report
 
     _check(exp)
     run_dir = Path(out) if out is not None else Path("runs") / (

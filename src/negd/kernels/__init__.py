@@ -12,7 +12,8 @@ kernel fits a rule, a loss and a state is :func:`negd.engine.fused_step_fn`'s jo
 
 MLPs: hidden layers of one activation (:data:`ACTIVATIONS`: tanh, relu, exact erf GELU, identity),
 a linear output; loss (:data:`LOSSES`) the mean squared error or the softmax cross-entropy against
-class labels (per point ``logsumexp(z) - z_y``, as :mod:`negd.losses`). Parameters may be float32
+class labels (per point ``logsumexp(z) - z_y``, as :mod:`negd.losses.classification`).
+Parameters may be float32
 or float64; the forward pass runs in that type and the loss is always summed and returned in float64.
 
 Gradient dynamics (loss and gradient by backpropagation, fused Langevin steps) are in
@@ -89,7 +90,7 @@ class MLPData:
     """An MLP, its loss and its data laid out for the kernel, in one parameter dtype.
 
     ``arch`` is (depth, width, in_features, out_features, output_bias) of
-    :class:`negd.models.MLPSpec`, then the codes of the activation and the loss; inputs and
+    :class:`negd.losses.models.MLPSpec`, then the codes of the activation and the loss; inputs and
     targets are stored feature-major and padded (class labels as one row of the parameter dtype,
     exact for fewer than 2^24 classes).
     """

@@ -30,9 +30,9 @@ from torch import Tensor
 
 from negd import rng
 from negd.optim.neuroevolution import _REALIZATION, Neuroevolution
-from negd.rules.adaptive import amc_mutation, amc_update, check_amc_hyperparameters
+from negd.rules.adaptive import amc_mutation, amc_update
 from negd.rules.neuroevolution import metropolis_accept
-from negd.validation import NegdError
+from negd.validation import NegdError, check_amc_hyperparameters
 
 __all__ = ["AdaptiveMC"]
 

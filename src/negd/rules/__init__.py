@@ -1,17 +1,23 @@
-"""Update rules, all with the signature ``init(params, loss_fn, seed=...)`` / ``step(state, loss_fn)``.
+"""Neuroevolution update rules, all with the signature ``init(params, loss_fn, seed=...)`` /
+``step(state, loss_fn)``: :class:`Neuroevolution` (the paper's conditioned stochastic mutation),
+:class:`Population`, :class:`AdaptiveMC` and :class:`MinibatchNeuroevolution`.
 
-``RULES`` maps a name to each rule class, so configurations and tests can go over all of them.
+``RULES`` maps a name to every update rule, the gradient twins of :mod:`negd.twins` (which sit on
+the floor below) included, so configurations and tests can go over all of them with the same checks.
+The twins' classes are re-exported here for that registry and for the import paths of 0.1.
 """
 
+from negd.losses.base import LossFn, value_and_grad
 from negd.rules.adaptive import AdaptiveMC
-from negd.rules.adaptive_twin import AdaptiveMCTwin
-from negd.rules.base import LossFn, UpdateRule, value_and_grad
-from negd.rules.curvature import CurvatureAwareTwin
-from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent
-from negd.rules.matched import MomentMatchedLangevin
-from negd.rules.minibatch import MinibatchGradient, MinibatchNeuroevolution
+from negd.rules.base import UpdateRule
+from negd.rules.minibatch import MinibatchNeuroevolution
 from negd.rules.neuroevolution import Neuroevolution, metropolis_accept
 from negd.rules.population import Population
+from negd.twins.adaptive_twin import AdaptiveMCTwin
+from negd.twins.curvature import CurvatureAwareTwin
+from negd.twins.gradient import GradientDescent, Langevin, NormalizedGradientDescent
+from negd.twins.matched import MomentMatchedLangevin
+from negd.twins.minibatch import MinibatchGradient
 
 RULES: dict[str, type] = {
     "neuroevolution": Neuroevolution,

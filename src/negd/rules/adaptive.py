@@ -31,24 +31,12 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.rules.base import LossFn, as_ensemble_params, evaluate, init_state
+from negd.losses.base import LossFn, as_ensemble_params, evaluate
 from negd.rules.neuroevolution import metropolis_accept
-from negd.state import State
-from negd.validation import NegdError, check_beta, check_int, check_positive
+from negd.state import State, init_state
+from negd.validation import NegdError, check_amc_hyperparameters, check_beta, check_positive
 
-__all__ = ["AdaptiveMC", "amc_mutation", "amc_update", "check_amc_hyperparameters"]
-
-
-def check_amc_hyperparameters(epsilon: float, n_reset: int, shrink: float) -> tuple[float, int, float]:
-    """Validate (epsilon in (0, 1], n_reset >= 1, shrink in (0, 1)); one-line NegdError otherwise."""
-    eps = check_positive("epsilon", epsilon)
-    if eps > 1:
-        raise NegdError(f"epsilon: must be in (0, 1] (the weight of a new accepted move in mu), got "
-                        f"{epsilon!r}")
-    shrink_v = check_positive("shrink", shrink)
-    if shrink_v >= 1:
-        raise NegdError(f"shrink: must be in (0, 1) (sigma <- shrink sigma), got {shrink!r}")
-    return eps, check_int("n_reset", n_reset), shrink_v
+__all__ = ["AdaptiveMC", "amc_mutation", "amc_update"]
 
 
 def amc_mutation(xi: Tensor, mu: Tensor, sigma: float | Tensor) -> Tensor:

@@ -1,18 +1,20 @@
-"""Neuroevolution and gradient descent on minibatches (:class:`negd.minibatch.MinibatchLoss`).
+"""Neuroevolution on minibatches (:class:`negd.losses.minibatch.MinibatchLoss`).
 
-Both rules ask the loss for the batches of their step (``loss_fn.at(state)``; any other loss
-function is used as it is, the same data every step), so a neuroevolution ensemble and its SGD twin
-run with the same seed see the same batch sequence, realization by realization.
+The rule and its SGD twin (:class:`negd.twins.minibatch.MinibatchGradient`) ask the loss for the
+batches of their step (``loss_fn.at(state)``; any other loss function is used as it is, the same
+data every step), so a neuroevolution ensemble and its SGD twin run with the same seed see the same
+batch sequence, realization by realization.
 
 :class:`MinibatchNeuroevolution` has two ways to score the current parameters:
 
 * ``"paired"``: old and new parameters on the same batch, two evaluations per step. At beta = inf
   the twin is normalized SGD with alpha = sigma/sqrt(2 pi) on the same batches
-  (:func:`minibatch_twin`), exactly as in the full-batch case with g replaced by the batch gradient;
+  (:func:`negd.twins.minibatch_twin`), exactly as in the full-batch case with g replaced by the batch
+  gradient;
 * ``"stale"``: the stored loss of the current parameters, from the batch on which they were accepted
   (one evaluation per step). The batch noise of the comparison, of standard deviation s, acts like a
   temperature: for s >> sigma |g| acceptance is about Phi(-dU/s), whose drift equals the Metropolis
-  one at beta_eff = sqrt(2/pi)/s (:func:`negd.theory_minibatch.stale_beta_eff`).
+  one at beta_eff = sqrt(2/pi)/s (:func:`negd.theory.minibatch.stale_beta_eff`).
 
 Mutations and uniforms are those of :class:`negd.rules.Neuroevolution`, so with a full-batch loss both
 modes are the paper's rule. ``state.loss`` is the loss on the batch of the last comparison.
@@ -27,14 +29,13 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.minibatch import step_loss
-from negd.rules.base import LossFn, as_ensemble_params, evaluate, init_state, value_and_grad
-from negd.rules.gradient import GradientDescent, Langevin, NormalizedGradientDescent, _as
+from negd.losses.base import LossFn, as_ensemble_params, evaluate
+from negd.losses.minibatch import step_loss
 from negd.rules.neuroevolution import Neuroevolution, metropolis_accept
 from negd.state import State
 from negd.validation import NegdError
 
-__all__ = ["MinibatchNeuroevolution", "MinibatchGradient", "minibatch_twin", "MODES"]
+__all__ = ["MinibatchNeuroevolution", "MODES"]
 
 MODES = ("paired", "stale")
 
@@ -77,43 +78,3 @@ class MinibatchNeuroevolution:
             params=torch.where(accept[:, None], proposal, state.params),
             loss=torch.where(accept, new_loss.to(dtype), old_loss.to(dtype)),
             step=state.step + 1, accepted=accept)
-
-
-@dataclass(frozen=True)
-class MinibatchGradient:
-    """A gradient rule (``base``) whose gradient at step t is that of step t's batches: SGD."""
-
-    base: GradientDescent | Langevin | NormalizedGradientDescent
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.base, GradientDescent | Langevin | NormalizedGradientDescent):
-            raise NegdError(f"base: must be a GradientDescent, Langevin or NormalizedGradientDescent "
-                            f"rule, got {type(self.base).__name__}")
-
-    def init(self, params: Tensor, loss_fn: LossFn, *, seed: int = 0,
-             realizations: int | None = None, realization: Tensor | None = None) -> State:
-        params = as_ensemble_params(params, realizations)
-        state = init_state(params, torch.zeros(params.shape[0]), seed=seed, realization=realization)
-        return state.replace(loss=evaluate(step_loss(loss_fn, state), params))
-
-    def step(self, state: State, loss_fn: LossFn) -> State:
-        batch_loss = step_loss(loss_fn, state)
-        _, grad = value_and_grad(batch_loss, state.params)
-        base = self.base
-        params = state.params - _as(base.alpha, state.params) * base.direction(grad)
-        if not (isinstance(base.noise, float) and base.noise == 0.0):
-            xi = rng.normal(state.seed, state.realization, state.step, state.n_params,
-                            stream=rng.STREAM_LANGEVIN).to(params.dtype)
-            params = params + _as(base.noise, params) * xi
-        params = params.detach()
-        # The loss kept is that of the new parameters on this step's batch (one more forward pass).
-        return state.replace(params=params, loss=evaluate(batch_loss, params), step=state.step + 1,
-                             accepted=torch.ones_like(state.accepted))
-
-
-def minibatch_twin(rule: MinibatchNeuroevolution, *, noise: bool = False) -> MinibatchGradient:
-    """The SGD twin on the same batches: normalized SGD (alpha = sigma/sqrt(2 pi)) at beta = inf,
-    Langevin SGD (alpha = beta sigma^2/2) at finite beta, as :func:`negd.twins.gradient_twin`."""
-    from negd.twins import gradient_twin
-
-    return MinibatchGradient(gradient_twin(Neuroevolution(rule.sigma, rule.beta), noise=noise))

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.rules.base import LossFn, as_ensemble_params, evaluate, init_state
-from negd.state import State
+from negd.losses.base import LossFn, as_ensemble_params, evaluate
+from negd.state import State, init_state
 from negd.validation import check_beta, check_sigma
 
 __all__ = ["Neuroevolution", "metropolis_accept"]

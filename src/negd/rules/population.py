@@ -10,7 +10,7 @@ the lowest k):
 
 K = 1 elitist is exactly :class:`negd.rules.Neuroevolution` (same numbers, same seed). Theory (drift
 -sigma E[M_K] u or -sigma E[max(0, M_K)] u, M_K the largest of K standard normals) and the gradient
-twin: :mod:`negd.theory_population`.
+twin: :mod:`negd.theory.population`.
 
 Random numbers (:mod:`negd.rng`). With P = 4 ceil(N/4) (whole Philox blocks), child k of a realization
 uses normals k P ... k P + N - 1 of that realization's mutation row at this step, i.e. Philox blocks
@@ -28,10 +28,10 @@ import torch
 from torch import Tensor
 
 from negd import rng
-from negd.rules.base import LossFn, as_ensemble_params, evaluate, init_state
+from negd.losses.base import LossFn, as_ensemble_params, evaluate
 from negd.rules.neuroevolution import metropolis_accept
-from negd.state import State
-from negd.theory_population import check_selection
+from negd.state import State, init_state
+from negd.theory.population import check_selection
 from negd.validation import NegdError, check_beta, check_int, check_sigma
 
 __all__ = ["Population", "child_mutations"]

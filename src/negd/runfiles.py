@@ -1,0 +1,113 @@
+"""Run-directory files: atomic writers and validating readers (JSON and npz), shared by the runner
+and the reports.
+
+Writers replace a file atomically (temp file + ``os.replace``): a crash leaves the old or the new
+version, never half of one.
+
+A run directory may be damaged (a truncated copy, a disk error) or edited by hand (binary
+bytes, a list where an object belongs, another arm's file copied in). Every reader here turns
+any such file into one :class:`CorruptFile` line that names the file, what is wrong and what to
+do, and never quotes more than :data:`MAX_QUOTE` characters of its content. The checkpoint
+reader (torch) is :func:`negd.experiments.run.store.load_checkpoint`, built on the same class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from negd.validation import NegdError
+
+__all__ = ["atomic_write_bytes", "write_json", "CorruptFile", "short", "read_json", "read_json_object",
+           "load_npz", "MAX_QUOTE", "RESTORE", "RECOMPUTE"]
+
+# Longest piece of a user's value quoted in an error message (a damaged file may hold megabytes).
+MAX_QUOTE = 80
+RESTORE = "restore it from a copy or start a new run"
+RECOMPUTE = "resume the run (--resume DIR) to recompute that arm"
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` cut to MAX_QUOTE characters, for one-line messages."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "...(truncated)"
+
+
+class CorruptFile(NegdError):
+    """A run-directory file that exists but cannot be used; the message names it and what to do."""
+
+    def __init__(self, path: Path, problem: str, advice: str) -> None:
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path}: {problem}; {advice}")
+
+
+def read_json(path: Path, advice: str = RESTORE) -> Any:
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise NegdError(f"run directory: missing {Path(path).name} in {str(Path(path).parent)!r}") from None
+    except IsADirectoryError:
+        raise CorruptFile(path, "is a directory, not a JSON file", advice) from None
+    except UnicodeDecodeError:
+        raise CorruptFile(path, "is not text (not UTF-8)", advice) from None
+    except json.JSONDecodeError as e:
+        raise CorruptFile(path, f"is not valid JSON ({e.msg} at line {e.lineno})", advice) from None
+    except (OSError, RecursionError, ValueError) as e:
+        raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", advice) from None
+
+
+def read_json_object(path: Path, advice: str = RESTORE) -> dict:
+    """A JSON file that must hold an object (config.json, status.json, summary.json)."""
+    data = read_json(path, advice)
+    if not isinstance(data, dict):
+        raise CorruptFile(path, f"must hold a JSON object, got a {type(data).__name__}", advice)
+    return data
+
+
+def load_npz(path: Path, advice: str = RECOMPUTE) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (no pickles); CorruptFile when it is not a readable npz of arrays."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise CorruptFile(path, "is a single .npy array, not an .npz archive", advice)
+            arrays = {k: np.asarray(z[k]) for k in z.files}
+    except CorruptFile:
+        raise
+    except FileNotFoundError:
+        raise CorruptFile(path, "is missing", advice) from None
+    except Exception as e:  # BadZipFile, EOFError, ValueError, OSError, zlib.error: all "unreadable"
+        raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", advice) from None
+    if not arrays:
+        raise CorruptFile(path, "holds no arrays", advice)
+    if any(a.dtype.kind not in "biuf" for a in arrays.values()):
+        raise CorruptFile(path, "holds non-numeric arrays", advice)
+    return arrays
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """``data`` into ``path``: readers see the old or the new file, never half of it. ``durable``: synced
+    to disk first (survives a power cut); files that a validating loader may simply reject (shard
+    checkpoints) skip that, it costs milliseconds per file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Also on KeyboardInterrupt: never leave a temp file behind, keep the old version.
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
