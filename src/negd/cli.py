@@ -33,7 +33,7 @@ __all__ = ["main"]
 EXIT_ERROR = 2
 # The main job's wall time, measured (docs/experiments.md, "Measured wall time"); README.md and
 # docs/experiments.md state this same text (tests/test_cli_conventions.py).
-MAIN_JOB_TIME = "about 5 minutes on 2 CPU cores"
+MAIN_JOB_TIME = "about 4 minutes on 2 free CPU cores"
 EXIT_INTERRUPTED = 130
 
 

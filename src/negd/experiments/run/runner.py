@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
+from negd.callbacks import Callback, Event, as_callbacks, emit, scalar_metrics
 from negd.engine import Tally, advance_counted, fused_step_fn
 from negd.experiments.config.schema import Arm, ExperimentConfig
 from negd.experiments.run.environment import one_thread, versions
@@ -292,7 +293,7 @@ def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neur
 
 def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Restored | None,
              progress: ArmProgress, on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None],
-             settings: dict, sharding: Sharding | None = None) -> None:
+             settings: dict, sharding: Sharding | None = None, hooks: tuple = ()) -> None:
     config = problem.config
     folder = arm_dir(run_dir, index)
     ne_rule, gd_rule = problem.ne_rule(arm), problem.gd_rule(arm)
@@ -316,6 +317,7 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, 0)
+        _snapshot_event(hooks, index, arm, rows[0])
     progress.start_arm(f"arm {index} ({arm.label})", arm.realizations * arm.ne_steps,
                        arm.realizations * arm.snapshots[len(rows) - 1])
     pace: dict = {}
@@ -335,6 +337,14 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, row)
+        _snapshot_event(hooks, index, arm, rows[row])
+
+
+def _snapshot_event(hooks: tuple, index: int, arm: Arm, row: dict) -> None:
+    """Event("runner", NE step, the snapshot's scalar numbers, {arm, label}) to every callback."""
+    if hooks:
+        tags = {"arm": index, "label": arm.label}
+        emit(hooks, Event("runner", int(row["ne_step"]), scalar_metrics(row), tags))
 
 
 def _save(folder: Path, rows: list[dict], n_traj: int, n_params: int, ne: State, gd: State,
@@ -395,13 +405,17 @@ def _refuse_used_dir(run_dir: Path) -> None:
 def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progress: bool = True,
                    on_snapshot: SnapshotHook | None = None, report: bool = True, shards: int | None = None,
                    ray: str | None = None,
-                   shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> RunResult:
+                   shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+                   callbacks: Callback | Iterable[Callback] | None = None) -> RunResult:
     """Run ``config`` into a new directory ``out`` (default ``runs/...``); refuses a non-empty ``out``
     and one another process is writing (the run directory's lock, negd.experiments.run.lock).
 
     ``shards``: split every arm's realizations into that many shards (same numbers);
     ``ray``: "local" or a cluster address, one Ray task per shard (negd.experiments.shards.on_ray);
-    ``shard_checkpoint_seconds``: seconds of work between two checkpoints of a shard.
+    ``shard_checkpoint_seconds``: seconds of work between two checkpoints of a shard;
+    ``callbacks``: each gets an Event("runner", ...) per snapshot of every arm (negd.callbacks);
+    ``on_snapshot(arm index, row)``: called after each snapshot is saved (a control hook: it may raise
+    KeyboardInterrupt to stop the run there).
     """
     run_dir = Path(out) if out is not None else default_run_dir(config)
     _refuse_used_dir(run_dir)
@@ -415,7 +429,8 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
             path = _compute_path(problem, arms, sharding)
             write_json(run_dir / "config.json", _resolved_config(config, arms, path))
             write_status(run_dir, "running", [], 0.0)
-            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
+            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding,
+                            as_callbacks(callbacks))
     finally:
         if sharding is not None:
             sharding.executor.close()
@@ -424,7 +439,8 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
                       report: bool = True, allow_path_change: bool = False, shards: int | None = None,
                       ray: str | None = None,
-                      shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> RunResult:
+                      shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+                      callbacks: Callback | Iterable[Callback] | None = None) -> RunResult:
     """Continue an interrupted run in ``run_dir`` from its checkpoints (same numbers as no interruption).
 
     Refused when another process writes ``run_dir``, when config.json was edited, or when this
@@ -445,14 +461,16 @@ def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: Snap
         sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
         try:
             check_compute_path(run_dir, _compute_path(problem, arms, sharding), allow_path_change)
-            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
+            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding,
+                            as_callbacks(callbacks))
         finally:
             if sharding is not None:
                 sharding.executor.close()
 
 
 def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bool,
-             on_snapshot: SnapshotHook | None, report: bool, sharding: Sharding | None = None) -> RunResult:
+             on_snapshot: SnapshotHook | None, report: bool, sharding: Sharding | None = None,
+             hooks: tuple = ()) -> RunResult:
     settings = settings_of(problem.config, arms)
     restored = [_restore_or_reset(problem, run_dir, i, arm, settings) for i, arm in enumerate(arms)]
     done_rows = [0 if r is None else len(r.rows) for r in restored]
@@ -471,7 +489,7 @@ def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bo
                 write_status(run_dir, "running", complete, sum(walls))
 
             _run_arm(problem, run_dir, index, arm, restored[index], progress, on_snapshot, saved, settings,
-                     sharding)
+                     sharding, hooks)
             restored[index] = None  # free the restored rows
             complete.append(index)
             write_status(run_dir, "running", complete, sum(walls))
