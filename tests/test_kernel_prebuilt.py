@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ import torch
 from negd import MLPLoss, MLPSpec, kernels, rng
 from negd.kernels import build, openmp, recipe
 from negd.kernels import gradient as kgrad
+from negd.validation import NegdError
 
 pytestmark = pytest.mark.skipif(build.kernels_disabled() or recipe.compiler() is None
                                 or not recipe.portable_variants(),
@@ -137,3 +139,34 @@ def test_the_kernel_links_no_openmp_runtime_and_the_process_holds_one(prebuilt, 
         assert b"GOMP_parallel" in data and b"libgomp.so" not in data, entry["file"]
     if openmp.loaded_runtimes():
         assert len(openmp.loaded_runtimes()) == 1, openmp.loaded_runtimes()
+
+
+def _load_fresh(monkeypatch, **env):
+    """load_library() from scratch with ``env`` set (the module's loaded library restored afterwards)."""
+    monkeypatch.setattr(build, "_library", None)
+    monkeypatch.setattr(build, "_failed", False)
+    monkeypatch.setattr(build, "_info", {})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lib = build.load_library()
+    return lib, build.kernel_info(), [str(w.message) for w in caught]
+
+
+def test_negd_kernel_picks_the_library(prebuilt, monkeypatch):
+    out, manifest = prebuilt
+    monkeypatch.setattr(build, "PREBUILT_DIR", out)
+    best = next(name for name, e in manifest["variants"].items() if set(e["cpu_flags"]) <= build.cpu_flags())
+    lib, info, caught = _load_fresh(monkeypatch, NEGD_KERNEL="auto")
+    assert lib is not None and (info["kind"], info["variant"]) == ("prebuilt", best) and not caught
+    lib, info, caught = _load_fresh(monkeypatch, NEGD_KERNEL="native")
+    assert lib is not None and info["kind"] == "native" and not caught
+    monkeypatch.setattr(build, "PREBUILT_DIR", out / "absent")  # an editable install: no prebuilt library
+    lib, info, caught = _load_fresh(monkeypatch, NEGD_KERNEL="auto")
+    assert info["kind"] == "native" and not caught  # the first-use build, silently
+    lib, info, caught = _load_fresh(monkeypatch, NEGD_KERNEL="prebuilt")
+    assert lib is None and info["kind"] == "torch" and len(caught) == 1
+    assert "no prebuilt kernel in this install" in caught[0] and "using the torch path" in caught[0]
+    with pytest.raises(NegdError, match="NEGD_KERNEL"):
+        _load_fresh(monkeypatch, NEGD_KERNEL="fastest")

@@ -173,12 +173,13 @@ def _build(cc: str) -> Path:
     return target
 
 
-def prebuilt_variant(directory: Path = PREBUILT_DIR, flags: set[str] | None = None) -> tuple[str, Path]:
+def prebuilt_variant(directory: Path | None = None, flags: set[str] | None = None) -> tuple[str, Path]:
     """The best prebuilt variant in ``directory`` that this CPU runs: (name, verified library path).
 
     RuntimeError saying why there is none: no prebuilt libraries (an editable install), built from
     other sources than those installed, none this CPU runs, or a file failing its checksum.
     """
+    directory = PREBUILT_DIR if directory is None else directory
     try:
         manifest = json.loads((directory / recipe.MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
