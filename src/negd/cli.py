@@ -102,7 +102,7 @@ def _sharding_kwargs(shards, ray, checkpoint_seconds=None) -> dict:
     return {k: v for k, v in given if v is not None}
 
 
-_NO_PROGRESS = ("no progress bars (they are off anyway when standard error is not a terminal)")
+_NO_PROGRESS = "no progress bars (they are off anyway when the output is not a terminal)"
 _ALLOW_PATH_CHANGE = ("with --resume: continue even if this machine computes on another path (kernel or "
                       "torch, dtypes, device, versions) than the run started on; recorded in config.json")
 
