@@ -8,18 +8,23 @@ with the native library and with each prebuilt one, swapped in as the loaded lib
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 from negd import MLPLoss, MLPSpec, kernels, rng
-from negd.kernels import build, openmp, recipe
+from negd.kernels import build, recipe
 from negd.kernels import gradient as kgrad
 from negd.validation import NegdError
+from tests.runtools import negd_env
 
 pytestmark = pytest.mark.skipif(build.kernels_disabled() or recipe.compiler() is None
                                 or not recipe.portable_variants(),
@@ -131,14 +136,44 @@ def test_the_variant_is_chosen_by_the_cpu_flags_and_verified(prebuilt, tmp_path)
         build.prebuilt_variant(tmp_path / "absent")
 
 
-def test_the_kernel_links_no_openmp_runtime_and_the_process_holds_one(prebuilt, libraries):
-    """No DT_NEEDED on libgomp (its symbols bind to torch's runtime); one runtime mapped after loading."""
+OPENMP_PROBE = """
+import json, sys, torch
+from pathlib import Path
+from negd.kernels import build, openmp
+before = openmp.loaded_runtimes()
+if sys.argv[1] == "sklearn":  # scikit-learn maps a libgomp of its own (privately)
+    import sklearn.utils._openmp_helpers
+with_sklearn = openmp.loaded_runtimes()
+libs = [build._open(Path(p)) for p in sys.argv[2:]]
+print(json.dumps({"before": before, "with_sklearn": with_sklearn, "after": openmp.loaded_runtimes(),
+                  "bound": [runtime for _, runtime in libs], "resolved": openmp.resolved(),
+                  "torch": str(Path(torch.__file__).resolve().parent)}))
+"""
+
+
+@pytest.mark.parametrize("neighbour", ["none", "sklearn"])
+def test_the_kernel_links_no_openmp_runtime_and_binds_to_torchs(prebuilt, neighbour):
+    """No DT_NEEDED on libgomp; loading the kernels (native and prebuilt) maps no new runtime, and their
+    OpenMP calls reach torch's runtime even beside scikit-learn's own (a fresh process each)."""
     out, manifest = prebuilt
     for entry in manifest["variants"].values():
         data = (out / entry["file"]).read_bytes()
         assert b"GOMP_parallel" in data and b"libgomp.so" not in data, entry["file"]
-    if openmp.loaded_runtimes():
-        assert len(openmp.loaded_runtimes()) == 1, openmp.loaded_runtimes()
+    if neighbour == "sklearn" and importlib.util.find_spec("sklearn") is None:
+        pytest.skip("scikit-learn is not installed")
+    runnable = [out / e["file"] for e in manifest["variants"].values()
+                if set(e["cpu_flags"]) <= build.cpu_flags()]
+    native = build._build(recipe.compiler())
+    proc = subprocess.run([sys.executable, "-c", OPENMP_PROBE, neighbour, str(native), *map(str, runnable)],
+                          env=negd_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["after"] == got["with_sklearn"], got  # the kernel loaded no runtime of its own
+    torch_runtimes = [r for r in got["before"] if r.startswith(got["torch"])]
+    if not torch_runtimes:
+        pytest.skip(f"this torch maps no OpenMP runtime of its own ({got['before']})")
+    assert got["resolved"] == str(Path(torch_runtimes[0]).resolve()), got
+    assert set(got["bound"]) == {got["resolved"]}, got
 
 
 def _load_fresh(monkeypatch, **env):

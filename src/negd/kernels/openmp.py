@@ -20,7 +20,7 @@ import ctypes.util
 import os
 from pathlib import Path
 
-__all__ = ["RUNTIME_PREFIXES", "loaded_runtimes", "bind"]
+__all__ = ["RUNTIME_PREFIXES", "loaded_runtimes", "bind", "resolved"]
 
 RUNTIME_PREFIXES = ("libgomp", "libiomp", "libomp")  # GNU, Intel (exports GOMP_* too), LLVM
 
@@ -39,22 +39,53 @@ def loaded_runtimes() -> list[str]:
     return sorted(set(seen.values()))
 
 
+def _torch_first(runtimes: list[str]) -> list[str]:
+    """torch's own runtime first: other packages (scikit-learn ships its own libgomp) may have mapped
+    theirs too, privately; the kernel must share torch's thread pool."""
+    try:
+        import torch
+
+        home = os.path.dirname(os.path.realpath(torch.__file__))
+    except ImportError:  # pragma: no cover - negd needs torch
+        return runtimes
+    return sorted(runtimes, key=lambda path: not os.path.realpath(path).startswith(home + os.sep))
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def resolved(symbol: str = "GOMP_parallel") -> str | None:
+    """The file that defines ``symbol`` in the global scope: where the kernel's OpenMP calls go (None
+    when no global library defines it, or where dladdr is unavailable)."""
+    try:
+        scope = ctypes.CDLL(None)
+        address = ctypes.cast(getattr(scope, symbol), ctypes.c_void_p).value
+        info = _DlInfo()
+        if not scope.dladdr(ctypes.c_void_p(address), ctypes.byref(info)) or not info.dli_fname:
+            return None
+        return os.path.realpath(info.dli_fname.decode())
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
 def bind() -> str:
-    """Put an OpenMP runtime in the global symbol scope for the kernel; the path of the one used.
+    """Put an OpenMP runtime in the global symbol scope for the kernel; the path of the one its calls
+    will reach (:func:`resolved`), torch's whenever torch has one.
 
     torch must be imported first (the caller's job). OSError if no runtime can be found.
     """
-    runtimes = loaded_runtimes()
+    runtimes = _torch_first(loaded_runtimes())
     noload = getattr(os, "RTLD_NOLOAD", 0)
     for path in runtimes:
         try:
             ctypes.CDLL(path, mode=os.RTLD_GLOBAL | noload)
-            return path
+            return resolved() or path
         except OSError:
             continue
     if runtimes:
         raise OSError(f"the OpenMP runtime torch loaded ({runtimes[0]}) cannot be made global")
     name = ctypes.util.find_library("gomp") or "libgomp.so.1"  # no runtime in the process: load the first
     ctypes.CDLL(name, mode=os.RTLD_GLOBAL)
-    found = loaded_runtimes()
-    return found[0] if found else name
+    return resolved() or name
