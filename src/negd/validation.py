@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["NegdError", "check_positive", "check_beta", "check_int", "check_sigma", "check_finite",
-           "warn_if_sigma_unresolved", "check_amc_hyperparameters"]
+           "check_data", "warn_if_sigma_unresolved", "check_amc_hyperparameters"]
 
 
 class NegdError(ValueError):
@@ -74,6 +74,25 @@ def check_finite(name: str, t: Tensor) -> Tensor:
     if not bool(torch.isfinite(t).all()):
         raise NegdError(f"{name}: contains NaN or infinite values")
     return t
+
+
+def check_data(name: str, data: object) -> Tensor:
+    """A data tensor [P, ...] of a loss: a tensor with at least one example (P >= 1) and, if it
+    holds floating-point values, only finite ones. An empty or non-finite data set makes every loss
+    NaN: a run that never moves (a NaN loss is never accepted) and reports nothing."""
+    if not isinstance(data, Tensor):
+        raise NegdError(f"{name}: must be a tensor [P, ...], got {type(data).__name__}")
+    if data.dim() < 1 or data.shape[0] < 1 or data.numel() == 0:
+        raise NegdError(f"{name}: must hold at least one example (shape [P, ...], P >= 1, no empty "
+                        f"dimension), got shape {list(data.shape)}")
+    if data.is_floating_point() or data.is_complex():
+        bad = ~torch.isfinite(data)
+        if bool(bad.any()):
+            nans = int(torch.isnan(data).sum())
+            first = [int(i) for i in bad.nonzero()[0]]
+            raise NegdError(f"{name}: must be finite, got {nans} NaN and {int(bad.sum()) - nans} infinite "
+                            f"values (the first at index {first})")
+    return data
 
 
 def warn_if_sigma_unresolved(params: Tensor, sigma: float | Tensor, where: str = "params",

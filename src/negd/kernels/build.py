@@ -26,6 +26,13 @@ lacks a symbol), the kernels are disabled with one warning (callers then use tor
 
 OpenMP: the library binds to torch's runtime (:mod:`negd.kernels.openmp`), never a second one.
 
+The compiler (``$CC``, split like a shell command: ``CC="ccache gcc"`` works) runs with a time
+limit, ``NEGD_BUILD_TIMEOUT`` seconds (default 300; it is killed with its children), and the build
+lock is waited for at most a little over twice that (another process's --version and compile); a
+library it writes is cached only after it proved non-empty, an ELF file that loads, exports every
+symbol bound here and computes tanh right (:mod:`negd.kernels.toolchain`). A cached library that
+verifies but will not load is rebuilt once.
+
 ``NEGD_DISABLE_KERNELS=1`` disables the kernels. :func:`kernel_info` says which library runs.
 """
 
@@ -41,7 +48,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from negd.kernels import openmp, recipe
+from negd.kernels import openmp, recipe, toolchain
 
 __all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "verified", "SOURCE", "CFLAGS",
            "kernel_mode", "kernel_info", "cpu_flags", "prebuilt_variant", "PREBUILT_DIR", "KERNEL_MODES"]
@@ -52,6 +59,11 @@ SOURCES = tuple(Path(__file__).with_name(name) for name in recipe.SOURCE_NAMES)
 CFLAGS = recipe.COMMON_FLAGS + recipe.NATIVE_FLAGS
 PREBUILT_DIR = Path(__file__).with_name("prebuilt")
 KERNEL_MODES = ("auto", "native", "prebuilt")
+
+# Every symbol _declare binds: a built library must export all of them before it is cached.
+SYMBOLS = ("negd_abi_version", "negd_has_avx2", "negd_normal_rows", "negd_uniform_rows",
+           *(f"negd_{kind}_{suffix}" for suffix in ("f32", "f64")
+             for kind in ("tanh", "elementwise", "mlp_loss", "fused_ne", "mlp_grad", "fused_langevin")))
 
 _library: ctypes.CDLL | None = None
 _failed = False
@@ -101,8 +113,8 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def _compiler() -> str | None:
-    return recipe.compiler()
+def _compiler() -> list[str] | None:
+    return toolchain.compiler_command()
 
 
 def checksum_path(library: Path) -> Path:
@@ -113,10 +125,12 @@ _fingerprint = recipe.fingerprint
 
 
 def verified(library: Path) -> bool:
-    """Whether ``library`` holds exactly the bytes its checksum file records (False if either is missing)."""
+    """Whether ``library`` holds exactly the bytes its checksum file records (False if either is
+    missing), and those bytes can be a library at all (an ELF file; an empty one never is)."""
     try:
         expected = checksum_path(library).read_text(encoding="ascii")
-        return _fingerprint(library.read_bytes()) == expected
+        data = library.read_bytes()
+        return data[:4] == toolchain.ELF_MAGIC and _fingerprint(data) == expected
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -134,10 +148,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
 
 
-def _build(cc: str) -> Path:
+def _build(cc: list[str]) -> Path:
     """The verified cached library for this source, compiler and CPU, built (or rebuilt) if needed."""
     source = b"".join(path.read_bytes() for path in SOURCES)
-    version = recipe.compiler_version(cc)
+    proc = toolchain.run_bounded([*cc, "--version"], name=f"{' '.join(cc)} --version")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cc)} --version failed: {toolchain.one_line(proc.stderr)}")
+    version = proc.stdout
     digest = hashlib.sha256(source + " ".join(CFLAGS).encode() + version.encode()
                             + _cpu_signature().encode()).hexdigest()[:20]
     directory = cache_dir()
@@ -145,10 +162,11 @@ def _build(cc: str) -> Path:
     target = directory / f"negd_kernels_{digest}.so"
     if verified(target):
         return target
-    import fcntl
-
-    with open(directory / f"negd_kernels_{digest}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same library
+    lock_path = directory / f"negd_kernels_{digest}.lock"
+    with open(lock_path, "w") as lock:
+        # another process may be building the same library (bounded: it may hang, or be stopped)
+        limit = toolchain.build_timeout()
+        toolchain.acquire(lock, 2 * limit + min(30.0, limit), str(lock_path))  # its --version and compile
         if verified(target):
             return target
         # A library that exists here is truncated, replaced, or from before checksums: never dlopen it.
@@ -157,9 +175,13 @@ def _build(cc: str) -> Path:
         os.close(fd)
         try:
             try:
-                recipe.compile_library(cc, recipe.NATIVE_FLAGS, Path(tmp))
+                recipe.compile_library(cc, recipe.NATIVE_FLAGS, Path(tmp),
+                                       run=lambda cmd: toolchain.run_bounded(cmd, name=" ".join(cc)))
             except RuntimeError as exc:
                 raise RuntimeError(f"{stale}{exc}") from None
+            # exit 0 is not enough: nothing, garbage or a foreign library must never be cached
+            _bind_openmp()  # the library names no OpenMP runtime: torch's must be global to load it
+            toolchain.check_library(Path(tmp), SYMBOLS)
             built = Path(tmp).read_bytes()
             os.replace(tmp, target)
             _atomic_write(checksum_path(target), _fingerprint(built).encode("ascii"))
@@ -171,6 +193,13 @@ def _build(cc: str) -> Path:
         if stale:
             warnings.warn(f"negd: {stale}was rebuilt (cache {directory})", RuntimeWarning, stacklevel=3)
     return target
+
+
+def _bind_openmp() -> str:
+    """Make torch's OpenMP runtime global (negd.kernels.openmp) before a kernel library is opened."""
+    import torch  # noqa: F401 - its OpenMP runtime must be in the process before the kernel is opened
+
+    return openmp.bind()
 
 
 def prebuilt_variant(directory: Path | None = None, flags: set[str] | None = None) -> tuple[str, Path]:
@@ -196,18 +225,6 @@ def prebuilt_variant(directory: Path | None = None, flags: set[str] | None = Non
                 raise RuntimeError(f"prebuilt {library.name} failed verification")
             return name, library
     raise RuntimeError("no prebuilt kernel variant runs on this CPU")
-
-
-def _native() -> tuple[str, Path]:
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler (gcc) found")
-    return "native", _build(cc)
-
-
-def _prebuilt() -> tuple[str, Path]:
-    name, path = prebuilt_variant()
-    return f"prebuilt:{name}", path
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -237,14 +254,25 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.negd_uniform_rows.restype = ctypes.c_int
 
 
-def _open(path: Path) -> tuple[ctypes.CDLL, str]:
-    """dlopen ``path`` after binding torch's OpenMP runtime (its symbols resolve to that one)."""
-    import torch  # noqa: F401 - its OpenMP runtime must be in the process before the kernel is opened
+def _native() -> tuple[str, ctypes.CDLL, Path]:
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (gcc) found")
+    lib, path = _load(cc)
+    return "native", lib, path
 
-    runtime = openmp.bind()
+
+def _open(path: Path) -> tuple[ctypes.CDLL, str]:
+    """dlopen ``path`` after binding torch's OpenMP runtime; the library and the runtime it reaches."""
+    runtime = _bind_openmp()
     lib = ctypes.CDLL(str(path))
     _declare(lib)
     return lib, runtime
+
+
+def _prebuilt() -> tuple[str, ctypes.CDLL, Path]:
+    name, path = prebuilt_variant()
+    return f"prebuilt:{name}", _open(path)[0], path
 
 
 def load_library() -> ctypes.CDLL | None:
@@ -260,15 +288,14 @@ def load_library() -> ctypes.CDLL | None:
     reasons = []
     for source in order:
         try:
-            kind, path = source()
-            lib, runtime = _open(path)
-        except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
+            kind, lib, path = source()
+        except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
             # AttributeError: a symbol _declare needs is missing (a foreign or outdated library).
-            reasons.append(str(exc))
+            reasons.append(toolchain.one_line(str(exc)))
             continue
         _library = lib
         _info = {"kind": kind.split(":")[0], "variant": kind.split(":")[-1], "library": str(path),
-                 "mode": mode, "avx2": bool(lib.negd_has_avx2()), "openmp": runtime,
+                 "mode": mode, "avx2": bool(lib.negd_has_avx2()), "openmp": openmp.resolved() or "",
                  "openmp_runtimes": openmp.loaded_runtimes(), "abi": int(lib.negd_abi_version())}
         if reasons and mode == "native":
             warnings.warn(f"negd: NEGD_KERNEL=native: {reasons[0]}; using the prebuilt kernel",
@@ -283,7 +310,34 @@ def load_library() -> ctypes.CDLL | None:
 
 def kernel_info() -> dict:
     """Which kernel runs: ``kind`` (prebuilt, native or torch), ``variant`` (x86-64-avx2, x86-64,
-    native, ...), ``library``, ``avx2`` (its vector path), ``openmp`` (the runtime it bound to) and,
-    for torch, ``reason``. Loads the library if not yet loaded."""
+    native, ...), ``library``, ``avx2`` (its vector path), ``openmp`` (the runtime its OpenMP calls
+    reach) and, for torch, ``reason``. Loads the library if not yet loaded."""
     load_library()
     return dict(_info)
+
+
+def _load(cc: list[str]) -> tuple[ctypes.CDLL, Path]:
+    """dlopen the cached library (and its path); one that verifies but does not load or lacks a symbol
+    (cached by an older negd, or replaced together with its checksum) is removed and rebuilt once."""
+    _bind_openmp()
+    path = _build(cc)
+    try:
+        lib = ctypes.CDLL(str(path))
+        _declare(lib)
+        return lib, path
+    except (OSError, AttributeError) as exc:
+        reason = toolchain.one_line(str(exc)) or type(exc).__name__
+    for stale in (checksum_path(path), path):
+        stale.unlink(missing_ok=True)
+    try:
+        rebuilt = _build(cc)
+        # dlopen by another spelling of the path: the loader would otherwise return the unusable
+        # library it still holds under this name (it matches names before files)
+        lib = ctypes.CDLL(os.path.join(str(rebuilt.parent), ".", rebuilt.name))
+        _declare(lib)
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+        raise RuntimeError(f"cached {path.name} is not a usable kernel library ({reason}) and rebuilding "
+                           f"it failed: {toolchain.one_line(str(exc))}") from None
+    warnings.warn(f"negd: cached {path.name} was not a usable kernel library ({reason}) and was rebuilt",
+                  RuntimeWarning, stacklevel=3)
+    return lib, rebuilt

@@ -33,10 +33,12 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["SOURCE_NAMES", "COMMON_FLAGS", "NATIVE_FLAGS", "VARIANTS", "MANIFEST", "source_digest",
@@ -71,29 +73,44 @@ def fingerprint(data: bytes) -> str:
     return f"{hashlib.sha256(data).hexdigest()} {len(data)}\n"
 
 
-def compiler() -> str | None:
-    """``$CC``, else gcc, else cc on PATH (None if there is none)."""
-    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+def compiler() -> list[str] | None:
+    """``$CC`` split like a shell command (``CC="ccache gcc"``), else gcc, else cc on PATH (None if none)."""
+    cc = os.environ.get("CC", "").strip()
+    if cc:
+        return shlex.split(cc)
+    found = shutil.which("gcc") or shutil.which("cc")
+    return [found] if found else None
 
 
-def compiler_version(cc: str) -> str:
-    return subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+def compiler_version(cc: str | list[str]) -> str:
+    cc = [cc] if isinstance(cc, str) else list(cc)
+    return subprocess.run([*cc, "--version"], capture_output=True, text=True, check=True).stdout
 
 
-def compile_library(cc: str, flags: list[str], out: Path, directory: Path = HERE) -> None:
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else "")[:300]
+
+
+def compile_library(cc: str | list[str], flags: list[str], out: Path, directory: Path = HERE,
+                    run: Callable[[list[str]], subprocess.CompletedProcess] | None = None) -> None:
     """Compile ``negd_kernels.c`` of ``directory`` with ``flags`` into the shared library ``out``.
 
-    Two steps, so that ``-fopenmp`` reaches the compiler but not the linker (which would add a
-    ``DT_NEEDED`` on the compiler's own libgomp). RuntimeError with the compiler's message on failure.
+    ``cc``: the compiler, one program or a command (``["ccache", "gcc"]``). Two steps, so that
+    ``-fopenmp`` reaches the compiler but not the linker (which would add a ``DT_NEEDED`` on the
+    compiler's own libgomp). ``run``: how a command runs (default ``subprocess.run``, output captured;
+    negd.kernels.build passes a bounded runner). RuntimeError with the compiler's last line on failure.
     """
+    cc = [cc] if isinstance(cc, str) else list(cc)
+    run = run or (lambda cmd: subprocess.run(cmd, capture_output=True, text=True))
     with tempfile.TemporaryDirectory() as tmp:
         obj = Path(tmp) / "negd_kernels.o"
-        steps = ([cc, *COMMON_FLAGS, *flags, "-c", str(directory / SOURCE_NAMES[0]), "-o", str(obj)],
-                 [cc, "-shared", str(obj), "-o", str(out), "-lm"])
+        steps = ([*cc, *COMMON_FLAGS, *flags, "-c", str(directory / SOURCE_NAMES[0]), "-o", str(obj)],
+                 [*cc, "-shared", str(obj), "-o", str(out), "-lm"])
         for cmd in steps:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = run(cmd)
             if proc.returncode != 0:
-                raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-2000:]}")
+                raise RuntimeError(f"{' '.join(cc)} failed: {_last_line(proc.stderr)}")
 
 
 def portable_variants(machine: str | None = None) -> list[str]:
@@ -102,7 +119,7 @@ def portable_variants(machine: str | None = None) -> list[str]:
     return [name for name, (machines, _, _) in VARIANTS.items() if machine in machines]
 
 
-def build_prebuilt(out_dir: Path, cc: str | None = None) -> dict:
+def build_prebuilt(out_dir: Path, cc: list[str] | None = None) -> dict:
     """Build every portable variant of this machine into ``out_dir`` with checksums and a manifest.
 
     The manifest records the source digest (a library is used only with the sources it was built

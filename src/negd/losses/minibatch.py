@@ -27,7 +27,7 @@ from negd.losses.base import LossFn
 from negd.losses.mlp import mse
 from negd.losses.models import MLPSpec
 from negd.state import State
-from negd.validation import NegdError, check_int
+from negd.validation import NegdError, check_data, check_int
 
 __all__ = ["STREAM_MINIBATCH", "MinibatchLoss", "batch_indices", "step_loss"]
 
@@ -60,8 +60,8 @@ class MinibatchLoss:
     """
 
     def __init__(self, batch_loss: BatchLoss, inputs: Tensor, targets: Tensor, batch_size: int) -> None:
-        if not isinstance(inputs, Tensor) or not isinstance(targets, Tensor) or inputs.dim() < 1:
-            raise NegdError("inputs: inputs and targets must be tensors with the data points along dim 0")
+        check_data("inputs", inputs)
+        check_data("targets", targets)
         if targets.shape[0] != inputs.shape[0]:
             raise NegdError(f"targets: must have {inputs.shape[0]} points like the inputs, got "
                             f"{targets.shape[0]}")

@@ -22,7 +22,7 @@ from negd.kernels import ACTIVATIONS as KERNEL_ACTIVATIONS
 from negd.kernels import LOSSES as KERNEL_LOSSES
 from negd.losses.classification import LOSSES, check_classifier_targets, cross_entropy_unchecked
 from negd.losses.models import MLPSpec
-from negd.validation import NegdError, check_int
+from negd.validation import NegdError, check_data, check_int
 
 __all__ = ["MLPLoss", "mse"]
 
@@ -65,6 +65,8 @@ class MLPLoss:
 
     def __init__(self, spec: MLPSpec, inputs: Tensor, targets: Tensor, chunk_size: int | None = None,
                  backend: str = "auto", loss: str = "mse") -> None:
+        check_data("inputs", inputs)
+        check_data("targets", targets)
         if inputs.dim() != 2 or inputs.shape[1] != spec.in_features:
             raise NegdError(f"inputs: must have shape [P, {spec.in_features}], got "
                             f"{list(inputs.shape)}")

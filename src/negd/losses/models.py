@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from negd import rng
 from negd.dtypes import parse_dtype
+from negd.losses.layout import plain_layout
 from negd.validation import NegdError, check_int, check_positive
 
 __all__ = ["MLPSpec", "ACTIVATIONS", "flat_params", "load_flat_params", "paper_init", "torch_default_init"]
@@ -140,8 +141,8 @@ class MLPSpec:
     def from_module(model: nn.Module) -> MLPSpec | None:
         """The spec of ``model`` if it is a Sequential of this form, else None: an optional leading
         ``nn.Flatten()``, then Linear and one kind of activation (ACTIVATIONS) alternating."""
-        if not isinstance(model, nn.Sequential):
-            return None
+        if not plain_layout(model, (nn.Linear,)):
+            return None  # parametrized, hooked, shared or re-registered parameters (layout.py)
         mods = list(model)
         if mods and isinstance(mods[0], nn.Flatten) and (mods[0].start_dim, mods[0].end_dim) == (1, -1):
             mods = mods[1:]

@@ -20,7 +20,7 @@ from negd.losses.classification import LOSSES, check_classifier_targets, cross_e
 from negd.losses.mlp import MLPLoss, _check_params, _chunked, mse
 from negd.losses.models import MLPSpec
 from negd.losses.sequential import compile_sequential
-from negd.validation import NegdError, check_int
+from negd.validation import NegdError, check_data, check_int
 
 __all__ = ["ModuleLoss", "loss_for"]
 
@@ -69,6 +69,9 @@ class ModuleLoss:
         loss = "mse" if loss is None else loss
         if not callable(loss) and loss not in LOSSES:
             raise NegdError(f"loss: must be one of {', '.join(LOSSES)} or a callable, got {loss!r}")
+        check_data("inputs", inputs)
+        if isinstance(targets, Tensor) or isinstance(loss, str):
+            check_data("targets", targets)
         widest, out = _probe(model, inputs)
         if loss == "cross_entropy":
             targets = _check_logit_outputs(out, inputs, targets)

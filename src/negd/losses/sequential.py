@@ -14,7 +14,8 @@ activations of all R realizations at once, [R, P, ...] -> [R, P, ...]:
 * layers without parameters that act on each example alone (activations, ``Flatten``,
   pooling): applied to the [R*P, ...] view.
 
-Anything else (BatchNorm, Dropout, custom modules, a layer with unusual options) makes
+Anything else (BatchNorm, Dropout, custom modules, a layer with unusual options, parameters not
+laid out as (weight, bias) of each layer in order: :func:`negd.losses.layout.plain_layout`) makes
 :func:`compile_sequential` return None and ModuleLoss uses ``torch.func.vmap`` instead.
 The outputs are those of ``functional_call`` of the model to float tolerance (test_sequential.py).
 """
@@ -26,6 +27,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from negd.losses.layout import plain_layout
 
 __all__ = ["compile_sequential", "BatchedSequential", "PER_EXAMPLE_LAYERS"]
 
@@ -238,11 +241,9 @@ class BatchedSequential:
 
 def compile_sequential(model: nn.Module) -> BatchedSequential | None:
     """The batched form of ``model`` if every layer is supported (module docstring), else None."""
-    if not isinstance(model, nn.Sequential):
-        return None
+    if not plain_layout(model, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        return None  # parametrized, hooked, shared or re-registered parameters: the general path
     modules = list(model)
-    if any(True for m in modules for _ in m.buffers()):
-        return None
     head = _conv_head(modules)
     layers, pos = [], 0
     if head is not None:

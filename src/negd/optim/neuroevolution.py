@@ -74,11 +74,38 @@ def _check_group_sigma(value: Any, index: int) -> float:
     return check_positive(where, value)
 
 
+def _memory(t: Tensor) -> tuple[Any, int, int]:
+    """(storage, first byte, one past the last byte) that ``t``'s elements occupy."""
+    size = t.element_size()
+    start = t.storage_offset() * size
+    extent = sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) if t.numel() else -1
+    return (t.device, t.untyped_storage().data_ptr()), start, start + (extent + 1) * size
+
+
+def _refuse_aliases(params: list[Any], earlier: list[Tensor], index: int) -> None:
+    """Refuse a parameter listed twice, in one group or two, or two tensors sharing memory (views
+    of one storage): a step adds its mutation to each, and restores each, so a rejected step would
+    leave part of the mutation in the model (issue 19). What the right behaviour is, is undefined."""
+    seen = list(earlier)
+    for i, p in enumerate(params):
+        if not isinstance(p, Tensor) or p.numel() == 0:
+            continue  # torch's own checks name non-tensors
+        where, lo, hi = _memory(p)
+        for q in seen:
+            other, qlo, qhi = _memory(q)
+            if where == other and lo < qhi and qlo < hi:
+                what = "is listed twice" if p is q else "shares memory with another parameter (a view)"
+                raise NegdError(f"params: parameter {i} of param group {index} {what}; a parameter "
+                                f"may appear once, in one group, and parameters may not overlap in memory")
+        seen.append(p)
+
+
 class Neuroevolution(Optimizer):
     """Neuroevolution (conditioned stochastic mutation) of a model's parameters.
 
     Args:
-        params: parameters or param-group dicts, as for any ``torch.optim`` optimizer.
+        params: parameters or param-group dicts, as for any ``torch.optim`` optimizer; each parameter
+            once, in one group, and no two overlapping in memory (views of one tensor): refused.
         sigma: mutation scale (> 0); groups may override it.
         beta: inverse temperature (> 0, or ``math.inf`` for accept-iff-not-worse). One accept
             decision covers all groups, so every group must hold the same beta.
@@ -115,9 +142,17 @@ class Neuroevolution(Optimizer):
     # -- configuration -----------------------------------------------------------------------
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        index = len(self.param_groups)
+        params = param_group.get("params") if isinstance(param_group, dict) else None
+        if isinstance(params, Tensor):
+            params = [params]
+        elif params is not None and not isinstance(params, set):  # torch refuses sets itself
+            params = list(params)
+        if isinstance(params, list):
+            _refuse_aliases(params, [p for g in self.param_groups for p in g["params"]], index)
+            param_group = {**param_group, "params": params}
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        index = len(self.param_groups) - 1
         group["sigma"] = _check_group_sigma(group["sigma"], index)
         group["beta"] = check_beta(group["beta"])
         for p in group["params"]:

@@ -40,6 +40,7 @@ from negd.engine import Tally, advance_counted, fused_step_fn
 from negd.experiments.config.schema import Arm, ExperimentConfig
 from negd.experiments.run.environment import one_thread, versions
 from negd.experiments.run.lock import LOCK_NAME, run_dir_lock
+from negd.experiments.run.memory import check_memory
 from negd.experiments.run.problem import Problem
 from negd.experiments.run.provenance import (
     check_compute_path,
@@ -419,8 +420,9 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
     """
     run_dir = Path(out) if out is not None else default_run_dir(config)
     _refuse_used_dir(run_dir)
-    problem = Problem.build(config)
     arms = config.arms()
+    check_memory(config, arms)  # before anything is allocated or written
+    problem = Problem.build(config)
     # before anything is written: errors leave no trace
     sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
     try:
@@ -457,6 +459,8 @@ def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: Snap
     check_checkpoint_seconds(shard_checkpoint_seconds)
     with run_dir_lock(run_dir):
         config, arms = load_run_config(run_dir)  # again under the lock
+        # before anything is changed: a machine with less memory refuses in one line
+        check_memory(config, arms)
         problem = Problem.build(config)
         sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
         try:

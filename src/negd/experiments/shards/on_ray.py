@@ -20,7 +20,9 @@ Ray is imported only here and only when asked for; Ray is never started implicit
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import threading
 from typing import Any
 
 import numpy as np
@@ -145,6 +147,7 @@ class RayShards:
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
         if address not in ("local", "auto"):
             _check_reachable(address)
+        handlers = _signal_handlers()
         try:
             if address == "local":
                 ray.init(**options)
@@ -153,6 +156,8 @@ class RayShards:
         except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError... by version
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise NegdError(f"--ray: cannot use Ray at {address!r}: {first}") from None
+        finally:
+            _reinstall(handlers)
         return RayShards(ray, config_payload(config), started=True)
 
     def advance(self, job: ShardJob, shards: list[State], dynamics: Dynamics,
@@ -197,18 +202,62 @@ class RayShards:
             self._started = False
 
 
+# Signals whose handling ray.init takes over: its core worker installs a C++ failure handler that
+# prints a stack dump and its Python driver one that exits with code 15 (issue 19, class 4): a
+# batch scheduler's SIGTERM then lost the run's "interrupted" status, report and resume hint.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _signal_handlers() -> dict:
+    """This process's Python handlers of _SIGNALS (none outside the main thread, where none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in _SIGNALS}
+
+
+def _reinstall(handlers: dict) -> None:
+    """Put back the handlers negd (or the caller) had before ray.init: signal.signal installs them
+    at the C level again, over Ray's, so SIGTERM under --ray stops a run as it does without Ray."""
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+
+
+# What a gRPC server (Ray's GCS and its client server are gRPC) answers an HTTP/2 client: the client
+# preface and an empty SETTINGS frame get a frame header back whose type byte (the 4th) is SETTINGS.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_SETTINGS = 4
+
+
 def _check_reachable(address: str) -> None:
-    """A one-line error, within CONNECT_TIMEOUT, when nothing listens at ``address`` ([ray://]host[:port])."""
+    """A one-line error, within CONNECT_TIMEOUT, when nothing listens at ``address`` ([ray://]host[:port])
+    or what listens there is not a gRPC server (Ray would retry it for minutes, with warnings)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host:
         host, port = port, str(RAY_DEFAULT_PORT)
     if not port.isdigit():
         raise NegdError(f"--ray: must be 'local' or a cluster address host:port, got {address!r}")
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+        connection = socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT)
     except OSError as e:
         raise NegdError(f"--ray: cannot reach a Ray cluster at {address!r} ({e.strerror or e}); start one "
                         f"(ray start --head) or use --ray local") from None
+    try:
+        with connection:
+            connection.sendall(_H2_PREFACE)
+            reply = b""
+            while len(reply) < 9:
+                chunk = connection.recv(9 - len(reply))
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError as e:  # a timeout included: a server that says nothing
+        reply = f"no answer ({e.strerror or type(e).__name__})".encode()
+    if len(reply) < 9 or reply[3] != _H2_SETTINGS:
+        seen = "closed the connection" if not reply else f"answered {reply[:16]!r}"
+        raise NegdError(f"--ray: {address!r} is not a Ray cluster (it {seen} where Ray's gRPC server "
+                        f"answers HTTP/2); give the head node's GCS address (ray start --head prints it) "
+                        f"or use --ray local") from None
 
 
 def _get(ray, ref, job: ShardJob, index: int, shard: State) -> dict:
