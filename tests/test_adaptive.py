@@ -67,7 +67,7 @@ def test_acceptance_resets_the_rejection_count():
     assert bool((state.extras["amc_sigma"] == 0.1).all())
 
 
-@pytest.mark.parametrize("kwargs, field", [({"epsilon": 0.0}, "epsilon"), ({"epsilon": 1.01}, "epsilon"),
+@pytest.mark.parametrize("kwargs, field", [({"epsilon": -0.1}, "epsilon"), ({"epsilon": 1.01}, "epsilon"),
                                            ({"epsilon": math.nan}, "epsilon"), ({"n_reset": 0}, "n_reset"),
                                            ({"n_reset": 2.5}, "n_reset"), ({"shrink": 0.0}, "shrink"),
                                            ({"shrink": 1.0}, "shrink"), ({"sigma": 0.0}, "sigma"),
@@ -109,3 +109,20 @@ def test_one_step_means_match_the_mean_field_twin(m_along):
 
 def theory_cdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def test_epsilon_zero_keeps_no_memory_and_is_the_paper_rule():
+    """epsilon = 0 (the default of the authors' aMC code): mu stays 0, and with no shrink in sight the
+    steps are exactly Neuroevolution's (same seed, same numbers)."""
+    from negd.optim import AdaptiveMC as AdaptiveMCOptimizer
+    from negd.rules import AdaptiveMCTwin, Neuroevolution
+
+    rule = AdaptiveMC(0.1, epsilon=0.0, n_reset=10_000)
+    state = rule.init(torch.ones(5, 2), quadratic, seed=4)
+    reference = Neuroevolution(0.1).init(torch.ones(5, 2), quadratic, seed=4)
+    for _ in range(30):
+        state, reference = rule.step(state, quadratic), Neuroevolution(0.1).step(reference, quadratic)
+    assert not bool(state.extras["amc_mu"].any())
+    assert torch.equal(state.params, reference.params)
+    assert AdaptiveMCTwin(0.1, epsilon=0.0).epsilon == 0.0
+    assert AdaptiveMCOptimizer([torch.zeros(3, requires_grad=True)], sigma=0.1, epsilon=0.0).epsilon == 0.0

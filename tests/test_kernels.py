@@ -281,6 +281,25 @@ def test_independent_of_chunking_and_threads():
     assert torch.equal(counts, single_counts)
 
 
+@pytest.mark.parametrize("threads", [3, 7])
+def test_independent_of_the_schedule(threads):
+    # more threads than cores and an ensemble that does not divide evenly: the dynamic schedule hands
+    # realizations to threads in a different order on every run; the numbers must not change
+    rule = Neuroevolution(0.03, math.inf)
+    loss_fn = _problem(SMALL, "c")
+    state = rule.init(paper_init(SMALL.n_params, 0.5, seed=3), loss_fn, realizations=37, seed=9)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single, single_counts = _fused(rule, state, loss_fn, 15)
+        torch.set_num_threads(threads)
+        many, many_counts = _fused(rule, state, loss_fn, 15)
+    finally:
+        torch.set_num_threads(before)
+    assert _same_bits(many.params, single.params) and _same_bits(many.loss, single.loss)
+    assert torch.equal(many_counts, single_counts)
+
+
 def test_non_finite_proposals_are_rejected():
     loss_fn = _problem(SHALLOW, "c")
     start = paper_init(SHALLOW.n_params, 0.5, seed=0)

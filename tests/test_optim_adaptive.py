@@ -93,7 +93,7 @@ def test_rejects_a_neuroevolution_state_dict(small_regression):
         AdaptiveMC(make_model().parameters(), sigma=0.1).load_state_dict(sd)
 
 
-@pytest.mark.parametrize("kwargs, name", [({"epsilon": 0.0}, "epsilon"), ({"epsilon": 2.0}, "epsilon"),
+@pytest.mark.parametrize("kwargs, name", [({"epsilon": -0.1}, "epsilon"), ({"epsilon": 2.0}, "epsilon"),
                                           ({"n_reset": 0}, "n_reset"), ({"shrink": 1.5}, "shrink"),
                                           ({"sigma": -1.0}, "sigma"), ({"seed": -1}, "seed")])
 def test_bad_arguments_raise_negd_error_naming_them(kwargs, name):

@@ -95,11 +95,19 @@ def test_indefinite_hessian_fails_on_curvature_spread() -> None:
     n, k, sigma = 100, 1.0, 0.1
     a = torch.diag(torch.tensor([k, -k] * (n // 2), dtype=torch.float64))
     x0 = torch.full((n,), 0.01, dtype=torch.float64)
-    result = regime_check(QuadraticLoss(a), x0, sigma, math.inf, n_probes=16)
+    from negd.theory.population import GaussianScopeWarning
+
+    with pytest.warns(GaussianScopeWarning, match="anisotropic"):
+        result = regime_check(QuadraticLoss(a), x0, sigma, math.inf, n_probes=16)
     assert abs(result.c.item()) <= 4 * result.c_se.item()
     expected = sigma * math.sqrt(k * k * n / 2) / torch.linalg.vector_norm(a @ x0).item()
     assert result.c_spread.item() == pytest.approx(expected, rel=0.02)  # (u.v)^2/N noise
-    assert not result.all_apply and "c_spread" in result.message
+    assert not result.all_apply and "c_spread" in result.message and "anisotropic" in result.message
+    # the probes' error carried into the prediction: (Phi(-(c - se)) - Phi(-(c + se)))/2 at beta = inf
+    c, se = result.c_perp.item(), result.c_se.item()
+    phi = lambda x: 0.5 * math.erfc(x / math.sqrt(2))  # noqa: E731  (Phi(-x))
+    assert se > 0 and result.acceptance_predicted_se.item() == pytest.approx((phi(c - se) - phi(c + se)) / 2,
+                                                                             rel=1e-9)
 
 
 def test_per_parameter_sigma_uses_scaled_gradient_and_hessian() -> None:

@@ -179,8 +179,8 @@ def test_verdict_states_unresolved_rounding():
              "resolution_decision_risk_max": 0.017, "resolution_quantization_max": 2e-4,
              "resolution_ok": False}
     v = verdict(final)
-    assert v.label == "holds" and not v.resolved
+    assert v.label == "holds" and not v.arithmetic_ok
     assert "rounding can flip 1.7% of accept decisions" in v.sentence and "dtype float64" in v.sentence
     ok = verdict(final | {"resolution_decision_risk_max": 0.001, "resolution_ok": True})
-    assert ok.resolved and ok.sentence == "correspondence holds"
+    assert ok.arithmetic_ok and ok.sentence == "correspondence holds"
     assert any(r.startswith("resolution: exact ties 0%") for r in ok.reasons)

@@ -164,7 +164,7 @@ BAD_HYPERPARAMETERS = [
     ("population", {"selection": "best"}, "selection"),
     ("population", {"sigma": -0.1}, "sigma"),
     ("population", {"beta": 0.0}, "beta"),
-    ("adaptive_mc", {"epsilon": 0.0}, "epsilon"),
+    ("adaptive_mc", {"epsilon": -0.1}, "epsilon"),
     ("adaptive_mc", {"epsilon": 1.5}, "epsilon"),
     ("adaptive_mc", {"n_reset": 0}, "n_reset"),
     ("adaptive_mc", {"shrink": 1.0}, "shrink"),
@@ -178,7 +178,7 @@ BAD_HYPERPARAMETERS = [
     ("curvature_twin", {"refresh": 0}, "refresh"),
     ("curvature_twin", {"curvature": "full"}, "curvature"),
     ("curvature_twin", {"time_step": -1.0}, "time_step"),
-    ("adaptive_mc_twin", {"epsilon": 0.0}, "epsilon"),
+    ("adaptive_mc_twin", {"epsilon": -0.1}, "epsilon"),
     ("adaptive_mc_twin", {"sigma": -1.0}, "sigma"),
 ]
 

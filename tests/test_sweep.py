@@ -107,7 +107,7 @@ def test_two_by_two_sweep_writes_every_point_and_the_map(sweep_dir):
     table = [line for line in (sweep_dir / "sweep.md").read_text().splitlines() if line.startswith("| p0")]
     assert len(table) == 4
     failing = [p for p in data["points"]
-               if p["verdict"] == "does not hold" and p["theory_inside"] is not None]
+               if p["verdict"] == "fails" and p["theory_inside"] is not None]
     assert data["failing"] == len(failing)
     assert data["failing_outside"] == sum(not p["theory_inside"] for p in failing)
 

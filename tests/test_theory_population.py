@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,3 +98,61 @@ def test_bad_input():
         population_moments(2, "comma", math.nan)
     with pytest.raises(NegdError, match="z:"):
         population_moments(2, "elitist", 0.0, -1.0)
+
+
+def _quadratic_n10():
+    """N = 10, anisotropic curvature (eigenvalues 0.1 ... 3), |g| = 1, sigma with c = 0.6."""
+    rng = np.random.default_rng(10)
+    g = rng.normal(size=10)
+    g /= np.linalg.norm(g)
+    h = np.linspace(0.1, 3.0, 10)
+    sigma = 2 * 0.6 / h.sum()
+    return g, h, sigma
+
+
+@pytest.mark.parametrize("selection", ["comma", "elitist"])
+def test_small_n_population_warns_and_monte_carlo_matches_the_rule(selection):
+    """N = 10: the Gaussian form warns (GaussianScopeWarning) and misses the drift of
+    negd.rules.Population by many SE; population_moments_mc matches the rule within 4 combined SE."""
+    from negd.rules import Population
+    from negd.theory.population import GaussianScopeWarning, population_moments_mc
+
+    g, h, sigma = _quadratic_n10()
+    c = sigma * h.sum() / 2
+    with pytest.warns(GaussianScopeWarning, match="N = 10"):
+        gaussian = population_moments(4, selection, c, n_params=10)
+    mc = population_moments_mc(4, selection, g, h, sigma, samples=200_000, seed=1)
+    gt, ht = torch.tensor(g), torch.tensor(h)
+
+    def loss(p):
+        return p @ gt + 0.5 * (p * p) @ ht
+
+    r = 100_000
+    rule = Population(sigma, k=4, selection=selection)
+    state = rule.step(rule.init(torch.zeros(10, dtype=torch.float64), loss, seed=3, realizations=r), loss)
+    along = -(state.params @ gt).numpy() / sigma  # -u.dx/sigma (u = g, |g| = 1)
+    moved = state.accepted.numpy().astype(float)
+    for measured, predicted, predicted_se in ((along, mc.moments.drift, mc.se.drift),
+                                              (moved, mc.moments.acceptance, mc.se.acceptance)):
+        se = math.hypot(measured.std(ddof=1) / math.sqrt(r), predicted_se)
+        assert abs(measured.mean() - predicted) <= 4 * se
+    drift_se = math.hypot(along.std(ddof=1) / math.sqrt(r), mc.se.drift)
+    assert abs(along.mean() - gaussian.drift) > 10 * drift_se  # the Gaussian form is measurably off here
+    # across g the second moment is not the acceptance once the loss is curved (only for a linear loss)
+    assert abs(mc.across_second_moment - mc.moments.acceptance) > 4 * mc.across_second_moment_se
+
+
+def test_gaussian_scope_is_quiet_where_it_applies():
+    import warnings
+
+    from negd.theory.population import gaussian_scope, population_moments_mc
+
+    assert gaussian_scope(10_000, 0.5, 0.01) is None and gaussian_scope(10, 0.0) is None
+    assert "c_spread" in gaussian_scope(c_spread=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        population_moments(4, "comma", 0.5, n_params=10_000, c_spread=0.01)
+    # linear loss: the Monte Carlo form reproduces the Gaussian one within 4 SE at any N
+    mc = population_moments_mc(4, "comma", np.ones(3), np.zeros(3), 0.1, samples=100_000, seed=2)
+    assert abs(mc.moments.drift - population_moments(4, "comma").drift) < 4 * mc.se.drift
+    assert abs(mc.across_second_moment - 1.0) < 4 * mc.across_second_moment_se

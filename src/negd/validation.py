@@ -113,11 +113,14 @@ def warn_if_sigma_unresolved(params: Tensor, sigma: float | Tensor, where: str =
 
 
 def check_amc_hyperparameters(epsilon: float, n_reset: int, shrink: float) -> tuple[float, int, float]:
-    """Validate (epsilon in (0, 1], n_reset >= 1, shrink in (0, 1)); one-line NegdError otherwise."""
-    eps = check_positive("epsilon", epsilon)
-    if eps > 1:
-        raise NegdError(f"epsilon: must be in (0, 1] (the weight of a new accepted move in mu), got "
+    """Validate (epsilon in [0, 1], n_reset >= 1, shrink in (0, 1)); one-line NegdError otherwise.
+
+    epsilon = 0 keeps mu = 0 (no memory: Metropolis with the adaptive sigma alone), the default of the
+    authors' own aMC code (Whitelam et al.'s recurrent-network example)."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not 0 <= epsilon <= 1:
+        raise NegdError(f"epsilon: must be a number in [0, 1] (the weight of a new accepted move in mu), got "
                         f"{epsilon!r}")
+    eps = float(epsilon)
     shrink_v = check_positive("shrink", shrink)
     if shrink_v >= 1:
         raise NegdError(f"shrink: must be in (0, 1) (sigma <- shrink sigma), got {shrink!r}")

@@ -1,17 +1,11 @@
 """Per-arm time series, final numbers, the Delta-vs-sigma trend and the verdict of a run.
 
-The verdict compares the two things the paper shows (Whitelam et al., Nat. Commun. 12, 6317
-(2021), Figs. 1-2): the ensemble-mean neuroevolution loss against gradient descent, and the
-floor-corrected Delta (negd.analysis.delta) against the size of the parameters' change over
-the run, param_change = (1/N) sum_i (x_i^GD(t) - x_i(0))^2. Thresholds (module constants):
-
-- holds: (Delta_c + 2 SE) / param_change < RATIO_HOLDS (the data exclude a gap larger than
-  ~22% of the typical parameter displacement, sqrt(0.05)) AND the loss gap
-  |<U> - U_GD| is below LOSS_GAP_HOLDS of U_GD or below LOSS_SE_HOLDS standard errors;
-- does not hold: the 2-SE *lower* bound (Delta_c - 2 SE) / param_change >= RATIO_FAILS (a
-  large gap that the data resolve: an unresolved Delta is noise, not evidence of failure) or a
-  relative loss gap >= LOSS_GAP_FAILS that is also >= LOSS_SE_HOLDS standard errors;
-- weakens: anything in between (including "small but not resolved with these realizations").
+The verdict (negd.analysis.verdict: holds / weakens / fails / unresolved, from the 2-SE bands
+of Delta_c/param_change and of the relative loss gap, over every snapshot) compares the two things
+the paper shows (Whitelam et al., Nat. Commun. 12, 6317 (2021), Figs. 1-2): the ensemble-mean
+neuroevolution loss against gradient descent, and the floor-corrected Delta (negd.analysis.delta)
+against the size of the parameters' change over the run,
+param_change = (1/N) sum_i (x_i^GD(t) - x_i(0))^2.
 
 Whatever the label, a run whose arithmetic does not resolve its moves (negd.diagnostics.resolution: exact
 ties dU == 0 or an estimated decision-flip fraction above DECISION_RISK_MAX = 0.5%, or moves
@@ -33,14 +27,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from negd.analysis.delta import delta_stats
+from negd.analysis.diagnosis import C_SMALL, S_SMALL, acceptance_misses
 from negd.analysis.rundir import ENSEMBLE_TWINS, ArmData
+from negd.analysis.verdict import (
+    LOSS_GAP_FAILS,
+    LOSS_GAP_HOLDS,
+    RATIO_FAILS,
+    RATIO_HOLDS,
+    TrajectoryVerdict,
+    Verdict,
+    decide,
+    trajectory_verdict,
+)
 from negd.diagnostics.resolution import DECISION_RISK_MAX, QUANTIZATION_MAX
 
 __all__ = [
     "RATIO_HOLDS",
     "RATIO_FAILS",
     "LOSS_GAP_HOLDS",
-    "LOSS_SE_HOLDS",
     "LOSS_GAP_FAILS",
     "C_SMALL",
     "S_SMALL",
@@ -50,19 +54,12 @@ __all__ = [
     "sigma_trend",
     "SigmaTrend",
     "verdict",
+    "run_verdict",
     "Verdict",
+    "TrajectoryVerdict",
     "SCALAR_COLUMNS",
 ]
 
-RATIO_HOLDS = 0.05
-RATIO_FAILS = 0.25
-LOSS_GAP_HOLDS = 0.05
-LOSS_SE_HOLDS = 3.0
-LOSS_GAP_FAILS = 0.25
-C_SMALL = 0.1  # curvature parameter below which the small-sigma limit is accurate (c^2/2 < 0.5%)
-# Spread parameter below which the mutation noise a noiseless twin lacks leaves the mean loss
-# within the verdict's own "holds" loss gap (negd.analysis.metrics.spread_parameter).
-S_SMALL = LOSS_GAP_HOLDS
 
 # Per-snapshot scalar columns copied from snapshots.npz into timeseries.csv.
 SCALAR_COLUMNS = (
@@ -76,11 +73,14 @@ SCALAR_COLUMNS = (
     "acceptance",
     "acceptance_se",
     "acceptance_predicted",
+    "acceptance_predicted_se",
     "grad_norm",
     "trace_hessian",
     "z",
     "c",
+    "c_se",
     "drift_factor",
+    "drift_factor_se",
     "wall_seconds",
     "gd_loss_se",
     "gd_loss_of_mean",
@@ -116,6 +116,12 @@ def arm_series(arm: ArmData) -> dict[str, np.ndarray]:
         delta_corrected_se_per_parameter=per_parameter,
         param_change=change,
     )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        positive = change > 0
+        out["delta_ratio"] = np.where(positive, out["delta_corrected"] / change, np.nan)
+        out["delta_ratio_se"] = np.where(positive, out["delta_corrected_se"] / change, np.nan)
+    out["loss_gap_relative"], out["loss_gap_relative_se"] = _loss_gaps(out)
+    out["s"] = _spread_series(arm, out)
     return out
 
 
@@ -154,6 +160,19 @@ def _resolution(series: dict[str, np.ndarray]) -> dict[str, float]:
             "resolution_quantization_max": quant, "resolution_ok": resolved}
 
 
+def _spread_series(arm: ArmData, series: dict[str, np.ndarray]) -> np.ndarray:
+    """s(t) = tr(H) Var(t) / (2 U_twin(t)) at every snapshot (:func:`spread_parameter`); 0 for an
+    ensemble twin."""
+    if arm.twin in ENSEMBLE_TWINS:
+        return np.zeros(len(series["ne_step"]))
+    steps = np.diff(series["ne_step"].astype(np.float64))
+    accept = np.nan_to_num(series["acceptance_predicted"][1:], nan=0.5)
+    variance = arm.sigma**2 * np.concatenate([[0.0], np.cumsum(steps * accept)])
+    u_twin, trace = series["gd_loss"], series["trace_hessian"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(trace) & (u_twin > 0), trace * variance / (2 * u_twin), np.nan)
+
+
 def spread_parameter(arm: ArmData, series: dict[str, np.ndarray]) -> float:
     """s = tr(H) Var / (2 U_twin) at the last snapshot: the relative excess of the ensemble-mean loss
     that the mutation noise alone causes, which a noiseless twin lacks (0 for an ensemble twin, whose
@@ -165,16 +184,7 @@ def spread_parameter(arm: ArmData, series: dict[str, np.ndarray]) -> float:
     sigma^2/2 per step at beta = inf), and over a quadratic loss the mean loss exceeds the loss of
     the mean by tr(H) Var / 2 (Jensen). Negative curvature and restoring forces make the true excess
     differ; s is the theory's scale of it, from the run's own sigma, steps, acceptance and tr(H)."""
-    if arm.twin in ENSEMBLE_TWINS:
-        return 0.0
-    steps = np.diff(series["ne_step"].astype(np.float64))
-    accept = np.nan_to_num(series["acceptance_predicted"][1:], nan=0.5)
-    variance = arm.sigma**2 * float(np.sum(steps * accept))
-    u_twin = float(series["gd_loss"][-1])
-    trace = float(series["trace_hessian"][-1])
-    if not (math.isfinite(trace) and u_twin > 0):
-        return math.nan
-    return trace * variance / (2 * u_twin)
+    return float(_spread_series(arm, series)[-1])
 
 
 def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
@@ -182,17 +192,17 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
     last = {k: float(v[-1]) for k, v in series.items()}
     acc, acc_pred = _weighted_acceptance(series)
     change = last["param_change"]
-    ratio = last["delta_corrected"] / change if change > 0 else math.nan
-    ratio_upper = (
-        (last["delta_corrected"] + 2 * last["delta_corrected_se"]) / change if change > 0 else math.nan
-    )
+    ratio, ratio_se = last["delta_ratio"], last["delta_ratio_se"]
+    ratio_upper = max(ratio, 0.0) + 2 * ratio_se if math.isfinite(ratio) else math.nan
     gap = last["ne_loss_mean"] - last["gd_loss"]
     gap_se = math.hypot(last["ne_loss_se"], last["gd_loss_se"]) if math.isfinite(last["gd_loss_se"]) \
         else last["ne_loss_se"]
     c = series["c"]
     above = np.nonzero(np.isfinite(c) & (c > C_SMALL))[0]
     # Largest relative loss gap along the run (the final one can hide a transient lag).
-    gaps, gaps_se = _loss_gaps(series)
+    misses = acceptance_misses(series)  # the prediction pooled over neighbouring snapshots, with its SE
+    gaps = series["loss_gap_relative"]
+    gaps_se = _in_se(gaps, series["loss_gap_relative_se"])
     worst = int(np.nanargmax(np.abs(gaps))) if np.isfinite(gaps).any() else 0
     return {
         "t_final": last["t"],
@@ -202,8 +212,9 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         "loss_ne_se_final": last["ne_loss_se"],
         "loss_of_mean_final": last["loss_of_mean"],
         "loss_gap_final": gap,
-        "loss_gap_relative": abs(gap) / abs(last["gd_loss"]) if last["gd_loss"] else math.nan,
-        "loss_gap_in_se": abs(gap) / gap_se if gap_se > 0 else math.inf,
+        "loss_gap_relative": last["loss_gap_relative"],
+        "loss_gap_relative_se": last["loss_gap_relative_se"],
+        "loss_gap_in_se": gap / gap_se if gap_se > 0 else math.copysign(math.inf, gap) if gap else 0.0,
         "loss_twin_se_final": last["gd_loss_se"],
         "loss_gap_max_relative": float(gaps[worst]),
         "loss_gap_max_in_se": float(gaps_se[worst]),
@@ -218,12 +229,16 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         else "per-parameter",
         "param_change_final": change,
         "delta_ratio": ratio,
+        "delta_ratio_se": ratio_se,
         "delta_ratio_upper": ratio_upper,
+        "realizations": arm.realizations,
+        "twin_realizations": arm.twin_realizations if arm.twin in ENSEMBLE_TWINS else None,
         "acceptance_measured": acc,
         "acceptance_predicted": acc_pred,
         "acceptance_measured_final": last["acceptance"],
         "acceptance_se_final": last["acceptance_se"],
-        "acceptance_predicted_final": last["acceptance_predicted"],
+        "acceptance_predicted_final": float(misses["predicted"][-1]),
+        "acceptance_predicted_se_final": float(misses["predicted_se"][-1]),
         "z_final": last["z"],
         "c_final": last["c"],
         "c_max": float(np.nanmax(c)) if np.isfinite(c).any() else math.nan,
@@ -238,13 +253,20 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def _loss_gaps(series: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(NE mean loss - twin loss)/twin loss per snapshot, and |gap| in combined standard errors."""
+    """Signed (NE mean loss - twin loss)/|twin loss| per snapshot and its SE (combined, relative)."""
     gap = series["ne_loss_mean"] - series["gd_loss"]
     se = np.hypot(series["ne_loss_se"], np.nan_to_num(series["gd_loss_se"]))
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(series["gd_loss"] != 0, gap / series["gd_loss"], np.nan)
-        in_se = np.where(se > 0, np.abs(gap) / se, np.where(gap == 0, 0.0, np.inf))
-    return rel, in_se
+        scale = np.abs(series["gd_loss"])
+        rel = np.where(scale > 0, gap / scale, np.nan)
+        rel_se = np.where(scale > 0, se / scale, np.nan)
+    return rel, rel_se
+
+
+def _in_se(value: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """value / se, signed; +-inf where se = 0 and value != 0, 0 where both are 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(se > 0, value / se, np.where(value == 0, 0.0, np.sign(value) * np.inf))
 
 
 @dataclass(frozen=True)
@@ -283,9 +305,8 @@ def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -
         labels.append(a.label)
         dc.append(float(s["delta_corrected"][row]))
         se.append(float(s["delta_corrected_se"][row]))
-        rel, in_se = _loss_gaps(s)
-        gap.append(float(rel[row]))
-        gap_se.append(float(in_se[row]))
+        gap.append(float(s["loss_gap_relative"][row]))
+        gap_se.append(float(_in_se(s["loss_gap_relative"], s["loss_gap_relative_se"])[row]))
         z = s["z"][: row + 1]
         z_max.append(float(np.nanmax(z)) if np.isfinite(z).any() else math.nan)
     ok = [i for i in range(len(sig)) if dc[i] > 0 and se[i] > 0 and sig[i] > 0]
@@ -306,22 +327,6 @@ def sigma_trend(arms: list[ArmData], series: dict[int, dict[str, np.ndarray]]) -
         if len(ok) < len(avail):
             note = f"{len(avail) - len(ok)} arm(s) with Delta_c <= 0 left out of the fit"
     return SigmaTrend(t_common, sig, labels, dc, se, slope, slope_se, note, gap, gap_se, z_max)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    label: str  # "holds" | "weakens" | "does not hold" | "undetermined"
-    reasons: list[str]
-    caveat: str | None = None  # rounding beyond the limits of negd.diagnostics.resolution (module docstring)
-
-    @property
-    def resolved(self) -> bool:
-        return self.caveat is None
-
-    @property
-    def sentence(self) -> str:
-        text = "correspondence " + self.label
-        return f"{text} ({self.caveat})" if self.caveat else text
 
 
 def _percent(v: float) -> str:
@@ -351,24 +356,30 @@ def _resolution_reason(final: dict) -> tuple[str | None, str | None]:
 
 
 def verdict(final: dict[str, float]) -> Verdict:
-    """Apply the thresholds of the module docstring to :func:`arm_final`'s numbers."""
-    ratio, upper = final["delta_ratio"], final["delta_ratio_upper"]
-    rel, in_se = final["loss_gap_relative"], final["loss_gap_in_se"]
-    if not (math.isfinite(ratio) and math.isfinite(upper)) or final["t_final"] <= 0:
-        return Verdict("undetermined", ["no snapshot after t = 0, or Delta undefined (R < 2 / no change)"])
-    reasons = [
-        f"Delta_c/param_change = {ratio:.3g} (2-SE upper bound {upper:.3g}; holds below {RATIO_HOLDS}, "
-        f"fails at {RATIO_FAILS})",
-        f"loss gap {100 * rel:.2f}% of U_twin = {in_se:.1f} SE (holds below {100 * LOSS_GAP_HOLDS:.0f}% "
-        f"or {LOSS_SE_HOLDS:.0f} SE, fails at {100 * LOSS_GAP_FAILS:.0f}%)",
-    ]
+    """The verdict of one snapshot's numbers (negd.analysis.verdict.decide) with the resolution caveat.
+
+    ``final`` holds delta_ratio, delta_ratio_se (or delta_ratio_upper = max(ratio, 0) + 2 SE),
+    loss_gap_relative (signed), loss_gap_relative_se (or loss_gap_in_se), t_final and optionally
+    realizations and the resolution numbers of :func:`arm_final`."""
+    ratio = final["delta_ratio"]
+    ratio_se = final.get("delta_ratio_se")
+    if ratio_se is None:
+        ratio_se = (final["delta_ratio_upper"] - max(ratio, 0.0)) / 2
+    gap = final["loss_gap_relative"]
+    gap_se = final.get("loss_gap_relative_se")
+    if gap_se is None:
+        in_se = abs(final["loss_gap_in_se"])
+        gap_se = abs(gap) / in_se if in_se > 0 else math.nan
     resolution, caveat = _resolution_reason(final)
-    if resolution is not None:
-        reasons.append(resolution)
-    loss_ok = rel < LOSS_GAP_HOLDS or in_se < LOSS_SE_HOLDS
-    lower = ratio - (upper - ratio)  # the 2-SE lower bound of Delta_c / param_change
-    if lower >= RATIO_FAILS or (rel >= LOSS_GAP_FAILS and in_se >= LOSS_SE_HOLDS):
-        return Verdict("does not hold", reasons, caveat)
-    if upper < RATIO_HOLDS and loss_ok:
-        return Verdict("holds", reasons, caveat)
-    return Verdict("weakens", reasons, caveat)
+    if final["t_final"] <= 0:
+        return Verdict("undetermined", ["no snapshot after t = 0"], caveat)
+    return decide(ratio, ratio_se, gap, gap_se, realizations=final.get("realizations"), t=final["t_final"],
+                  caveat=caveat, extra_reasons=[resolution] if resolution else None)
+
+
+def run_verdict(arm: ArmData, series: dict[str, np.ndarray], final: dict) -> TrajectoryVerdict:
+    """The run's verdict over all its snapshots (negd.analysis.verdict.trajectory_verdict)."""
+    _, caveat = _resolution_reason(final)
+    return trajectory_verdict(series["t"], series["delta_ratio"], series["delta_ratio_se"],
+                              series["loss_gap_relative"], series["loss_gap_relative_se"],
+                              realizations=arm.realizations, caveat=caveat)

@@ -16,20 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from negd.analysis import figures as plots
+from negd.analysis.branches import parameter_view
 from negd.analysis.metrics import (
     C_SMALL,
-    LOSS_GAP_FAILS,
-    LOSS_GAP_HOLDS,
-    LOSS_SE_HOLDS,
-    RATIO_FAILS,
-    RATIO_HOLDS,
     S_SMALL,
     arm_final,
     arm_series,
+    run_verdict,
     sigma_trend,
-    verdict,
 )
 from negd.analysis.rundir import ENSEMBLE_TWINS, TWIN_LABELS, RunData, load_run, to_float
+from negd.analysis.schema import SCHEMA_VERSION, check_summary
+from negd.analysis.verdict_text import (
+    THRESHOLDS_TEXT,
+    diagnosis_fields,
+    diagnosis_lines,
+    verdict_fields,
+    verdict_line,
+)
 
 __all__ = ["build_report", "json_safe"]
 
@@ -171,15 +175,13 @@ def _acceptance_text(final: dict) -> str:
     if not math.isfinite(m):
         return "no acceptance measured yet"
     text = f"measured {_fmt(m, 4)} (run average) vs predicted {_fmt(p, 4)}"
-    mf, sf, pf = (
-        final["acceptance_measured_final"],
-        final["acceptance_se_final"],
-        final["acceptance_predicted_final"],
-    )
+    mf, sf = final["acceptance_measured_final"], final["acceptance_se_final"]
+    pf = final["acceptance_predicted_final"]
+    spf = final.get("acceptance_predicted_se_final", math.nan)
     if all(math.isfinite(v) for v in (mf, sf, pf)) and sf > 0:
-        text += (
-            f"; last interval {_fmt(mf, 4)} +- {_fmt(sf, 2)} vs {_fmt(pf, 4)} ({abs(mf - pf) / sf:.1f} SE)"
-        )
+        err = math.hypot(sf, spf if math.isfinite(spf) else 0.0)
+        text += (f"; last interval {_fmt(mf, 4)} +- {_fmt(sf, 2)} vs {_fmt(pf, 4)} +- {_fmt(spf, 2)} "
+                 f"({(mf - pf) / err:+.1f} SE, both errors)")
     return text
 
 
@@ -227,7 +229,7 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
     fig_dir.mkdir(exist_ok=True)
     series = {a.index: arm_series(a) for a in run.available_arms}
     finals = {a.index: arm_final(a, series[a.index]) for a in run.available_arms}
-    verdicts = {i: verdict(f) for i, f in finals.items()}
+    runs = {a.index: run_verdict(a, series[a.index], finals[a.index]) for a in run.available_arms}
     trend = sigma_trend(run.arms, series)
 
     main = run.arms[0] if run.arms else None
@@ -249,8 +251,11 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
     partial = run.state != "complete" or bool(missing) or bool(incomplete)
 
     main_final = finals.get(0, {})
-    main_verdict = verdicts.get(0)
+    diagnosis = {}
+    if main_ok:
+        diagnosis = diagnosis_fields(series[0], parameter_view(main, seed=int(cfg.get("seed") or 0)))
     summary = {
+        "schema_version": SCHEMA_VERSION,
         "experiment": cfg.get("experiment"),
         "scale": cfg.get("scale"),
         "sigma": main.sigma if main else None,
@@ -275,6 +280,7 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
                 "loss_ne_se_final",
                 "loss_of_mean_final",
                 "loss_gap_relative",
+                "loss_gap_relative_se",
                 "loss_gap_in_se",
                 "loss_gap_max_relative",
                 "loss_gap_max_in_se",
@@ -287,6 +293,7 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
                 "delta_se_method",
                 "param_change_final",
                 "delta_ratio",
+                "delta_ratio_se",
                 "delta_ratio_upper",
                 "acceptance_measured",
                 "acceptance_predicted",
@@ -300,7 +307,8 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
         "dtype": cfg.get("dtype", "float32"),
         **{k: _resolution_over_arms(finals, k) for k in RESOLUTION_KEYS},
         "wall_seconds": wall,
-        "verdict": main_verdict.label if main_verdict else "undetermined",
+        **(verdict_fields(runs[0]) if 0 in runs else {"verdict": "undetermined"}),
+        **diagnosis,
         "state": run.state,
         "partial": partial,
         "seed": cfg.get("seed"),
@@ -323,10 +331,11 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
                 **{
                     k: finals[a.index][k] if a.index in finals else None
                     for k in ("loss_gd_final", "loss_twin_se_final", "loss_ne_mean_final", "loss_ne_se_final",
-                              "loss_gap_relative", "loss_gap_in_se", "loss_gap_max_relative",
-                              "t_loss_gap_max", "delta_ratio", "z_max", "c_max", *RESOLUTION_KEYS)
+                              "loss_gap_relative", "loss_gap_relative_se", "loss_gap_in_se",
+                              "loss_gap_max_relative", "t_loss_gap_max", "delta_ratio", "delta_ratio_se",
+                              "z_max", "c_max", *RESOLUTION_KEYS)
                 },
-                "verdict": verdicts[a.index].label if a.index in verdicts else "missing",
+                **(verdict_fields(runs[a.index]) if a.index in runs else {"verdict": "missing"}),
                 "problem": a.problem,
             }
             for a in run.arms
@@ -347,17 +356,23 @@ def build_report(run_dir: Path, *, figures: bool = True) -> Path:
         },
         "figures": {k: str(v.relative_to(out)) for k, v in figs.items() if v is not None},
     }
+    check_summary(summary)
     _write_atomic(out / "summary.json", json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
     _write_timeseries(run, series, out / "timeseries.csv")
 
-    lines = _report_lines(run, cfg, series, finals, verdicts, trend, figs, wall, missing, incomplete, partial)
+    lines = _report_lines(run, cfg, series, finals, runs, trend, figs, wall, missing, incomplete, partial)
+    if diagnosis:
+        at = lines.index("## Delta against sigma")
+        diagnosis["delta_ratio_all"] = main_final.get("delta_ratio", math.nan)
+        lines[at:at] = diagnosis_lines(diagnosis, main.realizations)
     _write_atomic(out / "report.md", "\n".join(lines) + "\n")
     return out / "report.md"
 
 
 def _report_lines(
-    run, cfg, series, finals, verdicts, trend, figs, wall, missing, incomplete, partial
+    run, cfg, series, finals, runs, trend, figs, wall, missing, incomplete, partial
 ) -> list[str]:
+    verdicts = {i: v.verdict for i, v in runs.items()}
     name = cfg.get("experiment", "run")
     lines = [f"# negd report: {name} ({cfg.get('scale', '?')} scale)", ""]
     if partial:
@@ -393,25 +408,8 @@ def _report_lines(
         if a.index not in verdicts:
             lines.append(f"- arm {a.index} '{a.label}': missing ({a.problem})")
             continue
-        v, f = verdicts[a.index], finals[a.index]
-        lines.append(
-            f"- **arm {a.index} '{a.label}' (sigma = {_fmt(a.sigma)}): {v.sentence}** at t = "
-            f"{_fmt(f['t_final'], 3)}: " + "; ".join(v.reasons) + "."
-        )
-    lines += [
-        "",
-        f"Thresholds: *holds* if (Delta_c + 2 SE)/param_change < {RATIO_HOLDS} (the data exclude a "
-        f"systematic gap larger than ~{math.sqrt(RATIO_HOLDS):.0%} of the typical parameter displacement) "
-        f"and the NE mean loss is within {LOSS_GAP_HOLDS:.0%} of GD or within {LOSS_SE_HOLDS:.0f} SE; "
-        f"*does not hold* if (Delta_c - 2 SE)/param_change >= {RATIO_FAILS} (a large gap the data "
-        f"resolve) or the loss gap is >= "
-        f"{LOSS_GAP_FAILS:.0%} (and > {LOSS_SE_HOLDS:.0f} SE); *weakens* in between. Delta_c = Delta - floor "
-        "is the floor-corrected Delta (unbiased for the systematic gap); its SE includes the floor's own "
-        "estimation error and, where the run stored it, the correlations between parameters (from the "
-        "full covariance of the realizations; otherwise it treats parameters as independent and can be "
-        "too small; docs/report.md).",
-        "",
-    ]
+        lines.append(verdict_line(a, runs[a.index], finals[a.index]["t_final"]))
+    lines += ["", THRESHOLDS_TEXT, ""]
 
     if 0 in finals:
         f = finals[0]

@@ -27,7 +27,7 @@ import numpy as np
 
 from negd.analysis.rundir import ENSEMBLE_TWINS, REQUIRED_ARRAYS
 
-__all__ = ["make_run_dir", "true_delta"]
+__all__ = ["make_run_dir", "make_placed_run", "true_delta"]
 
 
 def true_delta(bias: float, sigma_ratio: float, t: float, t_final: float) -> float:
@@ -64,6 +64,7 @@ def make_run_dir(
     experiment: str = "synthetic",
     twin: str = "noiseless",
     twin_realizations: int = 20,
+    branches: float = 0.0,
 ) -> Path:
     """Write a contract-conforming run directory at ``path`` and return ``path``.
 
@@ -83,6 +84,10 @@ def make_run_dir(
     x_star = rng.normal(0.0, 0.5, n_params)
     direction = rng.normal(size=n_params)
     direction /= math.sqrt(float(np.mean(direction**2)))
+    branch_dir = np.zeros(n_params)
+    branch_dir[: max(1, n_params // 4)] = 1.0
+    branch_dir /= math.sqrt(float(np.mean(branch_dir**2)))
+    signs = np.where(np.arange(realizations) % 2 == 0, 1.0, -1.0)[:, None]
 
     def loss(x: np.ndarray) -> np.ndarray:
         return np.mean((x - x_star) ** 2, axis=-1)
@@ -164,6 +169,8 @@ def make_run_dir(
             b = bias * ratio * (t / t_final) * direction
             v = variance * ratio * t / t_final
             x = x_gd + b + math.sqrt(v) * rng.normal(size=(realizations, n_params))
+            if branches > 0 and t > t_final / 2:
+                x = x + branches * (t / t_final - 0.5) * signs * branch_dir
             losses = loss(x)
             gd_params, gd_loss = x_gd, loss(x_gd)
             if langevin:
@@ -221,3 +228,41 @@ def make_run_dir(
     }
     (path / "status.json").write_text(json.dumps(status, indent=2))
     return path
+
+
+def make_placed_run(path: Path, rows: list[dict[str, float]], *, realizations: int = 100,
+                    n_params: int = 8) -> Path:
+    """A one-arm run directory whose analysis gives exactly the numbers in ``rows``, one per snapshot
+    after t = 0: ``delta_ratio`` (Delta_c/param_change, may be negative), ``delta_ratio_se``,
+    ``loss_gap`` ((NE - GD)/GD, signed) and ``loss_gap_se``; optional ``t`` (default evenly to 1).
+
+    Built by hand (no sampling): x(0) = 0, x_GD(t) = sqrt(P) (so param_change = P = t), the NE mean
+    x_GD + b u (u = +-1), Var = floor R with floor = max(2 |r| P, 0.01 P), b^2 = r P + floor (Delta_c = r P),
+    the covariance SE column = SE P, U_GD = 1 and <U_NE> = 1 + loss_gap +- loss_gap_se. For placing
+    runs on either side of the verdict's thresholds (tests/test_verdict.py)."""
+    n = len(rows)
+    base = make_run_dir(path, n_params=n_params, realizations=realizations, n_snapshots=n + 1, n_arms=1,
+                        trajectories=4, seed=0)
+    npz = base / "arms" / "0" / "snapshots.npz"
+    with np.load(npz) as data:
+        arrays = {k: np.array(data[k]) for k in data.files}
+    u = np.where(np.arange(n_params) % 2 == 0, 1.0, -1.0)
+    times = [float(r.get("t", (i + 1) / n)) for i, r in enumerate(rows)]
+    arrays["t"] = np.array([0.0, *times])
+    arrays["delta_corrected_se_covariance"] = np.full(n + 1, np.nan)
+    for key in ("param_mean", "param_var", "gd_params"):
+        arrays[key] = np.zeros((n + 1, n_params))
+    arrays["ne_loss_mean"], arrays["gd_loss"] = np.ones(n + 1), np.ones(n + 1)
+    arrays["loss_of_mean"], arrays["ne_loss_se"] = np.ones(n + 1), np.full(n + 1, 1e-3)
+    for s, (row, t) in enumerate(zip(rows, times), start=1):
+        change, ratio = t, float(row["delta_ratio"])
+        floor = max(2 * abs(ratio) * change, 0.01 * change)
+        arrays["gd_params"][s] = math.sqrt(change)
+        arrays["param_mean"][s] = math.sqrt(change) + math.sqrt(ratio * change + floor) * u
+        arrays["param_var"][s] = floor * realizations
+        arrays["delta_corrected_se_covariance"][s] = float(row["delta_ratio_se"]) * change
+        arrays["ne_loss_mean"][s] = 1.0 + float(row["loss_gap"])
+        arrays["ne_loss_se"][s] = float(row["loss_gap_se"])
+    arrays["trajectories"] = np.repeat(arrays["param_mean"][:, None, :], 4, axis=1).astype(np.float32)
+    _save_npz_atomic(npz, arrays)
+    return base

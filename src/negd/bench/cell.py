@@ -4,8 +4,10 @@
 
 * ``{"kind": "peer", "peer", "workload", "realizations", "device", "seconds", "repeats"}``:
   time one implementation (see :mod:`negd.bench.peers`);
-* ``{"kind": "limit", "workload", "seconds"}``: the machine's limit for a workload in
-  realization-steps/s (tanh or matmul throughput divided by the work of one realization-step);
+* ``{"kind": "limit", "workload", "seconds", "threads"}``: the machine's limit for a workload in
+  realization-steps/s: one core's FMA peak and tanh throughput (C probes compiled with the kernel)
+  against the FLOPs and tanh's of one realization-step, times the cores used; torch's own rate on
+  the same arithmetic beside it, as a peer;
 * ``{"kind": "memory", "realizations", "steps"}``: a few negd steps of the shallow workload
   at a very large R, reporting the peak resident memory.
 """
@@ -64,32 +66,56 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _limit_cell(spec: dict) -> dict:
-    """The workload's arithmetic throughput, measured two ways, the larger being the limit:
-    with torch's default threads, and on one thread times the number of cores (a perfectly
-    parallel run; robust to the thread-pool stalls that other processes' load causes)."""
-    workload = get_workload(spec["workload"])
-    seconds, device = spec["seconds"], spec.get("device", "cpu")
-
+def _torch_limit(workload, seconds: float, device: str, cores: int | None = None) -> dict:
+    """torch's own throughput on the workload's arithmetic (tanh, or the [P, width] x [width, width]
+    products), with torch's threads and on one thread times ``cores`` (default: all): a peer, not
+    a limit."""
+    cores = cores or _cores()
     def measure() -> dict:
         if workload.limit_kind == "tanh":
             return tanh_rate(seconds, device)
         return matmul_rate(workload.n_points, workload.matmul_width, seconds, device)
 
     measured = {"all_threads": measure()}
-    if device == "cpu" and _cores() > 1:
+    if device == "cpu" and cores > 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             one = measure()
         finally:
             torch.set_num_threads(threads)
-        measured["one_thread_times_cores"] = {**one, "rate": one["rate"] * _cores(), "cores": _cores()}
+        measured["one_thread_times_cores"] = {**one, "rate": one["rate"] * cores, "cores": cores}
     best = max(measured.values(), key=lambda m: m["rate"])
     per_step = workload.tanh_per_step if workload.limit_kind == "tanh" else workload.flops_per_step
-    return {"status": "ok", "rate": best["rate"] / per_step, "kind": workload.limit_kind,
-            "throughput": best["rate"], "unit": "tanh/s" if workload.limit_kind == "tanh" else "FLOP/s",
-            "work_per_step": per_step, "detail": measured}
+    return {"rate": best["rate"] / per_step, "kind": workload.limit_kind, "throughput": best["rate"],
+            "unit": "tanh/s" if workload.limit_kind == "tanh" else "FLOP/s", "work_per_step": per_step,
+            "detail": measured}
+
+
+def _limit_cell(spec: dict) -> dict:
+    """The machine's limit for a workload (CPU): one core's float32 FMA peak and the kernel's tanh
+    throughput, measured here by the C probes of :mod:`negd.kernels.limits`, combined as
+    ``1 / (FLOPs / peak + tanhs / tanh rate)`` per core, times the cores the run uses (``threads``,
+    default torch's, at most the cores). ``torch`` holds torch's own rate on the same arithmetic,
+    a peer. Without the kernels (or on CUDA) the limit is torch's rate, as before."""
+    from negd import kernels
+    from negd.kernels import limits
+
+    workload = get_workload(spec["workload"])
+    seconds, device = spec["seconds"], spec.get("device", "cpu")
+    cores = max(1, min(int(spec.get("threads") or torch.get_num_threads()), _cores()))
+    peer = _torch_limit(workload, seconds, device, cores)
+    if device != "cpu" or not kernels.available():
+        return {"status": "ok", **peer, "basis": "torch", "torch": peer}
+    peak, peak64 = limits.fma_peak(torch.float32, seconds), limits.fma_peak(torch.float64, seconds)
+    tanh_per_s = limits.tanh_throughput(seconds, torch.float32)
+    flops, tanhs = workload.flops_per_step, workload.tanh_per_step
+    one_core = limits.step_limit(flops, tanhs, peak, tanh_per_s)
+    return {"status": "ok", "rate": cores * one_core, "basis": "fma+tanh", "cores": cores,
+            "fma_peak_flops": peak, "fma_peak_f64_flops": peak64, "tanh_per_s": tanh_per_s,
+            "flops_per_step": flops, "tanh_per_step": tanhs,
+            "fma_only_rate": cores * peak / flops if flops else None,
+            "torch": peer}
 
 
 def _memory_cell(spec: dict) -> dict:

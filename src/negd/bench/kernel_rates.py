@@ -9,8 +9,9 @@ machine; both agree when nothing else runs).
 ``digits``: the digits-mlp workload of ``negd bench`` (64-32-10 tanh, cross-entropy, 1347 images)
 per CPU-second, on one thread so that no idle OpenMP worker's spinning is counted: the fused
 kernel at R = 1, 32, 256, the generic path (``ModuleLoss`` with a callable loss, the bench's
-``generic`` peer) at R = 32, the matmul limit (float32 ``torch.bmm`` of [B, 1347, 32] x [B, 32, 32]
-over the forward pass's FLOPs) and the ratios; robust to other processes on the machine.
+``generic`` peer) at R = 32, the machine's limit (one core's FMA peak and the kernel's tanh
+throughput, :mod:`negd.kernels.limits`), torch's rate on the same products (float32 ``torch.bmm`` of
+[B, 1347, 32] x [B, 32, 32], a peer) and the ratios; robust to other processes on the machine.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from negd import kernels
 from negd.engine import fused_step_fn
+from negd.kernels import limits
 from negd.losses.mlp import MLPLoss
 from negd.losses.models import MLPSpec, paper_init
 from negd.rules import Neuroevolution
@@ -112,8 +114,8 @@ def bench_digits() -> None:
             rates[r] = _cpu_rate(lambda run=run, state=state, steps=steps: run(state, steps), r * steps)
         state = rule.init(initial_classifier_params(workload, 32), generic)
         generic_rate = _cpu_rate(lambda: advance(rule, state, generic, 4), 32 * 4, 2.0)
-        # the bench's matmul limit: the better of B independent products and one product of the B
-        # inputs stacked (a shared weight, the most favourable layout for the GEMM library)
+        # torch's rate on the same products (a peer): the better of B independent products and one
+        # product of the B inputs stacked (a shared weight, the most favourable layout for a GEMM)
         batch, points, width = 64, x.shape[0], 32
         a, b = torch.randn(batch, points, width), torch.randn(batch, width, width)
         out = torch.empty(batch, points, width)
@@ -121,13 +123,18 @@ def bench_digits() -> None:
         flops = max(_cpu_rate(lambda: [torch.bmm(a, b, out=out) for _ in range(10)], work),
                     _cpu_rate(lambda: [torch.mm(a.reshape(-1, width), b[0], out=out.reshape(-1, width))
                                        for _ in range(10)], work))
-        limit = flops / workload.flops_per_step
+        # the machine's limit: one core's FMA peak and the kernel's tanh throughput, measured here
+        peak, tanh_per_s = limits.fma_peak(), limits.tanh_throughput()
+        limit = limits.step_limit(workload.flops_per_step, workload.tanh_per_step, peak, tanh_per_s)
     finally:
         torch.set_num_threads(threads)
-    print(f"digits-mlp per CPU-second (one thread): matmul limit {limit:,.0f} realization-steps/s "
-          f"({flops / 1e9:.1f} GFLOP/s / {workload.flops_per_step:,} FLOP)")
+    print(f"digits-mlp per CPU-second (one thread): limit {limit:,.0f} realization-steps/s (FMA peak "
+          f"{peak / 1e9:.1f} GFLOP/s, tanh {tanh_per_s / 1e9:.2f} G/s; {workload.flops_per_step:,} FLOP + "
+          f"{workload.tanh_per_step:,} tanh per step); torch's products: "
+          f"{flops / workload.flops_per_step:,.0f} realization-steps/s ({flops / 1e9:.1f} GFLOP/s)")
     for r, rate in rates.items():
-        print(f"  fused kernel R={r:<4d} {rate:10,.0f} realization-steps/s = {rate / limit:.2f} of the limit")
+        print(f"  fused kernel R={r:<4d} {rate:10,.0f} realization-steps/s = {rate / limit:.2f} of the "
+              f"limit, {rate * workload.flops_per_step / peak:.2f} of the FMA peak")
     print(f"  generic path R=32   {generic_rate:10,.0f} realization-steps/s; fused/generic at R=32: "
           f"{rates[32] / generic_rate:.1f}x", flush=True)
 

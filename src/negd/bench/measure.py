@@ -45,12 +45,17 @@ def time_peer(peer, seconds: float, repeats: int, max_steps: int = 1 << 30) -> d
             break
         steps *= 2
     steps = max(q, min(max_steps, int(steps * seconds / max(elapsed, 1e-9)) // q * q))
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         peer.run(steps)
-        rates.append(steps * peer.realization_steps_per_step / (time.perf_counter() - t0))
-    return {"rate": statistics.median(rates), "rates": rates, "steps": steps, "warmup_s": warmup}
+        work = steps * peer.realization_steps_per_step
+        rates.append(work / (time.perf_counter() - t0))
+        cpu_rates.append(work / max(time.process_time() - c0, 1e-9))
+    # per CPU-second of this process (all its threads): what the run costs, whatever else the
+    # machine runs; with one thread, the rate an idle core gives
+    return {"rate": statistics.median(rates), "rates": rates, "cpu_rate": statistics.median(cpu_rates),
+            "cpu_rates": cpu_rates, "steps": steps, "warmup_s": warmup}
 
 
 def _best_rate(fn, work: float, seconds: float, device: str = "cpu") -> float:

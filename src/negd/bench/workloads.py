@@ -130,7 +130,14 @@ class ClassifierWorkload:
 
     @property
     def tanh_per_step(self) -> int:
-        return 0
+        """tanh evaluations of one forward pass over the training set (outputs of nn.Tanh layers)."""
+        count = 0
+        x = self.data()[0][:1]
+        for layer in self.model():
+            x = layer(x)
+            if isinstance(layer, nn.Tanh):
+                count += x[0].numel()
+        return self.n_points * count
 
     def describe(self) -> str:
         layers = ", ".join(str(m) for m in self.model())

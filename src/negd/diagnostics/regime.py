@@ -40,6 +40,7 @@ change (a float64 loss or float64 parameters).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,7 @@ from torch import Tensor
 from negd.diagnostics.resolution import assess, loss_rounding, quantization
 from negd.losses.base import LossFn, as_ensemble_params, hessian_vector_products, value_and_grad
 from negd.theory import curvature_acceptance, twin_drift_factor
+from negd.theory.population import GaussianScopeWarning
 from negd.validation import NegdError, check_beta, check_int, check_positive, check_sigma
 
 __all__ = ["Regime", "regime_check", "hutchinson_trace"]
@@ -65,7 +67,8 @@ class Regime:
     estimates; below 1 when H is indefinite); grad_curvature u.H.u with u = g/|g|;
     z = beta sigma |g|; c = sigma tr H/(2|g|) +- c_se; c_perp = sigma (tr H - u.H.u)/(2|g|);
     c_spread = sigma sqrt(tr(H^2)/2)/|g|; acceptance_predicted and drift_factor (mean
-    displacement over the drift of the twin of this beta) from c_perp; applies [R] bool and one
+    displacement over the drift of the twin of this beta) from c_perp, each +- its SE from the probes'
+    SE of tr H (c_perp +- c_se through the same formula, half the difference); applies [R] bool and one
     reason per realization; message summarizes them in one line. Resolution
     (:mod:`negd.diagnostics.resolution`): loss_error (rms rounding error of dU), decision_risk (fraction of
     accept decisions that rounding can flip), quantization (rms rounding of a move over sigma),
@@ -88,7 +91,9 @@ class Regime:
     c_perp: Tensor
     c_spread: Tensor
     acceptance_predicted: Tensor
+    acceptance_predicted_se: Tensor
     drift_factor: Tensor
+    drift_factor_se: Tensor
     applies: Tensor
     loss_error: Tensor
     decision_risk: Tensor
@@ -160,7 +165,7 @@ def hutchinson_trace(loss_fn: LossFn, params: Tensor, *, n_probes: int = 8, seed
 
 
 def _reason(z: float, c: float, spread: float, beta: float, z_max: float, c_max: float,
-            drift: float) -> str:
+            drift: float, n_eff: float = math.nan) -> str:
     fails = []
     if not math.isinf(beta) and z > z_max:
         fails.append(f"z = beta sigma |g| = {z:.3g} > {z_max:g}: the Langevin twin overstates the drift "
@@ -172,7 +177,10 @@ def _reason(z: float, c: float, spread: float, beta: float, z_max: float, c_max:
                      f"large for the curvature (drift factor {drift:.3g}); lower sigma")
     if math.isfinite(c) and spread > c_max:
         fails.append(f"c_spread = sigma sqrt(tr H^2/2)/|g| = {spread:.3g} > {c_max:g}: the curvature "
-                     f"term of dU fluctuates more than the linear one allows; lower sigma")
+                     "term of dU fluctuates more than the linear one allows (few parameters or anisotropic "
+                     f"curvature: n_eff = tr(H)^2/tr(H^2) = {n_eff:.3g}), so the Gaussian forms of "
+                     "negd.theory and negd.theory.population are outside their scope (population_moments_mc "
+                     "is exact for a quadratic loss); lower sigma")
     if not fails:
         return f"applies: z = {z:.3g}, c_perp = {c:.3g}, c_spread = {spread:.3g} (drift factor {drift:.3g})"
     return "; ".join(fails)
@@ -234,12 +242,25 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     z_safe = torch.where(torch.isnan(z), torch.zeros_like(z), z)
     acceptance = torch.where(finite_c, curvature_acceptance(c_safe, z_safe), torch.full_like(c, math.nan))
     drift = torch.where(finite_c, twin_drift_factor(c_safe, z_safe, beta), torch.full_like(c, math.nan))
+    # The probes' error on tr H carried through the predictions: half the change over c_perp +- c_se.
+    se_safe = torch.where(torch.isfinite(c_se), c_se, torch.zeros_like(c_se))
+    known = finite_c & torch.isfinite(c_se)
+    nan = torch.full_like(c, math.nan)
+    acceptance_se = torch.where(known, (curvature_acceptance(c_safe - se_safe, z_safe)
+                                        - curvature_acceptance(c_safe + se_safe, z_safe)).abs() / 2, nan)
+    drift_se = torch.where(known, (twin_drift_factor(c_safe - se_safe, z_safe, beta)
+                                   - twin_drift_factor(c_safe + se_safe, z_safe, beta)).abs() / 2, nan)
 
     applies = finite_c & (c_perp.abs() <= c_max) & (spread <= c_max)
     if not math.isinf(beta):
         applies &= z <= z_max
-    reasons = tuple(_reason(zi, ci, si, beta, z_max, c_max, di)
-                    for zi, ci, si, di in zip(z.tolist(), c_perp.tolist(), spread.tolist(), drift.tolist()))
+    reasons = tuple(_reason(zi, ci, si, beta, z_max, c_max, di, ni)
+                    for zi, ci, si, di, ni in zip(z.tolist(), c_perp.tolist(), spread.tolist(),
+                                                  drift.tolist(), eff_dims.tolist()))
+    if bool((torch.isfinite(c_perp) & (spread > c_max)).any()):
+        warnings.warn("regime_check: c_spread > c_max (few parameters or anisotropic curvature): the "
+                      "Gaussian form of dU is outside its scope; see Regime.message", GaussianScopeWarning,
+                      stacklevel=2)
     failing = [i for i, ok in enumerate(applies.tolist()) if not ok]
     if not failing:
         conditions = f"|c_perp|, c_spread <= {c_max:g}" + ("" if math.isinf(beta) else f" and z <= {z_max:g}")
@@ -257,7 +278,8 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     return Regime(grad_norm=grad_norm, trace_hessian=trace, trace_hessian_se=trace_se,
                   trace_hessian_squared=trace_sq, effective_dimensions=eff_dims,
                   grad_curvature=grad_curvature, z=z, c=c, c_se=c_se, c_perp=c_perp, c_spread=spread,
-                  acceptance_predicted=acceptance, drift_factor=drift, applies=applies,
+                  acceptance_predicted=acceptance, acceptance_predicted_se=acceptance_se, drift_factor=drift,
+                  drift_factor_se=drift_se, applies=applies,
                   loss_error=resolution.loss_error, decision_risk=resolution.decision_risk,
                   quantization=resolution.quantization, resolved=resolution.ok, reasons=reasons,
                   message=message, sigma=sigma_ref, beta=beta, z_max=z_max, c_max=c_max)

@@ -13,7 +13,7 @@ Every snapshot records: the NE mean loss +- SE, the train and test accuracy of e
 (mean +- SE), the twin's loss and accuracies, the floor-corrected Delta_c with its covariance SE
 (:func:`negd.analysis.delta.delta_from_samples`), param_change = (1/N) |g - x(0)|^2, the acceptance
 rate, the regime (z, c; :func:`negd.diagnostics.regime.regime_check` at the twin's parameters), loss
-evaluations and wall time of each method. The verdict is :func:`negd.analysis.metrics.verdict`
+evaluations and wall time of each method. The verdict is :func:`negd.analysis.verdict.rows_verdict`
 on the final snapshot. Loss evaluations: one per NE step per realization (a realization's count
 is the number of steps), one loss and gradient per twin or Adam step.
 
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from negd.analysis.delta import delta_from_samples
-from negd.analysis.metrics import verdict
+from negd.analysis.verdict import classify_band, rows_verdict, verdict_record
 from negd.engine import advance_counted
 from negd.experiments.run.environment import one_thread  # one-network work: one thread (see there)
 from negd.losses.classification import accuracy
@@ -230,17 +230,18 @@ def correspondence_window(rows: list[dict]) -> dict:
     """Per snapshot after t = 0, whether Delta_c / param_change "holds" (2-SE upper bound below the
     threshold of negd.analysis.metrics) and from which t its 2-SE lower bound resolvably reaches the
     "fails" threshold."""
-    from negd.analysis.metrics import RATIO_FAILS, RATIO_HOLDS
+    from negd.analysis.verdict import RATIO_FAILS, RATIO_HOLDS
 
     holds, fails_from = [], None
     for r in rows[1:]:
         if r["param_change"] <= 0:
             continue
-        ratio = r["delta_corrected"] / r["param_change"]
-        err = 2 * r["delta_corrected_se"] / r["param_change"]
-        if ratio + err < RATIO_HOLDS:
+        change = r["param_change"]
+        state = classify_band(r["delta_corrected"] / change, r["delta_corrected_se"] / change, RATIO_HOLDS,
+                              RATIO_FAILS, nonnegative=True)
+        if state == "holds":
             holds.append(r["t"])
-        if fails_from is None and ratio - err >= RATIO_FAILS:
+        if fails_from is None and state == "fails":
             fails_from = r["t"]
     return {"snapshots": len(rows) - 1, "holding_snapshots": len(holds),
             "last_t_holding": holds[-1] if holds else None, "fails_from_t": fails_from}
@@ -248,26 +249,21 @@ def correspondence_window(rows: list[dict]) -> dict:
 
 def summarize(exp: ClassificationExperiment, rows: list[dict], adam: list[dict], n_params: int) -> dict:
     """Final numbers, the verdict and the loss evaluations to reach test-accuracy levels."""
-    last = rows[-1]
-    ratio = last["delta_corrected"] / last["param_change"] if last["param_change"] > 0 else math.nan
-    upper = (last["delta_corrected"] + 2 * last["delta_corrected_se"]) / last["param_change"] \
-        if last["param_change"] > 0 else math.nan
-    gap = abs(last["ne_loss_mean"] - last["twin_loss"])
-    final = {"t_final": last["t"], "delta_ratio": ratio, "delta_ratio_upper": upper,
-             "loss_gap_relative": gap / last["twin_loss"] if last["twin_loss"] > 0 else math.inf,
-             "loss_gap_in_se": gap / last["ne_loss_se"] if last["ne_loss_se"] > 0 else math.inf}
-    v = verdict(final)
+    gaps = [{"gap": r["ne_loss_mean"] - r["twin_loss"], "gap_se": r["ne_loss_se"]} | r for r in rows]
+    run, final = rows_verdict(gaps, gap_key="gap", gap_se_key="gap_se", twin_loss_key="twin_loss",
+                              realizations=exp.realizations)
     reach = {}
     for level in (0.90, 0.95):
         reach[f"{level:.2f}"] = {
             "ne": _first_reaching(rows, "ne_test_accuracy", level, "ne_loss_evaluations"),
             "twin": _first_reaching(rows, "twin_test_accuracy", level, "twin_gradient_evaluations"),
             "adam": _first_reaching(adam, "test_accuracy", level, "loss_evaluations")}
-    return {"experiment": exp.name, "scale": exp.scale, "n_params": n_params, "verdict": v.sentence,
-            "verdict_label": v.label, "verdict_reasons": v.reasons, "final": final, "ne_final": last,
+    return {"experiment": exp.name, "scale": exp.scale, "n_params": n_params, **verdict_record(run),
+            "final": final, "ne_final": rows[-1],
             "adam_final": adam[-1], "test_accuracy_reached_after_loss_evaluations": reach,
             "correspondence_window": correspondence_window(rows),
-            "ne_wall_seconds": last["ne_wall_seconds"], "twin_wall_seconds": last["twin_wall_seconds"],
+            "ne_wall_seconds": rows[-1]["ne_wall_seconds"],
+            "twin_wall_seconds": rows[-1]["twin_wall_seconds"],
             "adam_wall_seconds": adam[-1]["wall_seconds"]}
 
 
@@ -304,7 +300,8 @@ def run_classification(exp: ClassificationExperiment, out: Path | None = None, *
     summary = summarize(exp, rows, adam, spec.n_params)
     small_summary = summarize(small, small_rows, adam, spec.n_params)
     summary["small_sigma_arm"] = {k: small_summary[k] for k in (
-        "verdict", "verdict_label", "verdict_reasons", "final", "ne_final", "correspondence_window",
+        "verdict", "verdict_label", "verdict_reasons", "verdict_final", "verdict_t_worst", "verdict_changes",
+        "realizations_needed", "final", "ne_final", "correspondence_window",
         "ne_wall_seconds", "twin_wall_seconds")} | {"sigma": small.sigma, "ne_steps": small.ne_steps}
     summary["total_wall_seconds"] = time.perf_counter() - start
     write_json(run_dir / "snapshots.json", {"ne_twin": rows, "ne_twin_small_sigma": small_rows, "adam": adam})

@@ -18,10 +18,11 @@ t = lambda alpha x steps (the path time of the paper's rule, sigma/sqrt(2 pi) pe
 
 Per snapshot: full-data loss of the rule's ensemble (mean +- SE) and of the twin, the floor-corrected
 Delta_c with its covariance SE (:func:`negd.analysis.delta.delta_from_samples`), param_change =
-(1/N)|x_twin - x(0)|^2 and loss evaluations per realization. Verdict: :func:`negd.analysis.metrics.verdict`
-on the final snapshot. Drift per loss evaluation: (U(0) - <U(t)>)/evaluations over the run, next to the twin's
-(U(0) - U_twin(t))/evaluations (the theory's drift integrated along the path); and the evaluations each
-rule needs to reach a common loss relative to the paper's rule, against the linear-loss theory
+(1/N)|x_twin - x(0)|^2 and loss evaluations per realization. Verdict:
+:func:`negd.analysis.verdict.rows_verdict` over all snapshots. Drift per loss evaluation:
+(U(0) - <U(t)>)/evaluations over the run, next to the twin's (U(0) - U_twin(t))/evaluations (the
+theory's drift integrated along the path); and the evaluations each rule needs to reach a common loss
+relative to the paper's rule, against the linear-loss theory
 (:func:`negd.theory.population.drift_per_evaluation` over phi(0); 1/2 for the paired mode; none for aMC).
 """
 
@@ -37,7 +38,7 @@ import torch
 from torch import Tensor
 
 from negd.analysis.delta import delta_from_samples
-from negd.analysis.metrics import verdict
+from negd.analysis.verdict import rows_verdict, verdict_record
 from negd.engine import advance
 from negd.experiments.run.environment import one_thread, versions
 from negd.losses.minibatch import MinibatchLoss
@@ -198,7 +199,7 @@ def run_arm(arm: Arm, exp: VariantsExperiment, full: MLPLoss, minibatch: Minibat
         done = step
         rows.append(_snapshot(arm, exp, step, full, x0_np, ne, tw))
         progress.note(f"loss {rows[-1]['loss_mean']:.5f}, twin {rows[-1]['twin_loss']:.5f}")
-    summary = summarize(arm, rows)
+    summary = summarize(arm, rows, exp.realizations)
     summary["wall_seconds"] = time.perf_counter() - start
     progress.close()
     return {"summary": summary, "snapshots": rows}
@@ -219,24 +220,17 @@ def evaluations_to_reach(rows: list[dict], level: float) -> float:
     return math.nan
 
 
-def summarize(arm: Arm, rows: list[dict]) -> dict:
+def summarize(arm: Arm, rows: list[dict], realizations: int) -> dict:
     """Final numbers, the verdict (negd.analysis.metrics) and the measured drift per loss evaluation."""
     last = rows[-1]
-    change = last["param_change"]
-    ratio = last["delta_corrected"] / change if change > 0 else math.nan
-    ratio_se = last["delta_corrected_se"] / change if change > 0 else math.nan
-    gap = abs(last["loss_gap"])
-    final = {"t_final": last["t"], "delta_ratio": ratio, "delta_ratio_se": ratio_se,
-             "delta_ratio_upper": ratio + 2 * ratio_se,
-             "loss_gap_relative": gap / last["twin_loss"] if last["twin_loss"] > 0 else math.inf,
-             "loss_gap_in_se": gap / last["loss_gap_se"] if last["loss_gap_se"] > 0 else math.inf}
-    v = verdict(final)
+    run, final = rows_verdict(rows, gap_key="loss_gap", gap_se_key="loss_gap_se", twin_loss_key="twin_loss",
+                              realizations=realizations)
     return {"rule": arm.name, "rule_repr": repr(arm.rule), "twin": arm.twin_label,
             "twin_repr": repr(arm.twin),
             "evaluations_per_step": arm.evaluations_per_step, "final": final,
             "loss_mean": last["loss_mean"], "loss_se": last["loss_se"], "twin_loss": last["twin_loss"],
             "loss_gap": last["loss_gap"], "loss_gap_se": last["loss_gap_se"],
-            "verdict": v.sentence, "verdict_label": v.label, "verdict_reasons": v.reasons,
+            **verdict_record(run),
             "drift_per_evaluation_run": _drift_per_evaluation(rows, "loss_mean"),
             "drift_per_evaluation_twin": _drift_per_evaluation(rows, "twin_loss"),
             "theory_ratio_to_neuroevolution": arm.theory_ratio}

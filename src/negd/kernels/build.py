@@ -63,7 +63,8 @@ KERNEL_MODES = ("auto", "native", "prebuilt")
 # Every symbol _declare binds: a built library must export all of them before it is cached.
 SYMBOLS = ("negd_abi_version", "negd_has_avx2", "negd_normal_rows", "negd_uniform_rows",
            *(f"negd_{kind}_{suffix}" for suffix in ("f32", "f64")
-             for kind in ("tanh", "elementwise", "mlp_loss", "fused_ne", "mlp_grad", "fused_langevin")))
+             for kind in ("tanh", "elementwise", "mlp_loss", "fused_ne", "mlp_grad", "fused_langevin",
+                          "fma_peak", "tanh_throughput")))
 
 _library: ctypes.CDLL | None = None
 _failed = False
@@ -248,6 +249,9 @@ def _declare(lib: ctypes.CDLL) -> None:
                                                                   u64, i64, i64, p, i64, p, i64, i32,
                                                                   ctypes.c_int]
         getattr(lib, f"negd_fused_langevin_{suffix}").restype = ctypes.c_int
+        for probe in ("fma_peak", "tanh_throughput"):
+            getattr(lib, f"negd_{probe}_{suffix}").argtypes = [f64]
+            getattr(lib, f"negd_{probe}_{suffix}").restype = f64
     lib.negd_normal_rows.argtypes = [u64, p, i64, p, i64, i64, i32, p, ctypes.c_int]
     lib.negd_normal_rows.restype = ctypes.c_int
     lib.negd_uniform_rows.argtypes = [u64, p, i64, p, i64, i32, p]

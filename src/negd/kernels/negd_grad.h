@@ -275,7 +275,7 @@ int FN(negd_mlp_grad)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x,
 #pragma omp atomic write
             err = 1;
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, realization_chunk(R, nthreads))
             for (int64_t r = 0; r < R; r++)
                 loss[r] = FN(value_and_grad)(&net, params + r * N, N, grad + r * N, scratch);
         }
@@ -306,7 +306,7 @@ int FN(negd_fused_langevin)(const int32_t *arch, int64_t P, int64_t ld, const RE
 #pragma omp atomic write
             err = 1;
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, realization_chunk(R, nthreads))
             for (int64_t r = 0; r < R; r++) {
                 REAL *p = params + r * N, *g = grad + r * N;
                 for (int64_t s = 0; s < steps; s++) {

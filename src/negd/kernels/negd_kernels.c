@@ -21,14 +21,18 @@
  * Loss gradients (backpropagation, mean squared error) and fused Langevin steps, the gradient twin's
  * dynamics: negd_grad.h, compiled twice after negd_mlp.h.
  *
- * Every realization is computed by one thread from start to end of a call (static partition),
- * and nothing it computes depends on the other realizations: results are independent of the
- * thread count and of how the ensemble is split into calls.
+ * Every realization is computed by one thread from start to end of a call, and nothing it computes
+ * depends on the other realizations: results are independent of the thread count, of which thread
+ * takes which realization and of how the ensemble is split into calls. Realizations are handed out
+ * in small chunks to whichever thread is free (dynamic schedule): on a machine shared with other
+ * work, a thread that the OS deschedules holds up the others by one chunk, not by half the work as a
+ * static partition did (all cores were then slower than one thread under load).
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -267,8 +271,9 @@ static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-/* 5: negd_mlp_grad_*, negd_fused_langevin_* (4: arch has 7 entries, negd_elementwise_*). */
-int negd_abi_version(void) { return 5; }
+/* 6: negd_fma_peak_*, negd_tanh_throughput_* (5: negd_mlp_grad_*, negd_fused_langevin_*;
+ * 4: arch has 7 entries, negd_elementwise_*). */
+int negd_abi_version(void) { return 6; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -324,10 +329,34 @@ int negd_uniform_rows(uint64_t seed, const int64_t *rid, int64_t R, const int64_
     return 0;
 }
 
+/* CPU time of the calling thread (the machine-limit probes of negd_mlp.h). */
+static double thread_cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+volatile double negd_limit_sink; /* where the probes leave a result, so that their work is kept */
+
+/* Realizations per chunk of the dynamic schedule: about 8 chunks per thread (a late thread costs
+ * the others at most ~1/8 of its share; more chunks would only add scheduling and false sharing). */
+static inline int realization_chunk(int64_t R, int nthreads) {
+    int64_t chunk = R / (8 * (int64_t)(nthreads > 0 ? nthreads : 1));
+    return chunk < 1 ? 1 : (int)chunk;
+}
+
 /* ------------------------------------------------------------------ the MLP kernels, float32 and float64 */
 #define BLK_V 6          /* vectors of points per block of the generic path */
 #define BLK (BLK_V * VL) /* points per block */
 #define SHALLOW_NV 4     /* point vectors per register block of the shallow path */
+/* Register tile of the dense layers (negd_mlp.h): TILE_MO outputs x TILE_NV point vectors, TILE_MO *
+ * TILE_NV accumulators + TILE_NV inputs + 1 weight registers: 28 of the 32 vector registers that
+ * AVX-512VL gives 256-bit code, 16 of 16 with plain AVX2. */
+#ifdef __AVX512VL__
+#define TILE_MO 8
+#else
+#define TILE_MO 4
+#endif
+#define TILE_NV 3
 
 /* Codes of arch[5] (hidden activation) and arch[6] (loss): negd.kernels.ACTIVATIONS / LOSSES. */
 enum { ACT_IDENTITY = 0, ACT_TANH = 1, ACT_RELU = 2, ACT_GELU = 3, N_ACTIVATIONS = 4 };
@@ -358,7 +387,6 @@ enum { LOSS_MSE = 0, LOSS_XENT = 1 };
 #undef visnan
 #undef vabs
 #undef vcopysign
-#undef PIN3
 
 /* ---- float64 parameters: 4 points per AVX2 register, tanh to double precision */
 #include "negd_vec_f64.h"

@@ -3,7 +3,7 @@
  * negd_kernels.c includes this file twice: once with REAL = float (8 points per AVX2 register)
  * and once with REAL = double (4 per register). Before each inclusion it defines
  *   REAL, FN(name)                     the parameter type and the suffix of every name (_f32, _f64);
- *   vf, VL, vset1 ... vdiv, PIN3       the vector layer of that type (vsel, vceq, vclt: lane masks);
+ *   vf, VL, vset1 ... vdiv             the vector layer of that type (vsel, vceq, vclt: lane masks);
  *   FN(vtanh), FN(verf)(vf)            tanh and erf of one vector;
  *   FN(vexp_neg)(vf), FN(vlog)(vf)     exp of x <= 0 and log of x > 0 (NaN in, NaN out);
  *   FN(acc_sum)(vf, int, double *)     add the valid lanes of one vector to 4 doubles.
@@ -94,63 +94,83 @@ static double FN(shallow_sse)(const FN(net_t) *net, const REAL *p) {
     return (acc4[0] + acc4[1]) + (acc4[2] + acc4[3]);
 }
 
-/* One register tile of a dense layer: MO outputs x NV point vectors. */
+/* One register tile of a dense layer, MO outputs x NV point vectors: the pre-activations
+ * W hin + b, stored. The tile holds MO * NV accumulators, NV input vectors and one broadcast weight
+ * in registers; it must not hold anything else. (e51682c made the activation a compile-time constant
+ * inside this tile: gcc then hoisted tanh's 13 constants into registers for the whole layer, ran out
+ * of them and kept two accumulators on the stack, a store-to-load round trip in every iteration's
+ * dependency chain: the deep net ran at 0.62x. The activation is now a separate pass, FN(activate).) */
 static inline __attribute__((always_inline)) void FN(dense_tile)(
         const int MO, const int NV, const REAL *W, int fan_in, const REAL *bias,
-        const REAL *hin, int64_t ld_in, REAL *hout, int64_t ld_out, int act) {
-    /* act is a runtime code, but one per layer: the branch in the store loop below is predictable */
-    vf acc[4][3];
+        const REAL *hin, int64_t ld_in, REAL *hout, int64_t ld_out) {
+    vf acc[TILE_MO][TILE_NV];
     for (int m = 0; m < MO; m++)
         for (int k = 0; k < NV; k++) acc[m][k] = bias ? vset1(bias[m]) : vzero();
     for (int i = 0; i < fan_in; i++) {
-        vf h[3];
+        vf h[TILE_NV];
         for (int k = 0; k < NV; k++) h[k] = vload(hin + i * ld_in + k * VL);
-        /* keep the NV input vectors in registers: otherwise gcc re-loads them in every FMA
-         * (MO times as many loads, and the tile becomes load bound) */
-        if (NV == 3) PIN3(h);
         for (int m = 0; m < MO; m++) {
             vf w = vset1(W[(int64_t)m * fan_in + i]);
             for (int k = 0; k < NV; k++) acc[m][k] = vfma(w, h[k], acc[m][k]);
         }
     }
     for (int m = 0; m < MO; m++)
-        for (int k = 0; k < NV; k++)
-            vstore(hout + m * ld_out + k * VL, FN(vapply)(acc[m][k], act));
+        for (int k = 0; k < NV; k++) vstore(hout + m * ld_out + k * VL, acc[m][k]);
 }
 
-/* hout[o][0:nv*VL] = act(W hin + b) for a block of nv point vectors (act a constant where inlined). */
-static inline __attribute__((always_inline)) void FN(dense_act)(
-        const REAL *W, const REAL *bias, int fan_in, int fan_out, const REAL *hin, int64_t ld_in, REAL *hout,
-        int64_t ld_out, int nv, int act) {
-    int o = 0;
-    for (; o + 4 <= fan_out; o += 4) {
+/* The tiles of MO outputs (o0 <= o < o1, a multiple of MO apart) over nv point vectors. */
+static inline __attribute__((always_inline)) void FN(dense_rows)(
+        const int MO, int o0, int o1, const REAL *W, const REAL *bias, int fan_in, const REAL *hin,
+        int64_t ld_in, REAL *hout, int64_t ld_out, int nv) {
+    for (int o = o0; o + MO <= o1; o += MO) {
         const REAL *Wo = W + (int64_t)o * fan_in, *bo = bias ? bias + o : NULL;
+        REAL *ho = hout + o * ld_out;
         int k = 0;
-        for (; k + 3 <= nv; k += 3)
-            FN(dense_tile)(4, 3, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
-        for (; k < nv; k++)
-            FN(dense_tile)(4, 1, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
-    }
-    for (; o < fan_out; o++) {
-        const REAL *Wo = W + (int64_t)o * fan_in, *bo = bias ? bias + o : NULL;
-        int k = 0;
-        for (; k + 3 <= nv; k += 3)
-            FN(dense_tile)(1, 3, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
-        for (; k < nv; k++)
-            FN(dense_tile)(1, 1, Wo, fan_in, bo, hin + k * VL, ld_in, hout + o * ld_out + k * VL, ld_out, act);
+        for (; k + TILE_NV <= nv; k += TILE_NV)
+            FN(dense_tile)(MO, TILE_NV, Wo, fan_in, bo, hin + k * VL, ld_in, ho + k * VL, ld_out);
+        switch (nv - k) { /* the last block of a layer is short */
+        case 0: break;
+#if TILE_NV > 3
+        case 5: FN(dense_tile)(MO, 5, Wo, fan_in, bo, hin + k * VL, ld_in, ho + k * VL, ld_out); break;
+        case 4: FN(dense_tile)(MO, 4, Wo, fan_in, bo, hin + k * VL, ld_in, ho + k * VL, ld_out); break;
+        case 3: FN(dense_tile)(MO, 3, Wo, fan_in, bo, hin + k * VL, ld_in, ho + k * VL, ld_out); break;
+#endif
+        case 2: FN(dense_tile)(MO, 2, Wo, fan_in, bo, hin + k * VL, ld_in, ho + k * VL, ld_out); break;
+        default: FN(dense_tile)(MO, 1, Wo, fan_in, bo, hin + k * VL, ld_in, ho + k * VL, ld_out); break;
+        }
     }
 }
 
-/* FN(dense_act) with the activation as a compile-time constant in each case: a runtime code reaching
- * the tiles made gcc keep every activation's code in the hot loop (deep 8x32 net: 0.76x as fast). */
+/* The activation of rows x nv point vectors of a layer's output, in place (act a constant in each
+ * loop, so that each loop holds its own function's constants and nothing else). */
+static void FN(activate)(REAL *h, int rows, int64_t ld, int nv, int act) {
+#define ACT_LOOP(ACT) for (int o = 0; o < rows; o++) \
+        for (int k = 0; k < nv; k++) vstore(h + o * ld + k * VL, FN(vapply)(vload(h + o * ld + k * VL), ACT))
+    switch (act) {
+    case ACT_TANH: ACT_LOOP(ACT_TANH); break;
+    case ACT_RELU: ACT_LOOP(ACT_RELU); break;
+    case ACT_GELU: ACT_LOOP(ACT_GELU); break;
+    default: break; /* ACT_IDENTITY */
+    }
+#undef ACT_LOOP
+}
+
+/* hout[o][0:nv*VL] = act(W hin + b) for a block of nv <= BLK_V point vectors: register tiles of
+ * TILE_MO outputs (then 4, 2, 1 for the rest of fan_out) x TILE_NV point vectors, then the
+ * activation in place while the block is in L1. */
 static void FN(dense)(const REAL *W, const REAL *bias, int fan_in, int fan_out, const REAL *hin,
                       int64_t ld_in, REAL *hout, int64_t ld_out, int nv, int act) {
-    switch (act) {
-    case ACT_TANH: FN(dense_act)(W, bias, fan_in, fan_out, hin, ld_in, hout, ld_out, nv, ACT_TANH); break;
-    case ACT_RELU: FN(dense_act)(W, bias, fan_in, fan_out, hin, ld_in, hout, ld_out, nv, ACT_RELU); break;
-    case ACT_GELU: FN(dense_act)(W, bias, fan_in, fan_out, hin, ld_in, hout, ld_out, nv, ACT_GELU); break;
-    default: FN(dense_act)(W, bias, fan_in, fan_out, hin, ld_in, hout, ld_out, nv, ACT_IDENTITY); break;
+    int o = 0;
+    if (fan_out >= TILE_MO) {
+        o = fan_out / TILE_MO * TILE_MO;
+        FN(dense_rows)(TILE_MO, 0, o, W, bias, fan_in, hin, ld_in, hout, ld_out, nv);
     }
+#if TILE_MO > 4
+    if (fan_out - o >= 4) { FN(dense_rows)(4, o, o + 4, W, bias, fan_in, hin, ld_in, hout, ld_out, nv); o += 4; }
+#endif
+    if (fan_out - o >= 2) { FN(dense_rows)(2, o, o + 2, W, bias, fan_in, hin, ld_in, hout, ld_out, nv); o += 2; }
+    if (fan_out - o >= 1) FN(dense_rows)(1, o, o + 1, W, bias, fan_in, hin, ld_in, hout, ld_out, nv);
+    FN(activate)(hout, fan_out, ld_out, nv, act);
 }
 
 /* Generic MLP: the sum over points of the loss terms (squared errors or cross-entropies);
@@ -232,7 +252,59 @@ int FN(negd_elementwise)(int op, const REAL *x, REAL *y, int64_t n) {
 }
 
 /* The kernel's tanh of n values. */
-void FN(negd_tanh)(const REAL *x, REAL *y, int64_t n) { FN(negd_elementwise)(ACT_TANH, x, y, n); }
+void FN(negd_tanh)(const REAL *x, REAL *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) vstore(y + i, FN(vtanh)(vload(x + i)));
+    if (i < n) FN(negd_elementwise)(ACT_TANH, x + i, y + i, n - i);
+}
+
+/* ------------------------------------------------------------------ machine limits (negd bench) */
+/* One core's FMA peak in this type: FLOP (2 per lane and FMA) per CPU-second of this thread, from
+ * FMA_CHAINS independent chains of vector FMAs held in registers (enough to cover the FMA latency
+ * times the FMA ports of current x86 cores), run for about `seconds`. */
+#define FMA_CHAINS 10
+double FN(negd_fma_peak)(double seconds) {
+    vf c[FMA_CHAINS];
+    const vf a = vset1((REAL)1.0000001), b = vset1((REAL)-1e-7);
+    for (int j = 0; j < FMA_CHAINS; j++) c[j] = vset1((REAL)j);
+    const double t0 = thread_cpu_seconds();
+    double t = t0;
+    int64_t rounds = 0;
+    do {
+        for (int k = 0; k < 100000; k++)
+            for (int j = 0; j < FMA_CHAINS; j++) c[j] = vfma(c[j], a, b);
+        rounds++;
+        t = thread_cpu_seconds();
+    } while (t - t0 < seconds);
+    REAL lanes[VL];
+    vf sum = c[0];
+    for (int j = 1; j < FMA_CHAINS; j++) sum = vadd(sum, c[j]);
+    vstore(lanes, sum);
+    negd_limit_sink = (double)lanes[0]; /* the chains' result is used: they cannot be optimized away */
+    return (double)rounds * 100000.0 * FMA_CHAINS * VL * 2.0 / (t - t0);
+}
+
+/* The kernel's tanh in this type: evaluations per CPU-second of this thread over 2048 values that
+ * stay in L1 (load, tanh, store, as the layers' activation pass does), run for about `seconds`. */
+double FN(negd_tanh_throughput)(double seconds) {
+    enum { LEN = 2048 };
+    static __thread REAL x[LEN], y[LEN];
+    for (int i = 0; i < LEN; i++) x[i] = (REAL)(i - LEN / 2) / (REAL)256;
+    const double t0 = thread_cpu_seconds();
+    double t = t0;
+    int64_t rounds = 0;
+    do {
+        for (int k = 0; k < 200; k++) {
+            for (int i = 0; i < LEN; i += VL) vstore(y + i, FN(vtanh)(vload(x + i)));
+            __asm__ volatile("" : : "r"(y) : "memory"); /* each pass is stored and read back */
+        }
+        rounds++;
+        t = thread_cpu_seconds();
+    } while (t - t0 < seconds);
+    negd_limit_sink = (double)y[LEN / 3];
+    return (double)rounds * 200.0 * LEN / (t - t0);
+}
+#undef FMA_CHAINS
 
 /* loss[r] (double) of every row r of params [R, N]. */
 int FN(negd_mlp_loss)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x, const REAL *t,
@@ -247,7 +319,7 @@ int FN(negd_mlp_loss)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x,
 #pragma omp atomic write
             err = 1;
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, realization_chunk(R, nthreads))
             for (int64_t r = 0; r < R; r++) loss[r] = FN(net_loss)(&net, params + r * N, scratch);
         }
         free(scratch);
@@ -282,7 +354,7 @@ int FN(negd_fused_ne)(const int32_t *arch, int64_t P, int64_t ld, const REAL *x,
 #pragma omp atomic write
             err = 1;
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, realization_chunk(R, nthreads))
             for (int64_t r = 0; r < R; r++) {
                 REAL *p = params + r * N;
                 double old = loss[r];

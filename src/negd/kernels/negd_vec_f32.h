@@ -24,7 +24,6 @@ typedef __m256 vf;
 #define visnan(a) _mm256_cmp_ps(a, a, _CMP_UNORD_Q)
 #define vabs(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)
 #define vcopysign(mag, sgn) _mm256_or_ps(vabs(mag), _mm256_and_ps(_mm256_set1_ps(-0.0f), sgn))
-#define PIN3(h) __asm__("" : "+x"(h[0]), "+x"(h[1]), "+x"(h[2]))
 #else
 typedef float vf;
 #define VL 1
@@ -45,7 +44,6 @@ typedef float vf;
 #define visnan(a) ((a) != (a))
 #define vabs(a) fabsf(a)
 #define vcopysign(mag, sgn) copysignf(mag, sgn)
-#define PIN3(h) ((void)0)
 #endif
 
 /* tanh: clamp to +-7.9053 (where tanh rounds to 1 in float32), then the odd [13/6] rational

@@ -43,7 +43,7 @@ class AdaptiveMC(Neuroevolution):
     Args:
         params: parameters or param-group dicts.
         sigma: initial mutation scale (> 0); groups may override it; shrinks during training.
-        epsilon: weight of an accepted move in the mean, in (0, 1].
+        epsilon: weight of an accepted move in the mean, in [0, 1] (0: no memory, mu = 0).
         n_reset: consecutive rejections that shrink sigma and reset mu (integer >= 1).
         shrink: factor applied to sigma then, in (0, 1) (0.95 in the paper).
         beta, seed, reevaluate, callbacks, log_every: as for :class:`negd.optim.Neuroevolution`.

@@ -81,9 +81,11 @@ SnapshotHook = Callable[[int, int], None]
 
 SCALAR_KEYS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss", "acceptance", "acceptance_se",
                "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds",
-               "delta_corrected_se_covariance", "tie_fraction", "loss_error", "decision_risk", "quantization")
-REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "loss_error",
-               "decision_risk", "quantization")
+               "c_se", "acceptance_predicted_se", "drift_factor_se", "delta_corrected_se_covariance",
+               "tie_fraction", "loss_error", "decision_risk", "quantization")
+REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "c_se", "acceptance_predicted",
+               "acceptance_predicted_se", "drift_factor", "drift_factor_se", "loss_error", "decision_risk",
+               "quantization")
 # Extra arrays of a Langevin twin (run-directory contract, docs/experiments.md).
 TWIN_SCALAR_KEYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
 

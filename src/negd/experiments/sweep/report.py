@@ -30,7 +30,9 @@ __all__ = ["C_LIMIT", "Z_LIMIT", "point_row", "write_sweep_report"]
 C_LIMIT = 0.1
 Z_LIMIT = 0.1
 S_LIMIT = S_SMALL
-COLORS = {"holds": "tab:green", "weakens": "tab:orange", "does not hold": "tab:red"}
+COLORS = {"holds": "tab:green", "weakens": "tab:orange", "fails": "tab:red", "unresolved": "tab:gray"}
+# summary.json schema 1 called "fails" "does not hold" (negd.analysis.schema)
+_OLD_LABELS = {"does not hold": "fails"}
 FIELDS = ("delta_ratio", "delta_ratio_upper", "loss_gap_relative", "loss_gap_in_se", "acceptance_measured",
           "acceptance_predicted", "z_final", "c_final", "z_max", "c_max", "s_final", "wall_seconds")
 
@@ -60,9 +62,12 @@ def point_row(point: SweepPoint, run_dir: Path) -> dict:
     except (NegdError, OSError):
         summary = {}
     row |= {k: _number(summary.get(k)) for k in FIELDS}
-    row["verdict"] = summary.get("verdict") if isinstance(summary.get("verdict"), str) else "missing"
+    verdict = summary.get("verdict") if isinstance(summary.get("verdict"), str) else "missing"
+    row["verdict"] = _OLD_LABELS.get(verdict, verdict)
     row["theory_inside"] = theory_inside(point.config.beta, row["z_final"], row["c_final"], row["s_final"])
-    row["agrees"] = None if row["theory_inside"] is None or row["verdict"] not in COLORS else \
+    # an unresolved point neither agrees nor disagrees with the theory's region
+    row["agrees"] = None if row["theory_inside"] is None or row["verdict"] not in COLORS \
+        or row["verdict"] == "unresolved" else \
         (row["verdict"] == "holds") == row["theory_inside"]
     return row
 
@@ -142,7 +147,7 @@ def write_sweep_report(sweep_dir: Path, grid: dict, points: list[SweepPoint], st
     agree = [r["agrees"] for r in rows if r["agrees"] is not None]
     points_wall = sum(r["wall_seconds"] for r in rows if math.isfinite(r["wall_seconds"]))
     # Points where the data say the correspondence does not hold, with a theory region to place them in.
-    failing = [r for r in rows if r["verdict"] == "does not hold" and r["theory_inside"] is not None]
+    failing = [r for r in rows if r["verdict"] == "fails" and r["theory_inside"] is not None]
     write_json(sweep_dir / "sweep.json", {
         "grid": {k: [_json(v) for v in vs] for k, vs in grid.items()},
         "region": {"c_max": C_LIMIT, "z_max_finite_beta": Z_LIMIT, "s_max": S_LIMIT}, "points": rows,
