@@ -30,7 +30,7 @@ def _modules() -> dict[str, Path]:
 
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("negd.validation", "negd.state", "negd.dtypes", "negd.rng", "negd.runfiles", "negd.sealed",
-                "negd.kernels", "negd.version")),
+                "negd.kernels", "negd.version", "negd.progress", "negd.callbacks")),
     ("theory", ("negd.theory",)),
     ("losses and tasks", ("negd.losses", "negd.tasks", "negd.envs")),
     ("twins", ("negd.twins",)),
@@ -39,7 +39,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("engine and optimizers", ("negd.engine", "negd.optim")),
     ("analysis", ("negd.analysis",)),
     ("experiments", ("negd.experiments",)),
-    ("commands", ("negd.bench", "negd.cli", "negd._compat", "negd")),
+    ("commands", ("negd.bench", "negd.cli", "negd.info", "negd._compat", "negd")),
 ]
 
 

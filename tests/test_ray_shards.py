@@ -104,7 +104,7 @@ def test_killed_worker_is_retried_and_continues_from_its_checkpoint(tmp_path, ra
     from negd.experiments.run import runner
 
     updates: list[int] = []  # the progress bar's updates (it moves while the shards run)
-    monkeypatch.setattr(runner._Progress, "update", lambda self, n: updates.append(n))
+    monkeypatch.setattr(runner.ArmProgress, "update", lambda self, n: updates.append(n))
     whole = run_experiment(config_from_dict(LONG), tmp_path / "whole", progress=False, report=False)
     updates.clear()
     killed: dict = {}

@@ -11,7 +11,9 @@
 * ``negd run CONFIG`` / ``negd run --resume DIR``: a user's experiment from a YAML/TOML file;
 * ``negd sweep CONFIG --grid KEY=V1,V2 ...``: one run per grid point and a correspondence map;
 * ``negd report DIR``: (re)build figures and report of a run directory;
-* ``negd bench ...``: the benchmarks (arguments go to :mod:`negd.bench.cli`).
+* ``negd bench ...``: the benchmarks (arguments go to :mod:`negd.bench.cli`);
+* ``negd info``: the kernel in use (prebuilt, native or the torch fallback), torch, CUDA, Ray;
+* ``negd --version``.
 
 Every error is one line ``negd: error: ...`` on stderr and exit status 2; Ctrl-C exits with 130
 after saving what was computed and printing how to resume.
@@ -31,6 +33,9 @@ from negd.validation import NegdError
 __all__ = ["main"]
 
 EXIT_ERROR = 2
+# The main job's wall time, measured (docs/experiments.md, "Measured wall time"); README.md and
+# docs/experiments.md state this same text (tests/test_cli_conventions.py).
+MAIN_JOB_TIME = "about 4 minutes on 2 free CPU cores"
 EXIT_INTERRUPTED = 130
 
 
@@ -99,24 +104,31 @@ def _sharding_kwargs(shards, ray, checkpoint_seconds=None) -> dict:
     return {k: v for k, v in given if v is not None}
 
 
+_NO_PROGRESS = "no progress bars (they are off anyway when the output is not a terminal)"
 _ALLOW_PATH_CHANGE = ("with --resume: continue even if this machine computes on another path (kernel or "
                       "torch, dtypes, device, versions) than the run started on; recorded in config.json")
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    import negd
     from negd.experiments.classification import CLASSIFICATION_EXPERIMENTS
     from negd.experiments.config.presets import EXPERIMENTS, SCALES
 
     parser = _Parser(prog="negd", description="Neuroevolution <-> gradient descent experiments "
                      "(Whitelam et al., Nat. Commun. 12, 6317, 2021).")
-    sub = parser.add_subparsers(dest="command", metavar="{reproduce,run,sweep,report,bench}")
+    parser.add_argument("--version", action="version", version=f"negd {negd.__version__}",
+                        help="print negd's version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="{reproduce,run,sweep,report,bench,info}")
     sub.required = True
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments and build its report")
     rep.add_argument("experiment",
-                     choices=list(EXPERIMENTS) + list(CLASSIFICATION_EXPERIMENTS) + ["variants", "control"])
+                     choices=list(EXPERIMENTS) + list(CLASSIFICATION_EXPERIMENTS) + ["variants", "control"],
+                     help="shallow (the main job), deep, finite-beta: the paper's; digits, mnist1d: "
+                          "classifiers (digits needs pip install 'negd[tasks]'); variants: population, "
+                          "adaptive and minibatch neuroevolution; control: CartPole-v1 and Pendulum-v1")
     rep.add_argument("--scale", choices=(*SCALES, "full"), default=None,
-                     help="quick (default, about 10 minutes on 2 CPU cores with the C kernel) or paper "
+                     help=f"quick (default; shallow: {MAIN_JOB_TIME} with the C kernel) or paper "
                           "(control: quick or full)")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
     rep.add_argument("--twin", choices=("noiseless", "langevin", "matched"), default=None,
@@ -134,32 +146,38 @@ def _build_parser() -> argparse.ArgumentParser:
                           "losses are float64 in any case)")
     rep.add_argument("--no-scan", action="store_true", help="skip the sigma/2, sigma/4 arms")
     rep.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue an interrupted run")
-    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS)
     rep.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
     _add_sharding(rep)
 
     run = sub.add_parser("run", help="run an experiment described by a YAML or TOML file")
-    run.add_argument("config", type=Path, nargs="?", default=None)
-    run.add_argument("--out", type=Path, default=None)
-    run.add_argument("--resume", type=Path, default=None, metavar="DIR")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("config", type=Path, nargs="?", default=None,
+                     help="experiment file, YAML or TOML (format: docs/experiments.md); not with --resume")
+    run.add_argument("--out", type=Path, default=None,
+                     help="run directory, new or empty (default runs/<name>-<time>)")
+    run.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                     help="continue the interrupted run in DIR (its config.json is used)")
+    run.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS)
     run.add_argument("--allow-path-change", action="store_true", help=_ALLOW_PATH_CHANGE)
     _add_sharding(run)
 
     sweep = sub.add_parser("sweep", help="one run per point of a grid and a correspondence map")
-    sweep.add_argument("config", type=Path)
+    sweep.add_argument("config", type=Path,
+                       help="base experiment file, YAML or TOML, optionally with a grid section")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                        help="a grid axis over a numeric key (sigma, lambda, beta, alpha, realizations, ...); "
                             "repeat for more axes; replaces the same key of the file's grid section")
     sweep.add_argument("--out", type=Path, default=None,
                        help="sweep directory (default runs/sweep-...); rerunning into it continues the sweep")
-    sweep.add_argument("--no-progress", action="store_true")
+    sweep.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS)
     _add_sharding(sweep, checkpoint=False)  # a sweep's runs checkpoint their shards every 30 s
 
     report = sub.add_parser("report", help="build summary, figures and report.md of a run directory")
-    report.add_argument("run_dir", type=Path)
+    report.add_argument("run_dir", type=Path, help="a run directory (with its config.json)")
 
-    sub.add_parser("bench", help="benchmarks (all further arguments go to negd.bench)", add_help=False)
+    sub.add_parser("bench", help="benchmarks (all further arguments go to negd.bench; negd bench --help)",
+                   add_help=False)
+    sub.add_parser("info", help="the kernel in use (prebuilt, native or torch fallback), torch, CUDA, Ray")
     return parser
 
 
@@ -435,6 +453,13 @@ def _scales() -> tuple[str, ...]:
     return SCALES
 
 
+def _info(args: argparse.Namespace) -> int:  # noqa: ARG001 - a handler's signature
+    from negd.info import info_lines
+
+    print("\n".join(info_lines()))
+    return 0
+
+
 def _bench(rest: list[str]) -> int:
     try:
         from negd.bench.cli import main as bench_main
@@ -467,12 +492,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     try:
         if not argv:
-            raise _UsageError("a command is required: reproduce, run, sweep, report or bench "
+            raise _UsageError("a command is required: reproduce, run, sweep, report, bench or info "
                               "(see negd --help)")
         if argv[0] == "bench":
             return _bench(argv[1:])
         args = _build_parser().parse_args(argv)
-        handlers = {"reproduce": _reproduce, "run": _run, "sweep": _sweep, "report": _report}
+        handlers = {"reproduce": _reproduce, "run": _run, "sweep": _sweep, "report": _report, "info": _info}
         return handlers[args.command](args)
     except (NegdError, _UsageError) as e:
         print(f"negd: error: {e}", file=sys.stderr)

@@ -15,17 +15,22 @@ where that dispatch lives: the kernels themselves only compute on tensors.
 ``advance_counted`` also returns how many of those steps each realization accepted, and
 ``advance_tallied`` also how many proposals tied (dU == 0 exactly: a loss too coarse to resolve
 the move, see :mod:`negd.diagnostics.resolution`).
+
+All three take ``callbacks`` (negd.callbacks: e.g. a JSONLLogger) and ``log_every``: the steps then
+run in chunks of ``log_every`` (default: 20 chunks per call), the same numbers as one call, and after
+each chunk every callback gets an Event("advance", step, {loss_mean, loss_min, loss_max, acceptance}).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from negd import rng
+from negd.callbacks import Callback, Event, as_callbacks, emit, events_every
 from negd.losses.base import LossFn
 from negd.losses.mlp import MLPLoss
 from negd.rules import GradientDescent, Langevin, Neuroevolution
@@ -111,9 +116,16 @@ def _fused_gradient_fn(rule: GradientDescent | Langevin, state: State, loss_fn: 
     return run
 
 
-def advance_tallied(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int) -> tuple[State, Tally]:
-    """``steps`` steps of ``rule``, with each realization's accepted moves and exact ties."""
+def advance_tallied(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int, *,
+                    callbacks: Callback | Iterable[Callback] | None = None,
+                    log_every: int | None = None) -> tuple[State, Tally]:
+    """``steps`` steps of ``rule``, with each realization's accepted moves and exact ties.
+
+    ``callbacks``/``log_every``: events every ``log_every`` steps (module docstring)."""
     steps = check_int("steps", steps, 0)
+    hooks = as_callbacks(callbacks)
+    if hooks:
+        return _advance_logged(rule, state, loss_fn, steps, hooks, events_every(steps, log_every))
     zeros = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
     if steps == 0:
         return state, Tally(zeros, zeros.clone())
@@ -128,12 +140,32 @@ def advance_tallied(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int)
     return state, Tally(accepted, ties)
 
 
-def advance_counted(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int) -> tuple[State, Tensor]:
+def _advance_logged(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int, hooks: tuple,
+                    every: int) -> tuple[State, Tally]:
+    """advance_tallied in chunks of ``every`` steps, an Event after each (counter-based RNG: same numbers)."""
+    zeros = torch.zeros(state.n_realizations, dtype=torch.int64, device=state.params.device)
+    accepted, ties, done = zeros, zeros.clone(), 0
+    while done < steps:
+        n = min(every, steps - done)
+        state, tally = advance_tallied(rule, state, loss_fn, n)
+        accepted, ties, done = accepted + tally.accepted, ties + tally.ties, done + n
+        loss = state.loss.detach().to(torch.float64)
+        emit(hooks, Event("advance", int(state.step), {
+            "loss_mean": float(loss.mean()), "loss_min": float(loss.min()), "loss_max": float(loss.max()),
+            "acceptance": float(tally.accepted.sum()) / (n * state.n_realizations)}))
+    return state, Tally(accepted, ties)
+
+
+def advance_counted(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int, *,
+                    callbacks: Callback | Iterable[Callback] | None = None,
+                    log_every: int | None = None) -> tuple[State, Tensor]:
     """``steps`` steps of ``rule``, and the number of accepted moves of each realization [R] int64."""
-    state, tally = advance_tallied(rule, state, loss_fn, steps)
+    state, tally = advance_tallied(rule, state, loss_fn, steps, callbacks=callbacks, log_every=log_every)
     return state, tally.accepted
 
 
-def advance(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int) -> State:
-    """``steps`` steps of ``rule`` from ``state`` (see module docstring)."""
-    return advance_counted(rule, state, loss_fn, steps)[0]
+def advance(rule: UpdateRule, state: State, loss_fn: LossFn, steps: int, *,
+            callbacks: Callback | Iterable[Callback] | None = None, log_every: int | None = None) -> State:
+    """``steps`` steps of ``rule`` from ``state`` (see module docstring); ``callbacks`` get an
+    Event every ``log_every`` steps (negd.callbacks)."""
+    return advance_counted(rule, state, loss_fn, steps, callbacks=callbacks, log_every=log_every)[0]

@@ -351,7 +351,8 @@ def _resolution_reason(final: dict) -> tuple[str | None, str | None]:
         problems.append(f"rounding can flip {_percent(at_risk)} of accept decisions")
     if quant > QUANTIZATION_MAX:
         problems.append(f"parameter rounding distorts moves by {_percent(quant)}")
-    return text, "; ".join(problems) + ": rerun with dtype float64 to rule it out"
+    return text, ("; ".join(problems)
+                  + ": rerun with --dtype float64 (a config file: dtype: float64) to rule it out")
 
 
 def verdict(final: dict[str, float]) -> Verdict:

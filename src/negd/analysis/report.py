@@ -38,6 +38,11 @@ from negd.analysis.verdict_text import (
 
 __all__ = ["build_report", "json_safe"]
 
+# A CPU run on the torch path (no compiled kernel, or a network/rule it does not cover): said in the
+# verdict, since the wall time is 25-50x the kernel's (docs/kernels.md; `negd info` says why).
+TORCH_PATH_NOTE = ("engine: the torch path ran, not the C kernel (unavailable here, or not covering this "
+                   "network and rule): expect 25-50x the kernel's wall time; `negd info` says why")
+
 
 def json_safe(value):
     """inf -> "inf", -inf -> "-inf", NaN -> None, numpy scalars/arrays -> Python types."""
@@ -406,6 +411,8 @@ def _report_lines(
             "",
         ]
     lines += ["## Verdict", "", _twin_text(run), "", "Loss resolution: " + _resolution_text(cfg, finals), ""]
+    if cfg.get("kernel") is False and str(cfg.get("device", "cpu")).startswith("cpu"):
+        lines.append(f"- {TORCH_PATH_NOTE}")
     if not verdicts:
         lines += ["No arm has snapshots yet: nothing to analyse.", ""]
     for a in run.arms:

@@ -270,9 +270,14 @@ def _targets(rows: list[dict], memory: dict | None) -> list[dict]:
     return out
 
 
+# --quick times each cell for 0.02 s once, in-process: it checks that every path runs, not how fast.
+QUICK_WARNING = ("--quick is a smoke test (0.02 s timings, one repeat, in-process): its rates are noise, "
+                 "not measurements; run without --quick for figures")
+
+
 def _markdown(report: dict, args) -> str:
     m = report["machine"]
-    lines = ["# negd bench", "",
+    lines = ["# negd bench", "", *([f"**{QUICK_WARNING}.**", ""] if args.quick else []),
              f"{m['date']} | {m['cpu']}, {m['cores']} cores ({args.threads or m['torch_threads']} torch "
              "threads) | "
              f"torch {m['torch']} | jax {m['jax'] or 'not installed'} | python {m['python']} | "
@@ -356,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     except NegdError as err:
         print(f"negd bench: {err}", file=sys.stderr)
         return 2
+    if args.quick:
+        print(f"negd bench: {QUICK_WARNING}", file=sys.stderr)
     started = time.perf_counter()
     report: dict = {"machine": machine_info(args.device),
                     "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -41,6 +41,7 @@ from negd.experiments.run.environment import one_thread  # one-network work: one
 from negd.losses.classification import accuracy
 from negd.losses.mlp import MLPLoss
 from negd.losses.models import MLPSpec, load_flat_params, torch_default_init
+from negd.progress import ArmProgress
 from negd.rules import Neuroevolution, NormalizedGradientDescent
 from negd.runfiles import CorruptFile, read_json_object, short, write_json
 from negd.tasks import CLASSIFICATION_TASKS, Task, get_task
@@ -153,13 +154,15 @@ def _regime(loss_fn: MLPLoss, params: Tensor, exp: ClassificationExperiment, row
 
 
 def _ne_and_twin(exp: ClassificationExperiment, spec: MLPSpec, task: Task, loss_fn: MLPLoss, x0: Tensor,
-                 log) -> list[dict]:
-    """NE ensemble and its normalized-GD twin, snapshot by snapshot (module docstring)."""
+                 progress: ArmProgress, label: str) -> list[dict]:
+    """NE ensemble and its normalized-GD twin, snapshot by snapshot (module docstring); ``progress``
+    counts NE steps on a bar named ``label``."""
     ne_rule, twin_rule = Neuroevolution(exp.sigma), NormalizedGradientDescent(alpha=exp.alpha)
     ne = ne_rule.init(x0, loss_fn, seed=exp.seed, realizations=exp.realizations)
     twin = twin_rule.init(x0, loss_fn, seed=exp.seed, realizations=1)
     rows, ne_wall, twin_wall, previous = [], 0.0, 0.0, 0
     accepted = torch.zeros(exp.realizations, dtype=torch.int64)
+    progress.start_arm(label, exp.ne_steps)
     for row, step in enumerate(exp.snapshot_steps(exp.ne_steps)):
         dn = step - previous
         start = time.perf_counter()
@@ -189,9 +192,10 @@ def _ne_and_twin(exp: ClassificationExperiment, spec: MLPSpec, task: Task, loss_
         out.update(_regime(loss_fn, twin.params[0], exp, row))
         rows.append(out)
         previous = step
-        log(f"step {step}/{exp.ne_steps}: NE loss {loss_mean:.4f} test accuracy "
-            f"{out['ne_test_accuracy']:.4f}; "
-            f"twin loss {out['twin_loss']:.4f} test {out['twin_test_accuracy']:.4f} ({ne_wall:.0f} s)")
+        progress.note(f"NE loss {loss_mean:.4f} test acc {out['ne_test_accuracy']:.3f}; twin "
+                      f"{out['twin_loss']:.4f} {out['twin_test_accuracy']:.3f}")
+        progress.update(dn)
+    progress.close()
     return rows
 
 
@@ -276,22 +280,23 @@ def run_classification(exp: ClassificationExperiment, out: Path | None = None, *
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise NegdError(f"--out: {str(run_dir)!r} exists and is not empty; choose another directory")
     device = torch.device(exp.device)
-    task = get_task(exp.task).to(device)
+    task = get_task(exp.task).to(device)  # before the directory: a missing extra leaves no empty run
+    run_dir.mkdir(parents=True, exist_ok=True)
     spec = MLPSpec(exp.depth, exp.width, task.inputs.shape[1], task.n_classes, activation=exp.activation)
     loss_fn = MLPLoss(spec, task.inputs, task.targets, loss="cross_entropy")
     x0 = torch_default_init(spec, seed=exp.seed).to(device)
     run_dir.mkdir(parents=True, exist_ok=True)  # only once everything is validated and built
     write_json(run_dir / "config.json", {"run_kind": "classification"} | asdict(exp) | {
         "alpha": exp.alpha, "n_params": spec.n_params, "spec": asdict(spec)})
-    log = (lambda text: print(f"negd {exp.name}: {text}", flush=True)) if progress else (lambda text: None)
+    bars = ArmProgress(progress, unit="step")  # one bar per arm (negd.progress)
     start = time.perf_counter()
     # One torch thread for everything: on 2 shared cores a second thread costs more in synchronization
     # than it gains (the twin's gradient step: 4 ms on one thread, 32 ms on two under load, measured),
     # and a fixed thread count keeps floating-point reductions, hence the numbers, reproducible.
     with one_thread():
-        rows = _ne_and_twin(exp, spec, task, loss_fn, x0, log)
+        rows = _ne_and_twin(exp, spec, task, loss_fn, x0, bars, f"NE + twin, sigma {exp.sigma:.3g}")
         small = exp.small_sigma_arm()
-        small_rows = _ne_and_twin(small, spec, task, loss_fn, x0, log)
+        small_rows = _ne_and_twin(small, spec, task, loss_fn, x0, bars, f"NE + twin, sigma {small.sigma:.3g}")
         adam = _adam(exp, spec, task, x0)
     summary = summarize(exp, rows, adam, spec.n_params)
     small_summary = summarize(small, small_rows, adam, spec.n_params)

@@ -44,6 +44,7 @@ from negd.experiments.run.environment import one_thread, versions
 from negd.losses.minibatch import MinibatchLoss
 from negd.losses.mlp import MLPLoss
 from negd.losses.models import MLPSpec, paper_init
+from negd.progress import ArmProgress
 from negd.rules import (
     AdaptiveMC,
     AdaptiveMCTwin,
@@ -181,7 +182,7 @@ def _snapshot(arm: Arm, exp: VariantsExperiment, step: int, full: MLPLoss, x0: n
 
 
 def run_arm(arm: Arm, exp: VariantsExperiment, full: MLPLoss, minibatch: MinibatchLoss, x0: Tensor,
-            log) -> dict:
+            progress: ArmProgress) -> dict:
     """The rule's ensemble and its twin, snapshot by snapshot; the per-rule summary."""
     loss_fn = minibatch if arm.minibatch else full
     twin_r = exp.realizations if arm.minibatch else 1
@@ -189,15 +190,18 @@ def run_arm(arm: Arm, exp: VariantsExperiment, full: MLPLoss, minibatch: Minibat
     ne = arm.rule.init(x0, loss_fn, seed=exp.seed, realizations=exp.realizations)
     tw = arm.twin.init(x0, loss_fn, seed=exp.seed, realizations=twin_r)
     rows, done, x0_np = [], 0, x0.to(torch.float64).cpu().numpy()
-    for step in exp.snapshot_steps():
+    steps = exp.snapshot_steps()
+    progress.start_arm(arm.name, int(steps[-1]) if len(steps) else 0)
+    for step in steps:
         ne = advance(arm.rule, ne, loss_fn, step - done)
         tw = advance(arm.twin, tw, loss_fn, step - done)
+        progress.update(step - done)
         done = step
         rows.append(_snapshot(arm, exp, step, full, x0_np, ne, tw))
+        progress.note(f"loss {rows[-1]['loss_mean']:.5f}, twin {rows[-1]['twin_loss']:.5f}")
     summary = summarize(arm, rows, exp.realizations)
     summary["wall_seconds"] = time.perf_counter() - start
-    log(f"{arm.name}: loss {rows[-1]['loss_mean']:.5f} vs twin {rows[-1]['twin_loss']:.5f}, "
-        f"{summary['verdict_label']} ({summary['wall_seconds']:.0f} s)")
+    progress.close()
     return {"summary": summary, "snapshots": rows}
 
 
@@ -273,10 +277,10 @@ def run_variants(exp: VariantsExperiment, out: Path | None = None, *, progress: 
                             "versions": versions()}
     run_dir.mkdir(parents=True, exist_ok=True)  # only once everything is validated and built
     write_json(run_dir / "config.json", config)
-    log = (lambda text: print(f"negd variants: {text}", flush=True)) if progress else (lambda text: None)
+    bars = ArmProgress(progress, unit="step")  # one bar per arm (negd.progress)
     start = time.perf_counter()
     with one_thread():  # one thread: reproducible reductions, and faster on shared cores (see runner)
-        results = {arm.name: run_arm(arm, exp, full, minibatch, x0, log) for arm in arms(exp)}
+        results = {arm.name: run_arm(arm, exp, full, minibatch, x0, bars) for arm in arms(exp)}
     target = _add_ratios(results)
     summary = {"experiment": "variants", "scale": exp.scale, "seed": exp.seed, "config": config,
                "target_loss": target,

@@ -19,8 +19,9 @@ or float64; the forward pass runs in that type and the loss is always summed and
 Gradient dynamics (loss and gradient by backpropagation, fused Langevin steps) are in
 :mod:`negd.kernels.gradient`.
 
-Environment: ``NEGD_DISABLE_KERNELS=1`` turns the kernels off, ``NEGD_CACHE`` moves the build
-cache, ``CC`` picks the compiler.
+Environment: ``NEGD_DISABLE_KERNELS=1`` turns the kernels off, ``NEGD_KERNEL`` picks the library
+(auto: the prebuilt one of a wheel, else the first-use native build; native; prebuilt: see
+:mod:`negd.kernels.build`), ``NEGD_CACHE`` moves the build cache, ``CC`` picks the compiler.
 """
 
 from __future__ import annotations

@@ -1,20 +1,30 @@
-"""Compile the C kernels on first use and load them with ctypes.
+"""Load the C kernel with ctypes: a prebuilt library shipped in the wheel, or one compiled on first use.
 
-The shared library is cached under ``$NEGD_CACHE`` (default ``~/.cache/negd/kernels``) in a
+Which library (``NEGD_KERNEL``):
+
+* ``auto`` (default): the prebuilt library of the best portable variant this CPU runs
+  (``negd/kernels/prebuilt/``, built at wheel build time by ``setup.py``; see
+  :mod:`negd.kernels.recipe`), else the first-use native compile, else the torch path;
+* ``native``: the first-use ``-march=native`` compile (the last few percent), else the prebuilt one;
+* ``prebuilt``: only the prebuilt library.
+
+An editable install (``pip install -e .``) ships no prebuilt library and compiles on first use.
+
+The native library is cached under ``$NEGD_CACHE`` (default ``~/.cache/negd/kernels``) in a
 file named by a hash of the source, the compiler flags, the compiler version and the CPU, so a
 changed source or machine gets a fresh build and an unchanged one is never rebuilt. Concurrent
 builds (parallel pytest workers) are serialized by a file lock, and the library appears under
 its final name only by an atomic rename, so a half-written library is never loaded.
 
-Beside the library, ``<library>.sha256`` holds the SHA-256 and size of the bytes the compiler
-wrote (written atomically, after the library). The library is verified against it *before*
+Beside every library (cached or prebuilt), ``<library>.sha256`` holds the SHA-256 and size of its
+bytes (written atomically, after the library). The library is verified against it *before*
 ``dlopen``: a truncated file would otherwise be mapped and kill the process with SIGBUS at the
 first call, and a foreign file (another library copied over it) would fail symbol look-up. A
-library that fails verification is rebuilt (under the lock); one that cannot be rebuilt or
-loaded, or lacks a symbol, disables the kernels with one warning (callers then use torch).
+cached library that fails verification is rebuilt (under the lock); a prebuilt one built from other
+sources than those installed beside it is not used. When no library can be built or loaded (or one
+lacks a symbol), the kernels are disabled with one warning (callers then use torch).
 
-``NEGD_DISABLE_KERNELS=1`` disables the kernels; a missing compiler or a failed build warns once
-(one line) and disables them too (callers then use the torch path).
+OpenMP: the library binds to torch's runtime (:mod:`negd.kernels.openmp`), never a second one.
 
 The compiler (``$CC``, split like a shell command: ``CC="ccache gcc"`` works) runs with a time
 limit, ``NEGD_BUILD_TIMEOUT`` seconds (default 300; it is killed with its children), and the build
@@ -22,12 +32,15 @@ lock is waited for at most a little over twice that (another process's --version
 library it writes is cached only after it proved non-empty, an ELF file that loads, exports every
 symbol bound here and computes tanh right (:mod:`negd.kernels.toolchain`). A cached library that
 verifies but will not load is rebuilt once.
+
+``NEGD_DISABLE_KERNELS=1`` disables the kernels. :func:`kernel_info` says which library runs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -35,18 +48,17 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from negd.kernels import toolchain
+from negd.kernels import openmp, recipe, toolchain
 
-__all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "verified", "SOURCE", "CFLAGS"]
+__all__ = ["load_library", "kernels_disabled", "cache_dir", "checksum_path", "verified", "SOURCE", "CFLAGS",
+           "kernel_mode", "kernel_info", "cpu_flags", "prebuilt_variant", "PREBUILT_DIR", "KERNEL_MODES"]
 
 SOURCE = Path(__file__).with_name("negd_kernels.c")
-# Every file the build reads: all of them enter the cache key.
-SOURCES = (SOURCE, *(Path(__file__).with_name(name)
-                     for name in ("negd_vec_f32.h", "negd_vec_f64.h", "negd_mlp.h", "negd_grad.h")))
-# -ffp-contract=off: the random-number code must not fuse a*b+c (bit-identical to negd.rng);
-# the forward pass uses explicit FMA intrinsics instead.
-CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
-          "-shared", "-fPIC", "-std=gnu11"]
+SOURCES = tuple(Path(__file__).with_name(name) for name in recipe.SOURCE_NAMES)
+# The native target's compile flags (see negd.kernels.recipe: no OpenMP runtime is linked).
+CFLAGS = recipe.COMMON_FLAGS + recipe.NATIVE_FLAGS
+PREBUILT_DIR = Path(__file__).with_name("prebuilt")
+KERNEL_MODES = ("auto", "native", "prebuilt")
 
 # Every symbol _declare binds: a built library must export all of them before it is cached.
 SYMBOLS = ("negd_abi_version", "negd_has_avx2", "negd_normal_rows", "negd_uniform_rows",
@@ -56,10 +68,21 @@ SYMBOLS = ("negd_abi_version", "negd_has_avx2", "negd_normal_rows", "negd_unifor
 
 _library: ctypes.CDLL | None = None
 _failed = False
+_info: dict = {}
 
 
 def kernels_disabled() -> bool:
     return os.environ.get("NEGD_DISABLE_KERNELS", "").strip() not in ("", "0")
+
+
+def kernel_mode() -> str:
+    """``NEGD_KERNEL``: auto (default), native or prebuilt; anything else is an error."""
+    mode = os.environ.get("NEGD_KERNEL", "").strip().lower() or "auto"
+    if mode not in KERNEL_MODES:
+        from negd.validation import NegdError
+
+        raise NegdError(f"NEGD_KERNEL: must be one of {', '.join(KERNEL_MODES)}, got {mode!r}")
+    return mode
 
 
 def cache_dir() -> Path:
@@ -78,6 +101,19 @@ def _cpu_signature() -> str:
     return "\n".join(sorted(set(keep)))
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the OS reports them (CPUID filtered by what the OS enables, e.g.
+    AVX state saving); empty where there is no /proc/cpuinfo (then only the baseline variant runs)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def _compiler() -> list[str] | None:
     return toolchain.compiler_command()
 
@@ -86,8 +122,7 @@ def checksum_path(library: Path) -> Path:
     return library.with_name(library.name + ".sha256")
 
 
-def _fingerprint(data: bytes) -> str:
-    return f"{hashlib.sha256(data).hexdigest()} {len(data)}\n"
+_fingerprint = recipe.fingerprint
 
 
 def verified(library: Path) -> bool:
@@ -140,10 +175,13 @@ def _build(cc: list[str]) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
         try:
-            proc = toolchain.run_bounded([*cc, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"], name=" ".join(cc))
-            if proc.returncode != 0:
-                raise RuntimeError(f"{stale}{' '.join(cc)} failed: {toolchain.one_line(proc.stderr)}")
+            try:
+                recipe.compile_library(cc, recipe.NATIVE_FLAGS, Path(tmp),
+                                       run=lambda cmd: toolchain.run_bounded(cmd, name=" ".join(cc)))
+            except RuntimeError as exc:
+                raise RuntimeError(f"{stale}{exc}") from None
             # exit 0 is not enough: nothing, garbage or a foreign library must never be cached
+            _bind_openmp()  # the library names no OpenMP runtime: torch's must be global to load it
             toolchain.check_library(Path(tmp), SYMBOLS)
             built = Path(tmp).read_bytes()
             os.replace(tmp, target)
@@ -156,6 +194,38 @@ def _build(cc: list[str]) -> Path:
         if stale:
             warnings.warn(f"negd: {stale}was rebuilt (cache {directory})", RuntimeWarning, stacklevel=3)
     return target
+
+
+def _bind_openmp() -> str:
+    """Make torch's OpenMP runtime global (negd.kernels.openmp) before a kernel library is opened."""
+    import torch  # noqa: F401 - its OpenMP runtime must be in the process before the kernel is opened
+
+    return openmp.bind()
+
+
+def prebuilt_variant(directory: Path | None = None, flags: set[str] | None = None) -> tuple[str, Path]:
+    """The best prebuilt variant in ``directory`` that this CPU runs: (name, verified library path).
+
+    RuntimeError saying why there is none: no prebuilt libraries (an editable install), built from
+    other sources than those installed, none this CPU runs, or a file failing its checksum.
+    """
+    directory = PREBUILT_DIR if directory is None else directory
+    try:
+        manifest = json.loads((directory / recipe.MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RuntimeError("no prebuilt kernel in this install") from None
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"prebuilt kernel manifest unreadable ({exc})") from None
+    if manifest.get("sources") != recipe.source_digest(SOURCE.parent):
+        raise RuntimeError("the prebuilt kernel was built from other sources than those installed")
+    flags = cpu_flags() if flags is None else flags
+    for name, entry in manifest.get("variants", {}).items():  # best first (recipe.VARIANTS' order)
+        if set(entry.get("cpu_flags", ())) <= flags:
+            library = directory / entry["file"]
+            if not verified(library):
+                raise RuntimeError(f"prebuilt {library.name} failed verification")
+            return name, library
+    raise RuntimeError("no prebuilt kernel variant runs on this CPU")
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -188,34 +258,77 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.negd_uniform_rows.restype = ctypes.c_int
 
 
+def _native() -> tuple[str, ctypes.CDLL, Path]:
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (gcc) found")
+    lib, path = _load(cc)
+    return "native", lib, path
+
+
+def _open(path: Path) -> tuple[ctypes.CDLL, str]:
+    """dlopen ``path`` after binding torch's OpenMP runtime; the library and the runtime it reaches."""
+    runtime = _bind_openmp()
+    lib = ctypes.CDLL(str(path))
+    _declare(lib)
+    return lib, runtime
+
+
+def _prebuilt() -> tuple[str, ctypes.CDLL, Path]:
+    name, path = prebuilt_variant()
+    return f"prebuilt:{name}", _open(path)[0], path
+
+
 def load_library() -> ctypes.CDLL | None:
-    """The compiled kernel library, or None when disabled or when it cannot be built."""
-    global _library, _failed
+    """The compiled kernel library, or None when disabled or when it cannot be built or loaded."""
+    global _library, _failed, _info
     if kernels_disabled():
+        _info = {"kind": "torch", "reason": "NEGD_DISABLE_KERNELS is set"}
         return None
     if _library is not None or _failed:
         return _library
-    try:
-        cc = _compiler()
-        if cc is None:
-            raise RuntimeError("no C compiler (gcc) found")
-        _library = _load(cc)
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
-        # AttributeError: a symbol _declare needs is missing (a foreign or outdated library).
-        _failed = True
-        warnings.warn(f"negd: C kernels unavailable, using the torch path ({toolchain.one_line(str(exc))})",
-                      RuntimeWarning, stacklevel=2)
-    return _library
+    mode = kernel_mode()
+    order = {"auto": (_prebuilt, _native), "native": (_native, _prebuilt), "prebuilt": (_prebuilt,)}[mode]
+    reasons = []
+    for source in order:
+        try:
+            kind, lib, path = source()
+        except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+            # AttributeError: a symbol _declare needs is missing (a foreign or outdated library).
+            reasons.append(toolchain.one_line(str(exc)))
+            continue
+        _library = lib
+        _info = {"kind": kind.split(":")[0], "variant": kind.split(":")[-1], "library": str(path),
+                 "mode": mode, "avx2": bool(lib.negd_has_avx2()), "openmp": openmp.resolved() or "",
+                 "openmp_runtimes": openmp.loaded_runtimes(), "abi": int(lib.negd_abi_version())}
+        if reasons and mode == "native":
+            warnings.warn(f"negd: NEGD_KERNEL=native: {reasons[0]}; using the prebuilt kernel",
+                          RuntimeWarning, stacklevel=2)
+        return _library
+    _failed = True
+    _info = {"kind": "torch", "mode": mode, "reason": "; ".join(reasons)}
+    warnings.warn(f"negd: C kernels unavailable, using the torch path ({'; '.join(reasons)})", RuntimeWarning,
+                  stacklevel=2)
+    return None
 
 
-def _load(cc: list[str]) -> ctypes.CDLL:
-    """dlopen the cached library; one that verifies but does not load or lacks a symbol (cached by
-    an older negd, or replaced together with its checksum) is removed and rebuilt once."""
+def kernel_info() -> dict:
+    """Which kernel runs: ``kind`` (prebuilt, native or torch), ``variant`` (x86-64-avx2, x86-64,
+    native, ...), ``library``, ``avx2`` (its vector path), ``openmp`` (the runtime its OpenMP calls
+    reach) and, for torch, ``reason``. Loads the library if not yet loaded."""
+    load_library()
+    return dict(_info)
+
+
+def _load(cc: list[str]) -> tuple[ctypes.CDLL, Path]:
+    """dlopen the cached library (and its path); one that verifies but does not load or lacks a symbol
+    (cached by an older negd, or replaced together with its checksum) is removed and rebuilt once."""
+    _bind_openmp()
     path = _build(cc)
     try:
         lib = ctypes.CDLL(str(path))
         _declare(lib)
-        return lib
+        return lib, path
     except (OSError, AttributeError) as exc:
         reason = toolchain.one_line(str(exc)) or type(exc).__name__
     for stale in (checksum_path(path), path):
@@ -231,4 +344,4 @@ def _load(cc: list[str]) -> ctypes.CDLL:
                            f"it failed: {toolchain.one_line(str(exc))}") from None
     warnings.warn(f"negd: cached {path.name} was not a usable kernel library ({reason}) and was rebuilt",
                   RuntimeWarning, stacklevel=3)
-    return lib
+    return lib, rebuilt

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from negd import rng
+from negd.callbacks import Callback
 from negd.optim.neuroevolution import _REALIZATION, Neuroevolution
 from negd.rules.adaptive import amc_mutation, amc_update
 from negd.rules.neuroevolution import metropolis_accept
@@ -45,14 +46,16 @@ class AdaptiveMC(Neuroevolution):
         epsilon: weight of an accepted move in the mean, in [0, 1] (0: no memory, mu = 0).
         n_reset: consecutive rejections that shrink sigma and reset mu (integer >= 1).
         shrink: factor applied to sigma then, in (0, 1) (0.95 in the paper).
-        beta, seed, reevaluate: as for :class:`negd.optim.Neuroevolution`.
+        beta, seed, reevaluate, callbacks, log_every: as for :class:`negd.optim.Neuroevolution`.
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], sigma: float,
                  epsilon: float = 0.1, n_reset: int = 100, shrink: float = 0.95,
-                 beta: float = math.inf, seed: int = 0, reevaluate: bool = False) -> None:
+                 beta: float = math.inf, seed: int = 0, reevaluate: bool = False, *,
+                 callbacks: Callback | Iterable[Callback] | None = None, log_every: int = 1) -> None:
         self._hyper = check_amc_hyperparameters(epsilon, n_reset, shrink)
-        super().__init__(params, sigma=sigma, beta=beta, seed=seed, reevaluate=reevaluate)
+        super().__init__(params, sigma=sigma, beta=beta, seed=seed, reevaluate=reevaluate,
+                         callbacks=callbacks, log_every=log_every)
         self._negd["rejections"] = 0
 
     @property
@@ -94,8 +97,9 @@ class AdaptiveMC(Neuroevolution):
         return state["mu"]
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Tensor:  # type: ignore[override]
-        """One aMC step (module docstring); returns the loss of the parameters it leaves."""
+    def _step(self, closure: Callable[[], Any] | None) -> Tensor:
+        """One aMC step (module docstring); returns the loss of the parameters it leaves (``step``,
+        inherited, runs it and calls the callbacks)."""
         beta, params, old_loss, xi = self._start_step(closure)
         entry = self._negd
         moves, backups, pos = [], [], 0

@@ -43,6 +43,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from negd import rng
+from negd.callbacks import Callback, Event, as_callbacks, emit, events_every
 from negd.rules.neuroevolution import metropolis_accept
 from negd.validation import NegdError, check_beta, check_positive, warn_if_sigma_unresolved
 
@@ -114,6 +115,9 @@ class Neuroevolution(Optimizer):
             closure's loss changes between steps (minibatches, data augmentation): every step
             then calls the closure twice, once before mutating and once after, so the two losses
             compared are on the same batch.
+        callbacks: a callable or several (negd.callbacks, e.g. a JSONLLogger), each given an
+            Event("optim", steps, {loss, acceptance_rate, accepted}) every ``log_every`` steps.
+        log_every: steps between two events (integer >= 1, default 1).
 
     ``step(closure)`` needs a closure that returns the loss of the model's current parameters
     (a scalar tensor or float). It is called under ``torch.no_grad()``: it must not call
@@ -122,7 +126,10 @@ class Neuroevolution(Optimizer):
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], sigma: float,
-                 beta: float = math.inf, seed: int = 0, reevaluate: bool = False) -> None:
+                 beta: float = math.inf, seed: int = 0, reevaluate: bool = False, *,
+                 callbacks: Callback | Iterable[Callback] | None = None, log_every: int = 1) -> None:
+        self._callbacks = as_callbacks(callbacks)
+        self._log_every = events_every(1, log_every)
         sigma = _check_group_sigma(sigma, 0)
         beta = check_beta(beta)
         if not isinstance(reevaluate, bool):
@@ -259,8 +266,18 @@ class Neuroevolution(Optimizer):
         xi = rng.normal(entry["seed"], _REALIZATION, entry["step"], n)[0]
         return self._beta(), params, entry["loss"], xi
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Tensor:  # type: ignore[override]
+        """One step (see class docstring); returns the kept loss. Every ``log_every`` steps the
+        callbacks get Event("optim", steps, {loss, acceptance_rate, accepted})."""
+        loss = self._step(closure)
+        if self._callbacks and self.steps % self._log_every == 0:
+            emit(self._callbacks, Event("optim", self.steps, {
+                "loss": float(loss), "acceptance_rate": self.acceptance_rate,
+                "accepted": float(self.accepted)}))
+        return loss
+
+    @torch.no_grad()
+    def _step(self, closure: Callable[[], Any] | None) -> Tensor:
         """One mutation + accept/reject step (see class docstring); returns the kept loss."""
         beta, params, old_loss, xi = self._start_step(closure)
         entry = self._negd

@@ -26,7 +26,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from negd.analysis.delta import delta_from_ensembles, delta_from_samples
+from negd.callbacks import Callback, Event, as_callbacks, emit, scalar_metrics
 from negd.engine import Tally, advance_counted, fused_step_fn
 from negd.experiments.config.schema import Arm, ExperimentConfig
 from negd.experiments.run.environment import one_thread, versions
@@ -72,6 +73,7 @@ from negd.experiments.shards.task import (
     zero_tally,
 )
 from negd.losses.mlp import MLPLoss
+from negd.progress import ArmProgress
 from negd.rules import (
     Neuroevolution,
     UpdateRule,
@@ -222,31 +224,7 @@ def _stack(rows: list[dict], n_traj: int, n_params: int) -> dict[str, np.ndarray
 
 
 # --------------------------------------------------------------------------- one arm
-class _Progress:
-    """tqdm over realization-steps of all arms (rate and time left), or nothing."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, unit="r-step", unit_scale=True, dynamic_ncols=True,
-                            file=sys.stderr, desc="negd", smoothing=0.1)
-
-    def describe(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.set_description(text)
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: _Progress,
+def _advance_ne(rule: Neuroevolution, state: State, loss_fn: MLPLoss, steps: int, progress: ArmProgress,
                 pace: dict) -> tuple[State, Tally]:
     """``steps`` NE steps in chunks of about a second (advance_paced; same numbers as one call: counter-based
     RNG)."""
@@ -298,7 +276,7 @@ def _twin_threads(gd_rule: UpdateRule, gd: State, twin_loss_fn):
 
 
 def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neuroevolution,
-                      gd_rule: UpdateRule, ne: State, gd: State, dn: int, dg: int, progress: _Progress,
+                      gd_rule: UpdateRule, ne: State, gd: State, dn: int, dg: int, progress: ArmProgress,
                       pace: dict, sharding: Sharding | None, settings: str) -> tuple[State, State, Tally]:
     """NE by ``dn`` steps and the twin by ``dg``, whole or as shards merged by realization id (the same
     numbers: counter-based random numbers, realizations independent). Shards checkpoint into
@@ -328,8 +306,8 @@ def _advance_interval(problem: Problem, run_dir: Path, index: int, ne_rule: Neur
 
 
 def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Restored | None,
-             progress: _Progress, on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None],
-             settings: dict, sharding: Sharding | None = None) -> None:
+             progress: ArmProgress, on_snapshot: SnapshotHook | None, on_saved: Callable[[float], None],
+             settings: dict, sharding: Sharding | None = None, hooks: tuple = ()) -> None:
     config = problem.config
     folder = arm_dir(run_dir, index)
     ne_rule, gd_rule = problem.ne_rule(arm), problem.gd_rule(arm)
@@ -356,7 +334,9 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, 0)
-    progress.describe(f"arm {index} ({arm.label})")
+        _snapshot_event(hooks, index, arm, rows[0])
+    progress.start_arm(f"arm {index} ({arm.label})", arm.realizations * arm.ne_steps,
+                       arm.realizations * arm.snapshots[len(rows) - 1])
     pace: dict = {}
     for row in range(len(rows), len(arm.snapshots)):
         start = time.perf_counter()
@@ -374,7 +354,15 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         on_saved(wall)
         if on_snapshot is not None:
             on_snapshot(index, row)
+        _snapshot_event(hooks, index, arm, rows[row])
     consolidate(folder, _stack(rows, n_traj, n_params))  # the complete arm's rows in one snapshots.npz
+
+
+def _snapshot_event(hooks: tuple, index: int, arm: Arm, row: dict) -> None:
+    """Event("runner", NE step, the snapshot's scalar numbers, {arm, label}) to every callback."""
+    if hooks:
+        tags = {"arm": index, "label": arm.label}
+        emit(hooks, Event("runner", int(row["ne_step"]), scalar_metrics(row), tags))
 
 
 def _save(folder: Path, rows: list[dict], n_traj: int, n_params: int, ne: State, gd: State,
@@ -438,13 +426,17 @@ def _refuse_used_dir(run_dir: Path) -> None:
 def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progress: bool = True,
                    on_snapshot: SnapshotHook | None = None, report: bool = True, shards: int | None = None,
                    ray: str | None = None,
-                   shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> RunResult:
+                   shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+                   callbacks: Callback | Iterable[Callback] | None = None) -> RunResult:
     """Run ``config`` into a new directory ``out`` (default ``runs/...``); refuses a non-empty ``out``
     and one another process is writing (the run directory's lock, negd.experiments.run.lock).
 
     ``shards``: split every arm's realizations into that many shards (same numbers);
     ``ray``: "local" or a cluster address, one Ray task per shard (negd.experiments.shards.on_ray);
-    ``shard_checkpoint_seconds``: seconds of work between two checkpoints of a shard.
+    ``shard_checkpoint_seconds``: seconds of work between two checkpoints of a shard;
+    ``callbacks``: each gets an Event("runner", ...) per snapshot of every arm (negd.callbacks);
+    ``on_snapshot(arm index, row)``: called after each snapshot is saved (a control hook: it may raise
+    KeyboardInterrupt to stop the run there).
     """
     run_dir = Path(out) if out is not None else default_run_dir(config)
     _refuse_used_dir(run_dir)
@@ -460,7 +452,8 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
             path = _compute_path(problem, arms, sharding)
             write_json(run_dir / "config.json", _resolved_config(config, arms, path))
             write_status(run_dir, "running", [], 0.0)
-            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
+            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding,
+                            as_callbacks(callbacks))
     except BaseException:
         if created:  # a start refused or failed before config.json: leave no empty directory behind
             _remove_if_unstarted(run_dir)
@@ -480,7 +473,8 @@ def _remove_if_unstarted(run_dir: Path) -> None:
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
                       report: bool = True, allow_path_change: bool = False, shards: int | None = None,
                       ray: str | None = None,
-                      shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS) -> RunResult:
+                      shard_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+                      callbacks: Callback | Iterable[Callback] | None = None) -> RunResult:
     """Continue an interrupted run in ``run_dir`` from its checkpoints (same numbers as no interruption).
 
     Refused when another process writes ``run_dir``, when config.json was edited, or when this
@@ -503,21 +497,21 @@ def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: Snap
         sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
         try:
             check_compute_path(run_dir, _compute_path(problem, arms, sharding), allow_path_change)
-            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding)
+            return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding,
+                            as_callbacks(callbacks))
         finally:
             if sharding is not None:
                 sharding.executor.close()
 
 
 def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bool,
-             on_snapshot: SnapshotHook | None, report: bool, sharding: Sharding | None = None) -> RunResult:
+             on_snapshot: SnapshotHook | None, report: bool, sharding: Sharding | None = None,
+             hooks: tuple = ()) -> RunResult:
     settings = settings_of(problem.config, arms)
     restored = [_restore_or_reset(problem, run_dir, i, arm, settings) for i, arm in enumerate(arms)]
     done_rows = [0 if r is None else len(r.rows) for r in restored]
     walls = [0.0 if r is None else r.wall for r in restored]
-    total = sum(a.realizations * a.ne_steps for a in arms)
-    done = sum(a.realizations * a.snapshots[n - 1] for a, n in zip(arms, done_rows) if n > 0)
-    progress = _Progress(show_progress, total, done)
+    progress = ArmProgress(show_progress)  # one bar per arm (negd.progress)
     complete = [i for i, (a, n) in enumerate(zip(arms, done_rows)) if n == len(a.snapshots)]
     state = "interrupted"
     try:
@@ -531,7 +525,7 @@ def _execute(problem: Problem, arms: list[Arm], run_dir: Path, show_progress: bo
                 write_status(run_dir, "running", complete, sum(walls))
 
             _run_arm(problem, run_dir, index, arm, restored[index], progress, on_snapshot, saved, settings,
-                     sharding)
+                     sharding, hooks)
             restored[index] = None  # free the restored rows
             complete.append(index)
             write_status(run_dir, "running", complete, sum(walls))
