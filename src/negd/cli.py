@@ -220,19 +220,27 @@ def _finish(result, resume_hint: str) -> int:
     return 0 if result.report is not None or not result.report_message else EXIT_ERROR
 
 
+def _refuse_unused_flags(args: argparse.Namespace, experiment: str, *, dtype: str, device_allowed: bool,
+                         why: str) -> None:
+    """One line for a flag that ``experiment`` would accept and ignore (its set-up is fixed: ``why``)."""
+    for flag, value in (("--resume", args.resume), ("--twin", args.twin),
+                        ("--twin-realizations", args.twin_realizations),
+                        ("--device", None if device_allowed else args.device),
+                        ("--allow-path-change", args.allow_path_change or None),
+                        ("--dtype", None if args.dtype in (None, "auto", dtype) else args.dtype),
+                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray),
+                        ("--shard-checkpoint", args.shard_checkpoint)):
+        if value is not None:
+            raise NegdError(f"{flag}: not available for {experiment!r} ({why})")
+
+
 def _reproduce_classification(args: argparse.Namespace) -> int:
     """``negd reproduce digits|mnist1d``: NE, its twin and Adam on a classifier (minutes; no resume)."""
     from negd.experiments.classification import classification_preset, run_classification
 
-    for flag, value in (("--resume", args.resume), ("--twin", args.twin),
-                        ("--twin-realizations", args.twin_realizations),
-                        ("--allow-path-change", args.allow_path_change or None),
-                        ("--dtype", None if args.dtype in (None, "auto", "float32") else args.dtype),
-                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray),
-                        ("--shard-checkpoint", args.shard_checkpoint)):
-        if value is not None:
-            raise NegdError(f"{flag}: not available for {args.experiment!r} (float32 parameters, a "
-                            "noiseless twin, no sigma scan, no shards, a run of minutes)")
+    _refuse_unused_flags(args, args.experiment, dtype="float32", device_allowed=True,
+                         why="float32 parameters, a noiseless twin, no sigma scan, no shards, a run of "
+                             "minutes")
     exp = classification_preset(args.experiment, args.scale or "quick", realizations=args.realizations,
                                 seed=args.seed or 0, device=args.device or "cpu")
     run_dir = run_classification(exp, args.out, progress=not args.no_progress)
@@ -246,15 +254,8 @@ def _reproduce_variants(args: argparse.Namespace) -> int:
     """``negd reproduce variants``: each neuroevolution variant next to its twin (minutes; no resume)."""
     from negd.experiments.variants import run_variants, variants_preset
 
-    for flag, value in (("--resume", args.resume), ("--twin", args.twin),
-                        ("--twin-realizations", args.twin_realizations), ("--device", args.device),
-                        ("--allow-path-change", args.allow_path_change or None),
-                        ("--dtype", None if args.dtype in (None, "auto", "float64") else args.dtype),
-                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray),
-                        ("--shard-checkpoint", args.shard_checkpoint)):
-        if value is not None:
-            raise NegdError(f"{flag}: not available for 'variants' (float64 on the CPU, each rule's own "
-                            "twin, a run of minutes)")
+    _refuse_unused_flags(args, "variants", dtype="float64", device_allowed=False,
+                         why="float64 on the CPU, each rule's own twin, a run of minutes")
     exp = variants_preset(args.scale or "quick", realizations=args.realizations,
                           seed=0 if args.seed is None else args.seed)
     run_dir = run_variants(exp, args.out, progress=not args.no_progress)
@@ -268,15 +269,8 @@ def _reproduce_control(args: argparse.Namespace) -> int:
     """``negd reproduce control``: control tasks without a gradient (minutes; no resume)."""
     from negd.experiments.control import control_preset, run_control
 
-    for flag, value in (("--resume", args.resume), ("--twin", args.twin),
-                        ("--twin-realizations", args.twin_realizations), ("--device", args.device),
-                        ("--allow-path-change", args.allow_path_change or None),
-                        ("--dtype", None if args.dtype in (None, "auto", "float64") else args.dtype),
-                        ("--no-scan", args.no_scan or None), ("--shards", args.shards), ("--ray", args.ray),
-                        ("--shard-checkpoint", args.shard_checkpoint)):
-        if value is not None:
-            raise NegdError(f"{flag}: not available for 'control' (float64 on the CPU, the mean-field twin, "
-                            "a run of minutes)")
+    _refuse_unused_flags(args, "control", dtype="float64", device_allowed=False,
+                         why="float64 on the CPU, the mean-field twin, a run of minutes")
     exp = control_preset(args.scale or "quick", realizations=args.realizations,
                          seed=0 if args.seed is None else args.seed)
     run_dir = run_control(exp, args.out, progress=not args.no_progress)
