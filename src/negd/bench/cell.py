@@ -22,6 +22,7 @@ import time
 import torch
 
 from negd.bench.factory import make_peer
+from negd.bench.jax_peers import evosax_available, one_thread_xla
 from negd.bench.measure import matmul_rate, peak_rss_mb, tanh_rate, time_peer
 from negd.bench.peers import LOOP_REALIZATIONS, jax_available
 from negd.bench.workloads import get_workload
@@ -31,7 +32,9 @@ __all__ = ["run_cell"]
 
 def _peer_cell(spec: dict) -> dict:
     name, workload = spec["peer"], get_workload(spec["workload"])
-    if name == "jax" and not jax_available():
+    if name.startswith("jax") and not jax_available():
+        return {"status": "not installed"}
+    if name.startswith("evosax") and not evosax_available():
         return {"status": "not installed"}
     baseline = peak_rss_mb()
     t0 = time.perf_counter()
@@ -154,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(argv[0])
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
+        if int(spec["threads"]) == 1:
+            one_thread_xla()  # the JAX peers on one thread too (before jax is imported)
     torch.manual_seed(spec.get("seed", 0))
     print(json.dumps(run_cell(spec)), flush=True)
     return 0

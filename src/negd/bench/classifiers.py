@@ -10,34 +10,27 @@ realizations as one im2col product, :mod:`negd.losses.sequential`). Peers (the c
 * ``loop``: per-realization loop of plain PyTorch forward passes (copy, mutate with
   ``torch.randn``, ``nn.CrossEntropyLoss``, restore on reject), as :class:`negd.bench.peers.LoopPeer`;
 * ``compile``: negd's ``ModuleLoss(..., compile=True)`` (``torch.compile`` of the batched evaluation);
-* ``grad``: negd's normalized-gradient twin on the same ensemble (autograd).
+* ``grad``: negd's normalized-gradient twin on the same ensemble (autograd);
+* ``evosax``, ``evosax-matmul`` (digits-mlp only; jax and evosax from the ``bench`` extra): evosax's
+  Open_ES with population R, :class:`negd.bench.jax_peers.EvosaxOpenESPeer`, the output layer as
+  ``sum(h * w2)`` or as ``h @ w2``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 import negd
 from negd.bench.peers import LOOP_REALIZATIONS, LoopPeer, NegdPeer
-from negd.bench.workloads import ClassifierWorkload
+from negd.bench.workloads import ClassifierWorkload, initial_classifier_params
 from negd.engine import fused_step_fn
 
 __all__ = ["CLASSIFIER_PEERS", "make_classifier_peer", "initial_classifier_params"]
 
 
-CLASSIFIER_PEERS = ("negd", "generic", "loop", "compile", "grad")
-
-
-def initial_classifier_params(workload: ClassifierWorkload, realizations: int, seed: int = 0) -> Tensor:
-    """[R, N] float32, row r PyTorch's default initialization under a seed of (seed, r)."""
-    rows = []
-    with torch.random.fork_rng(devices=[]):
-        for r in range(realizations):
-            torch.manual_seed(seed * 1_000_003 + r)
-            rows.append(negd.flat_params(workload.model()))
-    return torch.stack(rows)
+CLASSIFIER_PEERS = ("negd", "generic", "loop", "compile", "grad", "evosax", "evosax-matmul")
 
 
 class ClassifierNegdPeer(NegdPeer):
@@ -80,6 +73,13 @@ def make_classifier_peer(name: str, workload: ClassifierWorkload, realizations: 
     if name == "generic":
         return ClassifierNegdPeer(workload, realizations, device, seed, loss_fn=lambda x, y: negd.ModuleLoss(
             workload.model().to(device), x, y, loss=lambda pred, t: F.cross_entropy(pred, t)))
+    if name in ("evosax", "evosax-matmul"):
+        if workload.name != "digits-mlp" or realizations < 2 or realizations % 2:
+            return None  # Open_ES needs an even population; the peer is written for the MLP
+        from negd.bench.jax_peers import EvosaxOpenESPeer
+
+        return EvosaxOpenESPeer(workload, realizations, device, seed,
+                                form="matmul" if name == "evosax-matmul" else "sum")
     if name == "compile":
         return ClassifierNegdPeer(workload, realizations, device, seed, loss_fn=lambda x, y: negd.ModuleLoss(
             workload.model().to(device), x, y, loss="cross_entropy", compile=True))

@@ -32,6 +32,8 @@ TARGET_JAX_RATIO, TARGET_LOOP_RATIO = 3.0, 40.0
 TARGET_DEEP_LIMIT_FRACTION, TARGET_MUTATION_COST = 0.5, 0.5
 # Issue 18: fractions of the FMA peak (one core's float32 FMA peak times the cores used).
 TARGET_DEEP_FMA_FRACTION, TARGET_DIGITS_MLP_FMA_FRACTION = 0.70, 0.65
+# Issue 18: negd's digits MLP against the fastest form of evosax's Open_ES (per CPU-second).
+TARGET_DIGITS_MLP_EVOSAX = 1.6
 # Classifier targets (issue 10): digits MLP R=32 limit fraction and ratio to the generic path,
 # digits CNN R=32 ratio to the per-realization loop.
 TARGET_DIGITS_MLP_LIMIT, TARGET_DIGITS_MLP_GENERIC, TARGET_DIGITS_CNN_LOOP = 0.5, 5.0, 3.0
@@ -182,6 +184,13 @@ def _cpu_rate(cell: dict | None, limit: dict) -> float | None:
     return cell["cpu_rate"] * limit.get("cores", 1)
 
 
+def _best_cpu_rate(cells: dict, names: tuple[str, ...]) -> float | None:
+    """The highest rate per CPU-second among the peers ``names`` that ran (None if none did)."""
+    rates = [c["cpu_rate"] for n in names if (c := cells.get(n)) and c.get("status") == "ok"
+             and c.get("cpu_rate") is not None]
+    return max(rates) if rates else None
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
@@ -204,6 +213,16 @@ def _rows(results: dict, limits: dict, args) -> list[dict]:
                 "negd_over_loop": _ratio(negd_rate, _rate(cells.get("loop"))),
                 "negd_over_torch": _ratio(negd_rate, _rate(cells.get("torch"))),
                 "negd_over_generic": _ratio(negd_rate, _rate(cells.get("generic"))),
+                # per CPU-second (the cells run one after another on a shared machine), against the
+                # faster of the two forms each JAX peer is written in: the peer that does not flatter
+                "negd_over_jax_fastest_cpu": _ratio(_best_cpu_rate(cells, ("negd",)),
+                                                    _best_cpu_rate(cells, ("jax", "jax-matmul"))),
+                "negd_over_evosax_cpu": _ratio(_best_cpu_rate(cells, ("negd",)),
+                                               _best_cpu_rate(cells, ("evosax", "evosax-matmul"))),
+                "jax_sum_over_matmul_cpu": _ratio(_best_cpu_rate(cells, ("jax",)),
+                                                  _best_cpu_rate(cells, ("jax-matmul",))),
+                "evosax_sum_over_matmul_cpu": _ratio(_best_cpu_rate(cells, ("evosax",)),
+                                                     _best_cpu_rate(cells, ("evosax-matmul",))),
                 # cost per realization-step is 1/rate, so mutation/gradient cost = grad/negd rate
                 "mutation_over_gradient_cost": _ratio(grad_rate, negd_rate),
                 "fraction_of_limit": _ratio(negd_rate, limits.get(w, {}).get("rate")),
@@ -256,6 +275,9 @@ def _targets(rows: list[dict], memory: dict | None) -> list[dict]:
     v = m and m.get("fraction_of_fma_peak")
     out.append(judged(f"digits-mlp R=32: negd >= {TARGET_DIGITS_MLP_FMA_FRACTION:g} of the FMA peak", v,
                       v is not None and v >= TARGET_DIGITS_MLP_FMA_FRACTION))
+    v = m and m.get("negd_over_evosax_cpu")
+    out.append(judged(f"digits-mlp R=32: negd >= {TARGET_DIGITS_MLP_EVOSAX:g}x evosax Open_ES (fastest form, "
+                      "per CPU-s)", v, v is not None and v >= TARGET_DIGITS_MLP_EVOSAX))
     v = m and m["negd_over_generic"]
     out.append(judged(f"digits-mlp R=32: negd >= {TARGET_DIGITS_MLP_GENERIC:g}x the generic ModuleLoss path",
                       v,
@@ -309,7 +331,8 @@ def _markdown(report: dict, args) -> str:
                          f"{info['work_per_step']:,} per realization-step = {_fmt_rate(info['rate'])}/s")
     lines.append("")
     header = ["workload", "R", "negd path"] + [PEERS[p] for p in args.peers] + [
-        "limit", "negd/JAX", "negd/loop", "negd/torch", "mut/grad cost", "frac. of limit",
+        "limit", "negd/JAX", "negd/fastest JAX (per CPU-s)", "JAX sum/@", "negd/evosax (per CPU-s)",
+        "evosax sum/@", "negd/loop", "negd/torch", "mut/grad cost", "frac. of limit",
         "frac. of limit (per CPU-s)", "frac. of FMA peak", "negd/torch arith.", "negd peak MB"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
@@ -319,6 +342,8 @@ def _markdown(report: dict, args) -> str:
             rate, status = row["rates"][p], row["status"][p]
             cells.append(_fmt_rate(rate) if rate is not None else status.split(":")[0])
         cells += [_fmt_rate(row["limit"]), _fmt_ratio(row["negd_over_jax"]),
+                  _fmt_ratio(row["negd_over_jax_fastest_cpu"]), _fmt_ratio(row["jax_sum_over_matmul_cpu"]),
+                  _fmt_ratio(row["negd_over_evosax_cpu"]), _fmt_ratio(row["evosax_sum_over_matmul_cpu"]),
                   _fmt_ratio(row["negd_over_loop"]),
                   _fmt_ratio(row["negd_over_torch"]), _fmt_ratio(row["mutation_over_gradient_cost"]),
                   _fmt_ratio(row["fraction_of_limit"]), _fmt_ratio(row["fraction_of_limit_cpu"]),

@@ -17,7 +17,10 @@ realization-steps one ``run`` step performs).
   ``torch.where`` accept);
 * ``compile``: the same step under ``torch.compile``;
 * ``jax``: the same step in JAX (``jit`` of ``lax.scan`` over steps of a ``vmap`` over
-  realizations, float32, donated buffers, a cheap counter-based key per step);
+  realizations, float32, donated buffers, a cheap counter-based key per step), written the fast
+  way (``sum(h * w2)`` for a 1-output layer); ``jax-matmul``: the same with every layer ``h @ w``;
+* ``evosax``, ``evosax-matmul``: evosax's Open_ES on the digits MLP (classifiers only,
+  :mod:`negd.bench.jax_peers`), output layer ``sum(h * w2)`` or ``h @ w2``;
 * ``grad``: negd's gradient twin (normalized gradient descent or gradient descent through
   autograd, no noise) on the same ensemble: the cost a gradient step has on this problem.
 """
@@ -189,14 +192,24 @@ def jax_available() -> bool:
     return True
 
 
-def jax_loss_fn(workload: Workload):
-    """A jittable function params [R, N] -> MSE [R] of the workload's net, in JAX."""
+def jax_loss_fn(workload: Workload, form: str = "sum"):
+    """A jittable function params [R, N] -> MSE [R] of the workload's net, in JAX.
+
+    ``form="sum"`` (the fast way under ``vmap`` on CPU, what the ``jax`` peer runs): a 1-input first
+    layer as a broadcast multiply-add and a 1-output last layer as ``sum(h * w2)``; ``"matmul"``
+    (the ``jax-matmul`` peer): every layer as ``h @ w.T``, as a user would first write it. Under
+    ``vmap`` XLA runs the ``@`` form of the output layer several times slower, so a peer written that
+    way overstates negd's lead; ``negd bench`` reports both."""
     import jax
     import jax.numpy as jnp
 
     spec = workload.spec
     task = workload.task()
-    x = jnp.asarray(task.inputs.numpy())[:, 0] if spec.in_features == 1 else jnp.asarray(task.inputs.numpy())
+    if form not in ("sum", "matmul"):
+        raise NegdError(f"form: must be 'sum' or 'matmul', got {form!r}")
+    fast = form == "sum"
+    x = jnp.asarray(task.inputs.numpy())
+    x = x[:, 0] if spec.in_features == 1 and fast else x
     y = jnp.asarray(task.targets.numpy())
     layers = list(zip(spec.layer_sizes, spec.slices()))
 
@@ -206,9 +219,9 @@ def jax_loss_fn(workload: Workload):
         h = None
         for k, ((i, o, _), (ws, bs)) in enumerate(layers):
             w = p[ws.start:ws.stop].reshape(o, i)
-            if k == 0 and i == 1:
+            if fast and k == 0 and i == 1:
                 h = x[:, None] * w[:, 0][None, :]
-            elif k == len(layers) - 1 and o == 1:
+            elif fast and k == len(layers) - 1 and o == 1:
                 h = jnp.sum(h * w[0][None, :], axis=1, keepdims=True)
             else:
                 h = (h if h is not None else x) @ w.T
@@ -225,13 +238,13 @@ class JaxPeer:
     """``jit(lax.scan(step))`` over steps, ``vmap`` over realizations, in float32."""
 
     def __init__(self, workload: Workload, realizations: int, device: torch.device, seed: int = 0,
-                 steps_per_call: int = 16, prng: str = "unsafe_rbg") -> None:
+                 steps_per_call: int = 16, prng: str = "unsafe_rbg", form: str = "sum") -> None:
         import jax
         import jax.numpy as jnp
 
         self.jax = jax
         sigma, beta = workload.sigma, workload.beta
-        batched_loss = jax_loss_fn(workload)
+        batched_loss = jax_loss_fn(workload, form)
         shape = (realizations, workload.spec.n_params)
 
         def body(carry, _):
@@ -277,6 +290,9 @@ PEERS = {
     "torch": "torch eager ensemble",
     "compile": "torch.compile ensemble",
     "jax": "JAX jit+vmap+scan",
+    "jax-matmul": "JAX jit+vmap+scan, @ form",
+    "evosax": "evosax Open_ES",
+    "evosax-matmul": "evosax Open_ES, @ form",
     "grad": "negd gradient twin",
     "generic": "generic ModuleLoss (vmap)",
 }
@@ -304,4 +320,6 @@ def make_peer(name: str, workload: Workload, realizations: int, device: torch.de
         return TorchEnsemblePeer(workload, realizations, device, seed, compiled=True)
     if name == "jax":
         return JaxPeer(workload, realizations, device, seed)
+    if name == "jax-matmul":
+        return JaxPeer(workload, realizations, device, seed, form="matmul")
     return None

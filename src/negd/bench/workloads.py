@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from negd.losses.models import MLPSpec, paper_init, torch_default_init
+from negd.losses.models import MLPSpec, flat_params, paper_init, torch_default_init
 from negd.tasks import Task, get_task
 from negd.validation import NegdError
 
-__all__ = ["Workload", "ClassifierWorkload", "WORKLOADS", "get_workload", "initial_params"]
+__all__ = ["Workload", "ClassifierWorkload", "WORKLOADS", "get_workload", "initial_params",
+           "initial_classifier_params"]
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,13 @@ def initial_params(workload: Workload, realizations: int, seed: int = 0) -> Tens
     if realizations <= 10_000:
         return torch_default_init(workload.spec, seed=seed, realizations=realizations)
     return paper_init(workload.spec.n_params, 0.1, seed=seed, realizations=realizations)
+
+
+def initial_classifier_params(workload: ClassifierWorkload, realizations: int, seed: int = 0) -> Tensor:
+    """[R, N] float32, row r PyTorch's default initialization under a seed of (seed, r)."""
+    rows = []
+    with torch.random.fork_rng(devices=[]):
+        for r in range(realizations):
+            torch.manual_seed(seed * 1_000_003 + r)
+            rows.append(flat_params(workload.model()))
+    return torch.stack(rows)
