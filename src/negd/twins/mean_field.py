@@ -133,7 +133,8 @@ class MeanFieldTwin:
         return torch.cat(units, dim=1), parent
 
     def expected_step(self, state: State, loss_fn: LossFn) -> tuple[Tensor, Tensor, Tensor]:
-        """(E[dx | x] [R, N], its standard error [R, N], U(x) [R]) of one NE step, float64."""
+        """The mean step ``E[dx | x]`` of shape [R, N], its standard error (same shape) and U(x) of shape
+        [R], of one NE step, float64."""
         u, parent = self.step_samples(state, loss_fn)
         count = u.shape[1]
         se = u.std(dim=1) / math.sqrt(count) if count > 1 else torch.full_like(u[:, 0], math.inf)
