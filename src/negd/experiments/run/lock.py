@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from negd.validation import NegdError
 
-__all__ = ["LOCK_NAME", "run_dir_lock", "lock_holder"]
+__all__ = ["LOCK_NAME", "run_dir_lock", "lock_holder", "remove_unstarted"]
 
 LOCK_NAME = ".lock"
 
@@ -32,15 +33,46 @@ LOCK_NAME = ".lock"
 _held: dict[Path, list] = {}
 
 
-def lock_holder(run_dir: Path) -> str:
-    """``pid N on HOST`` as written by the holder of ``run_dir``'s lock ("unknown process" if unreadable)."""
+def lock_holder(run_dir: Path, wait_seconds: float = 1.0) -> str:
+    """``pid N on HOST`` as written by the holder of ``run_dir``'s lock ("unknown process" if unreadable).
+
+    A holder writes its pid just after taking the lock: a file still empty is read again for up to
+    ``wait_seconds`` rather than naming an unknown process for that instant."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            text = (Path(run_dir) / LOCK_NAME).read_text(encoding="utf-8", errors="replace").split()
+        except OSError:
+            return "an unknown process"
+        if len(text) >= 2 and text[0].isdigit():
+            return f"pid {text[0]} on {text[1][:100]}"
+        if text or time.monotonic() >= deadline:
+            return "an unknown process"
+        time.sleep(0.01)
+
+
+def remove_unstarted(run_dir: Path, started: str = "config.json") -> None:
+    """Remove ``run_dir`` if it holds nothing but its lock file (no ``started`` file) and no process
+    holds that lock: a start refused or failed before writing leaves no empty directory behind. The
+    directory of another writer, which took the lock and has not written yet, is never touched."""
+    import fcntl
+
+    run_dir = Path(run_dir)
+    lock = run_dir / LOCK_NAME
+    if not run_dir.is_dir() or (run_dir / started).exists() or not lock.is_file() or lock.is_symlink():
+        return
+    with open(lock, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another process is starting a run here
+        if (run_dir / started).exists() or any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+            return
+        lock.unlink(missing_ok=True)
     try:
-        text = (Path(run_dir) / LOCK_NAME).read_text(encoding="utf-8", errors="replace").split()
-    except OSError:
-        return "an unknown process"
-    if len(text) >= 2 and text[0].isdigit():
-        return f"pid {text[0]} on {text[1][:100]}"
-    return "an unknown process"
+        run_dir.rmdir()
+    except OSError:  # another process wrote into it since: it is theirs now
+        pass
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from negd.callbacks import Callback, Event, as_callbacks, emit, scalar_metrics
 from negd.engine import Tally, advance_counted, fused_step_fn
 from negd.experiments.config.schema import Arm, ExperimentConfig
 from negd.experiments.run.environment import one_thread, versions
-from negd.experiments.run.lock import LOCK_NAME, run_dir_lock
+from negd.experiments.run.lock import LOCK_NAME, remove_unstarted, run_dir_lock
 from negd.experiments.run.memory import check_memory
 from negd.experiments.run.problem import Problem
 from negd.experiments.run.provenance import (
@@ -456,18 +456,11 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
                             as_callbacks(callbacks))
     except BaseException:
         if created:  # a start refused or failed before config.json: leave no empty directory behind
-            _remove_if_unstarted(run_dir)
+            remove_unstarted(run_dir)
         raise
     finally:
         if sharding is not None:
             sharding.executor.close()
-
-
-def _remove_if_unstarted(run_dir: Path) -> None:
-    if run_dir.is_dir() and not (run_dir / "config.json").exists() \
-            and all(p.name == LOCK_NAME for p in run_dir.iterdir()):
-        (run_dir / LOCK_NAME).unlink(missing_ok=True)
-        run_dir.rmdir()
 
 
 def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: SnapshotHook | None = None,
