@@ -74,3 +74,17 @@ def assert_same_numbers(a: Path, b: Path) -> None:
     assert x.keys() == y.keys()
     for key in x:
         np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+
+# A run of seconds (1-4-1 net, 4 realizations, 3 snapshots): the set-up of the run-kind and sweep tests.
+TINY_YAML = """
+network: {depth: 1, width: 4, output_bias: false}
+init: {kind: paper, sigma0: 0.1}
+beta: inf
+alpha: 1e-3
+lambda: 1
+realizations: 4
+t_final: 0.02
+n_snapshots: 3
+trajectories: 2
+seed: 5
+"""

@@ -15,20 +15,9 @@ import pytest
 
 from negd.cli import main
 from negd.runfiles import run_kind
+from tests.runtools import TINY_YAML
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-TINY_YAML = """
-network: {depth: 1, width: 4, output_bias: false}
-init: {kind: paper, sigma0: 0.1}
-beta: inf
-alpha: 1e-3
-lambda: 1
-realizations: 4
-t_final: 0.02
-n_snapshots: 3
-trajectories: 2
-seed: 5
-"""
 
 
 def _files(directory: Path) -> dict[str, bytes]:

@@ -11,19 +11,8 @@ from negd.cli import main
 from negd.experiments.sweep.grid import checked_grid, parse_grid_option, plan_sweep
 from negd.experiments.sweep.report import theory_inside
 from negd.validation import NegdError
+from tests.runtools import TINY_YAML
 
-TINY_YAML = """
-network: {depth: 1, width: 4, output_bias: false}
-init: {kind: paper, sigma0: 0.1}
-beta: inf
-alpha: 1e-3
-lambda: 1
-realizations: 4
-t_final: 0.02
-n_snapshots: 3
-trajectories: 2
-seed: 5
-"""
 GRID = ["--grid", "lambda=0.5,1", "--grid", "beta=inf,1000"]
 
 

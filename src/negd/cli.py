@@ -220,6 +220,14 @@ def _finish(result, resume_hint: str) -> int:
     return 0 if result.report is not None or not result.report_message else EXIT_ERROR
 
 
+def _announce(run_dir: Path) -> int:
+    """The lines a finished run of minutes ends with: where it is, its report and its verdict."""
+    print(f"run: {run_dir}")
+    print(f"report: {run_dir / 'report.md'}")
+    _print_verdict(run_dir)
+    return 0
+
+
 def _refuse_unused_flags(args: argparse.Namespace, experiment: str, *, dtype: str, device_allowed: bool,
                          why: str) -> None:
     """One line for a flag that ``experiment`` would accept and ignore (its set-up is fixed: ``why``)."""
@@ -244,10 +252,7 @@ def _reproduce_classification(args: argparse.Namespace) -> int:
     exp = classification_preset(args.experiment, args.scale or "quick", realizations=args.realizations,
                                 seed=args.seed or 0, device=args.device or "cpu")
     run_dir = run_classification(exp, args.out, progress=not args.no_progress)
-    print(f"run: {run_dir}")
-    print(f"report: {run_dir / 'report.md'}")
-    _print_verdict(run_dir)
-    return 0
+    return _announce(run_dir)
 
 
 def _reproduce_variants(args: argparse.Namespace) -> int:
@@ -259,10 +264,7 @@ def _reproduce_variants(args: argparse.Namespace) -> int:
     exp = variants_preset(args.scale or "quick", realizations=args.realizations,
                           seed=0 if args.seed is None else args.seed)
     run_dir = run_variants(exp, args.out, progress=not args.no_progress)
-    print(f"run: {run_dir}")
-    print(f"report: {run_dir / 'report.md'}")
-    _print_verdict(run_dir)
-    return 0
+    return _announce(run_dir)
 
 
 def _reproduce_control(args: argparse.Namespace) -> int:
@@ -274,10 +276,7 @@ def _reproduce_control(args: argparse.Namespace) -> int:
     exp = control_preset(args.scale or "quick", realizations=args.realizations,
                          seed=0 if args.seed is None else args.seed)
     run_dir = run_control(exp, args.out, progress=not args.no_progress)
-    print(f"run: {run_dir}")
-    print(f"report: {run_dir / 'report.md'}")
-    _print_verdict(run_dir)
-    return 0
+    return _announce(run_dir)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
