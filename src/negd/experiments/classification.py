@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +38,13 @@ from negd.analysis.delta import delta_from_samples
 from negd.analysis.verdict import classify_band, rows_verdict, verdict_record
 from negd.engine import advance_counted
 from negd.experiments.run.environment import one_thread  # one-network work: one thread (see there)
+from negd.experiments.run.store import rebuild_from_results
 from negd.losses.classification import accuracy
 from negd.losses.mlp import MLPLoss
 from negd.losses.models import MLPSpec, load_flat_params, torch_default_init
 from negd.progress import ArmProgress
 from negd.rules import Neuroevolution, NormalizedGradientDescent
-from negd.runfiles import CorruptFile, read_json_object, short, write_json
+from negd.runfiles import read_json_object, write_json
 from negd.tasks import CLASSIFICATION_TASKS, Task, get_task
 from negd.validation import NegdError, check_int, check_positive
 
@@ -317,17 +318,9 @@ def rebuild_report(run_dir: Path) -> Path:
     snapshots.json and summary.json (``negd report``; nothing is recomputed or replaced by less)."""
     from negd.analysis.classification_report import write_report
 
-    config = read_json_object(run_dir / "config.json")
-    if not (run_dir / "snapshots.json").exists() or not (run_dir / "summary.json").exists():
-        raise NegdError(f"report: {str(run_dir)!r} is an unfinished {config.get('name', 'classification')} "
-                        "run (no snapshots.json or summary.json): nothing to report; run it again")
-    snapshots = read_json_object(run_dir / "snapshots.json", sealed=True)  # checksum verified
-    summary = read_json_object(run_dir / "summary.json", sealed=True)
-    try:
-        exp = ClassificationExperiment(**{f.name: config[f.name] for f in fields(ClassificationExperiment)
-                                          if f.name in config})
+    def write(exp: ClassificationExperiment, snapshots: dict, summary: dict) -> Path:
         return write_report(run_dir, exp, snapshots["ne_twin"], snapshots["ne_twin_small_sigma"],
                             snapshots["adam"], summary)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise CorruptFile(run_dir / "summary.json", f"does not fit its run ({type(e).__name__}: "
-                          f"{short(str(e))})", "restore the run directory from a copy") from None
+
+    name = read_json_object(run_dir / "config.json").get("name", "classification")
+    return rebuild_from_results(run_dir, name, ClassificationExperiment, write)

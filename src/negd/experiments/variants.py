@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from negd.analysis.delta import delta_from_samples
 from negd.analysis.verdict import rows_verdict, verdict_record
 from negd.engine import advance
 from negd.experiments.run.environment import one_thread, versions
+from negd.experiments.run.store import rebuild_from_results
 from negd.losses.minibatch import MinibatchLoss
 from negd.losses.mlp import MLPLoss
 from negd.losses.models import MLPSpec, paper_init
@@ -53,7 +54,7 @@ from negd.rules import (
     NormalizedGradientDescent,
     Population,
 )
-from negd.runfiles import CorruptFile, read_json_object, short, write_json
+from negd.runfiles import write_json
 from negd.tasks import get_task
 from negd.theory.population import drift_per_evaluation
 from negd.twins import population_twin
@@ -298,18 +299,9 @@ def rebuild_report(run_dir: Path) -> Path:
     summary.json (``negd report``; nothing is recomputed or replaced by less)."""
     from negd.analysis.variants_report import write_report
 
-    config = read_json_object(run_dir / "config.json")
-    if not (run_dir / "snapshots.json").exists() or not (run_dir / "summary.json").exists():
-        raise NegdError(f"report: {str(run_dir)!r} is an unfinished variants run (no snapshots.json or "
-                        "summary.json): nothing to report; run it again")
-    snapshots = read_json_object(run_dir / "snapshots.json", sealed=True)  # checksum verified
-    summary = read_json_object(run_dir / "summary.json", sealed=True)
-    try:
-        exp = VariantsExperiment(**{f.name: config[f.name] for f in fields(VariantsExperiment)
-                                    if f.name in config})
+    def write(exp: VariantsExperiment, snapshots: dict, summary: dict) -> Path:
         results = {name: {"summary": rule, "snapshots": snapshots[name]}
                    for name, rule in summary["rules"].items()}
         return write_report(run_dir, exp, results, summary)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-        raise CorruptFile(run_dir / "summary.json", f"does not fit its run ({type(e).__name__}: "
-                          f"{short(str(e))})", "restore the run directory from a copy") from None
+
+    return rebuild_from_results(run_dir, "variants", VariantsExperiment, write)

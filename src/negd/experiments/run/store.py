@@ -22,7 +22,10 @@ traceback of torch, numpy or json, and never numbers that silently differ.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,10 +49,11 @@ from negd.sealed import (
     seal,
     seal_arrays,
 )
+from negd.validation import NegdError
 
 __all__ = ["save_snapshots", "load_snapshots", "save_checkpoint", "load_checkpoint", "arm_dir",
            "write_status", "read_status", "SNAPSHOTS", "SNAPSHOT_LOG", "append_snapshot", "start_log",
-           "load_rows", "consolidate", "rewrite_log"]
+           "load_rows", "consolidate", "rewrite_log", "rebuild_from_results"]
 
 SNAPSHOTS, SNAPSHOT_LOG = "snapshots.npz", "snapshots.log"
 # The keys of a checkpoint.pt written before checksums (read with a note; any other key: damaged).
@@ -156,3 +160,25 @@ def write_status(run_dir: Path, state: str, arms_complete: list[int], wall_secon
 
 def read_status(run_dir: Path) -> dict:
     return read_json_object(run_dir / "status.json")
+
+
+def rebuild_from_results(run_dir: Path, what: str, experiment_type: type,
+                         write: Callable[[Any, dict, dict], Path]) -> Path:
+    """``write(experiment, snapshots, summary)`` for a finished run of minutes (classification,
+    variants) whose results are its checksummed snapshots.json and summary.json, and whose
+    config.json holds the fields of ``experiment_type`` (``negd report``: nothing is recomputed or
+    replaced by less). One line when the run is unfinished (``what`` names it) or its files do not
+    fit each other."""
+    config = read_json_object(run_dir / "config.json")
+    if not (run_dir / "snapshots.json").exists() or not (run_dir / "summary.json").exists():
+        raise NegdError(f"report: {str(run_dir)!r} is an unfinished {what} run (no snapshots.json or "
+                        "summary.json): nothing to report; run it again")
+    snapshots = read_json_object(run_dir / "snapshots.json", sealed=True)  # checksum verified
+    summary = read_json_object(run_dir / "summary.json", sealed=True)
+    try:
+        experiment = experiment_type(**{f.name: config[f.name] for f in fields(experiment_type)
+                                        if f.name in config})
+        return write(experiment, snapshots, summary)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise CorruptFile(run_dir / "summary.json", f"does not fit its run ({type(e).__name__}: "
+                          f"{short(str(e))})", "restore the run directory from a copy") from None
