@@ -131,10 +131,11 @@ def _build_parser() -> argparse.ArgumentParser:
                      help=f"quick (default; shallow: {MAIN_JOB_TIME} with the C kernel) or paper "
                           "(control: quick or full)")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
-    rep.add_argument("--twin", choices=("noiseless", "langevin", "matched"), default=None,
-                     help="the gradient twin NE is compared with (default: the preset's: noiseless GD at "
+    rep.add_argument("--twin", choices=("noiseless", "langevin", "matched", "mean-field"), default=None,
+                     help="the twin NE is compared with (default: the preset's: noiseless GD at "
                           "beta = inf, a Langevin ensemble at finite beta; matched: an ensemble of "
-                          "moment-matched Langevin runs, right at any z = beta sigma |grad U|)")
+                          "moment-matched Langevin runs, right at any z = beta sigma |grad U|; mean-field: "
+                          "one run of NE's expected step from 64 proposals, no gradient)")
     rep.add_argument("--twin-realizations", type=_twin_realizations, default=None, metavar="N",
                      help="realizations of an ensemble twin (langevin or matched; integer >= 2; default: "
                           "the preset's, 32 for finite-beta at quick scale, else --realizations)")

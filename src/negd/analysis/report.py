@@ -124,10 +124,14 @@ def _regime_text(run: RunData, final: dict) -> str:
         )
     z = final["z_final"]
     if math.isinf(beta):
-        parts.append("beta = inf: the twin is normalized GD (z = inf by definition).")
+        parts.append("beta = inf: the twin is the mean-field drift of NE (z = inf by definition)."
+                     if run.twin == "mean-field" else
+                     "beta = inf: the twin is normalized GD (z = inf by definition).")
     elif math.isfinite(z):
         not_small = ("the moment-matched twin carries that factor and the acceptance A(z)"
-                     if run.twin == "matched" else "the plain Langevin twin is only approximate "
+                     if run.twin == "matched" else
+                     "the mean-field twin carries that factor (it estimates NE's own expected step)"
+                     if run.twin == "mean-field" else "the plain Langevin twin is only approximate "
                      "(negd reproduce --twin matched follows NE at any z)")
         regime = (
             "z << 1: Langevin regime, twin = GD with lr beta sigma^2/2"
@@ -159,6 +163,20 @@ _ENSEMBLE_TWIN_RULES = {
 }
 
 
+MEAN_FIELD_TWIN_TEXT = (
+    "negd.twins.mean_field.MeanFieldTwin: per GD step x <- x + (1/lambda) E[dx | x], neuroevolution's "
+    "expected step estimated from M antithetic proposals x +- sigma xi_j with the acceptance "
+    "probability min(1, exp(-beta dU)) in place of the coin (1[dU <= 0] at beta = inf); it only evaluates "
+    "the loss (no gradient), is deterministic given the seed, and is NE's exact drift at any sigma, "
+    "smooth loss or not. What it lacks is NE's spread: Delta measures what the ensemble's noise adds "
+    "to the mean drift")
+
+
+def _point_twin_short(run: RunData) -> str:
+    """The column name of a one-run twin's loss: GD, or the mean-field twin."""
+    return "mean-field twin" if run.twin == "mean-field" else "GD"
+
+
 def _twin_text(run: RunData) -> str:
     if run.twin in ENSEMBLE_TWINS:
         r_l = run.arms[0].twin_realizations if run.arms else "?"
@@ -168,6 +186,10 @@ def _twin_text(run: RunData) -> str:
             "Delta compares the two ensemble means; the floor and SE include both ensembles' sampling noise; "
             "losses are compared with the twin's mean loss +- SE."
         )
+    if run.twin == "mean-field":
+        m = run.config.get("twin_proposals", "?")
+        return (f"Twin: **mean-field** (one run from the shared x(0), M = {m} proposals per step), "
+                f"{MEAN_FIELD_TWIN_TEXT}.")
     return "Twin: **noiseless** gradient descent (one run from the shared x(0))."
 
 
@@ -433,13 +455,14 @@ def _report_lines(
                 _pm(f["loss_gd_final"], f["loss_twin_se_final"]),
             ),
             ("loss of the averaged twin network", _fmt(f["loss_twin_of_mean_final"], 6)),
-        ] if langevin else [("loss GD", _fmt(f["loss_gd_final"], 6))]
+        ] if langevin else [(f"loss {_point_twin_short(run)}", _fmt(f["loss_gd_final"], 6))]
         rows = [
             ("t reached / planned", f"{_fmt(f['t_final'], 4)} / {_fmt(run.arms[0].t_final, 4)}"),
             *twin_rows,
             ("loss NE mean +- SE", _pm(f["loss_ne_mean_final"], f["loss_ne_se_final"])),
             (
-                "relative gap (NE mean - twin)/twin" if langevin else "relative gap (NE mean - GD)/GD",
+                "relative gap (NE mean - twin)/twin" if langevin or run.twin == "mean-field"
+                else "relative gap (NE mean - GD)/GD",
                 f"{100 * f['loss_gap_final'] / f['loss_gd_final']:+.3f}% ({f['loss_gap_in_se']:.1f} SE)"
                 if f["loss_gd_final"]
                 else "n/a",
@@ -465,7 +488,7 @@ def _report_lines(
             (
                 "param_change (1/N) sum (<x>_L(t) - x(0))^2 - its floor"
                 if langevin
-                else "param_change (1/N) sum (x_GD(t) - x(0))^2",
+                else f"param_change (1/N) sum (x_{'twin' if run.twin == 'mean-field' else 'GD'}(t) - x(0))^2",
                 _fmt(f["param_change_final"]),
             ),
             (
@@ -513,7 +536,7 @@ def _report_lines(
             lines += ["", f"Note: {trend.note}."]
         lines += [""]
     if finals:
-        twin = "twin +- SE" if run.twin in ENSEMBLE_TWINS else "GD"
+        twin = "twin +- SE" if run.twin in ENSEMBLE_TWINS else _point_twin_short(run)
         lines += [
             "Each arm at its last snapshot (the loss gap in units of the combined SE):",
             "",
