@@ -135,10 +135,11 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="the twin NE is compared with (default: the preset's: noiseless GD at "
                           "beta = inf, a Langevin ensemble at finite beta; matched: an ensemble of "
                           "moment-matched Langevin runs, right at any z = beta sigma |grad U|; mean-field: "
-                          "one run of NE's expected step from 64 proposals, no gradient)")
+                          "an ensemble of runs of NE's expected step from 64 proposals, no gradient)")
     rep.add_argument("--twin-realizations", type=_twin_realizations, default=None, metavar="N",
-                     help="realizations of an ensemble twin (langevin or matched; integer >= 2; default: "
-                          "the preset's, 32 for finite-beta at quick scale, else --realizations)")
+                     help="realizations of an ensemble twin (langevin, matched or mean-field; integer >= 2; "
+                          "default: the preset's, 32 for finite-beta at quick scale, 8 for mean-field, else "
+                          "--realizations)")
     rep.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     rep.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-...)")
     rep.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
@@ -346,8 +347,8 @@ def _reproduce_config(args: argparse.Namespace):
         config = config.with_overrides(dtype=args.dtype)
     if args.twin_realizations is not None:
         if config.twin not in ENSEMBLE_TWINS:
-            raise NegdError(f"--twin-realizations: only for an ensemble twin (langevin or matched), not "
-                            f"the {config.twin} twin of {args.experiment!r}")
+            raise NegdError(f"--twin-realizations: only for an ensemble twin (langevin, matched or "
+                            f"mean-field), not the {config.twin} twin of {args.experiment!r}")
         config = config.with_overrides(twin_realizations=args.twin_realizations)
     return config
 

@@ -26,7 +26,7 @@ from negd.analysis.metrics import (
     run_verdict,
     sigma_trend,
 )
-from negd.analysis.rundir import ENSEMBLE_TWINS, TWIN_LABELS, RunData, load_run, to_float
+from negd.analysis.rundir import ENSEMBLE_TWINS, NOISY_TWINS, TWIN_LABELS, RunData, load_run, to_float
 from negd.analysis.schema import SCHEMA_VERSION, check_summary
 from negd.analysis.verdict_text import (
     THRESHOLDS_TEXT,
@@ -141,12 +141,12 @@ def _regime_text(run: RunData, final: dict) -> str:
         )
         parts.append(f"z = beta sigma |g| = {_fmt(z, 3)} at the end: {regime}.")
     spread = final.get("s_final", math.nan)
-    if math.isfinite(spread) and run.twin not in ENSEMBLE_TWINS:
+    if math.isfinite(spread) and run.twin not in NOISY_TWINS:
         verdict_on_spread = (
-            f"below {S_SMALL}: the mutation noise the noiseless twin lacks moves the mean loss by less than "
+            f"below {S_SMALL}: the mutation noise the {run.twin} twin lacks moves the mean loss by less than "
             "the verdict's own tolerance" if abs(spread) <= S_SMALL else
             f"above {S_SMALL}: the theory no longer guarantees that the ensemble's mean loss stays with the "
-            "noiseless twin's (s ignores restoring forces and, at beta = inf, that every realization only "
+            f"{run.twin} twin's (s ignores restoring forces and, at beta = inf, that every realization only "
             "moves downhill: near convergence it overstates the spread)")
         parts.append(f"s = tr(H) Var/(2 U_twin) = {_fmt(spread, 3)} at the end, with Var = sigma^2 x "
                      f"(accepted steps) the random-walk spread of the mutations: {verdict_on_spread}.")
@@ -160,21 +160,12 @@ _ENSEMBLE_TWIN_RULES = {
     "erfcx(z/sqrt 2) grad U + sigma sqrt(A(z)/lambda) xi, with z = beta sigma |grad U| of each "
     "realization and A(z) = 1/2 + erfcx(z/sqrt 2)/2: neuroevolution's exact one-step drift and spread "
     "for a locally linear loss at any z (plain Langevin is its z -> 0 limit)",
+    "mean-field": "negd.twins.mean_field.MeanFieldTwin: per GD step x <- x + (1/lambda) E[dx | x], "
+    "neuroevolution's expected step estimated from M antithetic proposals x +- sigma xi_j, with the "
+    "acceptance probability min(1, exp(-beta dU)) in place of the coin (1[dU <= 0] at beta = inf); it only "
+    "evaluates the loss (no gradient) and is NE's exact drift at any sigma, smooth loss or not, but not its "
+    "spread (its realizations differ only by the estimation noise of the step, O(sigma^2/M) per step)",
 }
-
-
-MEAN_FIELD_TWIN_TEXT = (
-    "negd.twins.mean_field.MeanFieldTwin: per GD step x <- x + (1/lambda) E[dx | x], neuroevolution's "
-    "expected step estimated from M antithetic proposals x +- sigma xi_j with the acceptance "
-    "probability min(1, exp(-beta dU)) in place of the coin (1[dU <= 0] at beta = inf); it only evaluates "
-    "the loss (no gradient), is deterministic given the seed, and is NE's exact drift at any sigma, "
-    "smooth loss or not. What it lacks is NE's spread: Delta measures what the ensemble's noise adds "
-    "to the mean drift")
-
-
-def _point_twin_short(run: RunData) -> str:
-    """The column name of a one-run twin's loss: GD, or the mean-field twin."""
-    return "mean-field twin" if run.twin == "mean-field" else "GD"
 
 
 def _twin_text(run: RunData) -> str:
@@ -186,10 +177,6 @@ def _twin_text(run: RunData) -> str:
             "Delta compares the two ensemble means; the floor and SE include both ensembles' sampling noise; "
             "losses are compared with the twin's mean loss +- SE."
         )
-    if run.twin == "mean-field":
-        m = run.config.get("twin_proposals", "?")
-        return (f"Twin: **mean-field** (one run from the shared x(0), M = {m} proposals per step), "
-                f"{MEAN_FIELD_TWIN_TEXT}.")
     return "Twin: **noiseless** gradient descent (one run from the shared x(0))."
 
 
@@ -455,14 +442,13 @@ def _report_lines(
                 _pm(f["loss_gd_final"], f["loss_twin_se_final"]),
             ),
             ("loss of the averaged twin network", _fmt(f["loss_twin_of_mean_final"], 6)),
-        ] if langevin else [(f"loss {_point_twin_short(run)}", _fmt(f["loss_gd_final"], 6))]
+        ] if langevin else [("loss GD", _fmt(f["loss_gd_final"], 6))]
         rows = [
             ("t reached / planned", f"{_fmt(f['t_final'], 4)} / {_fmt(run.arms[0].t_final, 4)}"),
             *twin_rows,
             ("loss NE mean +- SE", _pm(f["loss_ne_mean_final"], f["loss_ne_se_final"])),
             (
-                "relative gap (NE mean - twin)/twin" if langevin or run.twin == "mean-field"
-                else "relative gap (NE mean - GD)/GD",
+                "relative gap (NE mean - twin)/twin" if langevin else "relative gap (NE mean - GD)/GD",
                 f"{100 * f['loss_gap_final'] / f['loss_gd_final']:+.3f}% ({f['loss_gap_in_se']:.1f} SE)"
                 if f["loss_gd_final"]
                 else "n/a",
@@ -488,7 +474,7 @@ def _report_lines(
             (
                 "param_change (1/N) sum (<x>_L(t) - x(0))^2 - its floor"
                 if langevin
-                else f"param_change (1/N) sum (x_{'twin' if run.twin == 'mean-field' else 'GD'}(t) - x(0))^2",
+                else "param_change (1/N) sum (x_GD(t) - x(0))^2",
                 _fmt(f["param_change_final"]),
             ),
             (
@@ -536,7 +522,7 @@ def _report_lines(
             lines += ["", f"Note: {trend.note}."]
         lines += [""]
     if finals:
-        twin = "twin +- SE" if run.twin in ENSEMBLE_TWINS else _point_twin_short(run)
+        twin = "twin +- SE" if run.twin in ENSEMBLE_TWINS else "GD"
         lines += [
             "Each arm at its last snapshot (the loss gap in units of the combined SE):",
             "",

@@ -17,18 +17,21 @@ import numpy as np
 from negd.runfiles import RECOMPUTE, CorruptFile, load_npz, load_npz_log, read_json_object, short
 from negd.validation import NegdError
 
-__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "POINT_TWINS", "TWIN_LABELS",
+__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "NOISY_TWINS", "TWIN_LABELS",
            "check_report_keeps_results"]
 
 # Twins that are ensembles (their snapshots hold the mean, variance and mean loss of R_L runs):
 # Langevin (Whitelam et al.'s finite-beta limit) and the moment-matched Langevin of
-# negd.rules.MomentMatchedLangevin. The point twins are one deterministic run each: "noiseless" is
-# gradient descent, "mean-field" follows neuroevolution's expected step E[dx | x] estimated from M
-# proposals (negd.twins.mean_field.MeanFieldTwin: no gradient, any loss).
-ENSEMBLE_TWINS = ("langevin", "matched")
-POINT_TWINS = ("noiseless", "mean-field")
+# negd.rules.MomentMatchedLangevin, which carry neuroevolution's noise (NOISY_TWINS), and the mean-field
+# twin (negd.twins.mean_field.MeanFieldTwin: NE's expected step E[dx | x] from M proposals, no gradient,
+# any loss), whose realizations differ only by the estimation noise of that step, O(1/M): an ensemble
+# of them measures that noise, which the floor of Delta then removes (one run would bias Delta_c by it).
+# "noiseless" is one gradient-descent run.
+ENSEMBLE_TWINS = ("langevin", "matched", "mean-field")
+NOISY_TWINS = ("langevin", "matched")
 TWIN_LABELS = {"noiseless": "gradient descent", "langevin": "Langevin ensemble mean",
-               "matched": "moment-matched Langevin ensemble mean", "mean-field": "mean-field twin"}
+               "matched": "moment-matched Langevin ensemble mean",
+               "mean-field": "mean-field twin ensemble mean"}
 
 # Arrays every snapshots.npz must hold (the contract); others are optional extras.
 REQUIRED_ARRAYS = (
@@ -97,7 +100,7 @@ class ArmData:
     ne_steps: int | None
     arrays: dict[str, np.ndarray] | None
     problem: str | None = None  # why arrays are missing or unusable
-    twin: str = "noiseless"  # one of POINT_TWINS (one run) or of ENSEMBLE_TWINS (gd_* are its mean)
+    twin: str = "noiseless"  # "noiseless" (one GD run) or one of ENSEMBLE_TWINS (gd_* are its mean)
     twin_realizations: int = 1
 
     @property
@@ -187,8 +190,6 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
         ne_steps=_field(where, f"arms[{index}].ne_steps", entry.get("ne_steps"), _count, allow_missing=True),
         arrays=None,
     )
-    if str(config.get("twin") or "noiseless") in POINT_TWINS:
-        arm.twin = str(config.get("twin") or "noiseless")
     if str(config.get("twin") or "noiseless") in ENSEMBLE_TWINS:
         arm.twin = str(config["twin"])
         arm.twin_realizations = _field(where, "twin_realizations",
@@ -219,7 +220,7 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
     if arm.twin in ENSEMBLE_TWINS and "gd_param_var" not in arrays:
         arm.problem = f"snapshots.npz of a {arm.twin} twin (an ensemble) lacks gd_param_var"
         return arm
-    # A point twin (noiseless, mean-field): exact loss (SE 0), and the "averaged twin" is the twin itself.
+    # A noiseless twin: exact loss (SE 0), and the "averaged twin" is the twin itself.
     arrays.setdefault("gd_loss_se", np.zeros(n_snap))
     arrays.setdefault("gd_loss_of_mean", np.asarray(arrays["gd_loss"]))
     arrays = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in arrays.items()}

@@ -19,10 +19,12 @@ x <- x - alpha grad U + (sigma/sqrt(lambda)) xi from the same x(0), whose *avera
 finite-beta NE follows (negd.experiments.run.twin), or ``matched``: an ensemble of
 :class:`negd.rules.MomentMatchedLangevin` runs, whose drift and noise are neuroevolution's exact
 one-step moments for a locally linear loss at any z = beta sigma |grad U| (any beta), or
-``mean-field``: one deterministic run of :class:`negd.twins.mean_field.MeanFieldTwin`, x <- x +
-E[dx | x] with neuroevolution's expected step estimated from ``twin_proposals`` (M, even: antithetic
-pairs; default 64) proposals of the same loss, which asks the loss for no gradient (any beta). One GD
-step of the time axis is 1/lambda NE steps of the twin, as for ``matched``.
+``mean-field``: an ensemble of ``twin_realizations`` (default min(8, realizations), >= 2) runs of
+:class:`negd.twins.mean_field.MeanFieldTwin`, x <- x + E[dx | x] with neuroevolution's expected step
+estimated from ``twin_proposals`` (M, even: antithetic pairs; default 64) proposals of the same loss,
+which asks the loss for no gradient (any beta). Each run is deterministic given the seed; the runs
+differ by the estimation noise of the step (variance O(sigma^2/M) per step), which the ensemble
+measures and Delta's floor removes. One GD step of the time axis is 1/lambda NE steps of the twin.
 
 The parameter dtype (field ``dtype``) is ``float32``, ``float64`` or ``auto`` (default): float64
 when the smallest sigma of the run is below 100 float32 units of a parameter near 1, where float32
@@ -38,7 +40,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from negd.analysis.rundir import ENSEMBLE_TWINS, POINT_TWINS
+from negd.analysis.rundir import ENSEMBLE_TWINS
 from negd.dtypes import DTYPES, auto_dtype
 from negd.experiments.config.file import MAX_MESSAGE, read_config_file
 from negd.losses.models import MLPSpec
@@ -61,8 +63,9 @@ MAX_SNAPSHOTS = 100_000
 MAX_LAYERS = 1_000
 MAX_WIDTH = 100_000
 GD_RULES = ("normalized", "gradient_descent")
-TWINS = ("noiseless", *ENSEMBLE_TWINS, "mean-field")
+TWINS = ("noiseless", *ENSEMBLE_TWINS)
 DEFAULT_TWIN_PROPOSALS = 64  # M of the mean-field twin: 32 antithetic pairs per step
+DEFAULT_MEAN_FIELD_REALIZATIONS = 8  # R_L of the mean-field twin (at most the NE realizations, >= 2)
 MAX_TWIN_PROPOSALS = 10**6
 INIT_KINDS = ("paper", "torch")
 DEVICES = ("cpu", "cuda")
@@ -288,8 +291,8 @@ class ExperimentConfig:
 
     def arms(self) -> list[Arm]:
         twin_r = int(self.twin_realizations or self.realizations) if self.twin in ENSEMBLE_TWINS else 1
-        if self.twin == "mean-field":  # its work per step: the parent, M proposals and the new point
-            twin_r = int(self.twin_proposals or DEFAULT_TWIN_PROPOSALS) + 2
+        if self.twin == "mean-field":  # each run's work per step: the parent, M proposals, the new point
+            twin_r *= int(self.twin_proposals or DEFAULT_TWIN_PROPOSALS) + 2
         arms = [_make_arm("sigma", self.lam, self.alpha, self.beta, self.t_final, self.realizations,
                           self.n_snapshots, "lambda", twin_r)]
         if self.scan is not None:
@@ -433,7 +436,9 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     twin_realizations = None
     if twin in ENSEMBLE_TWINS:
         # At least 2: the twin's variance (part of Delta's floor) needs two realizations.
-        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2,
+        default = max(2, min(DEFAULT_MEAN_FIELD_REALIZATIONS, realizations)) if twin == "mean-field" \
+            else realizations
+        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", default), 2,
                                      MAX_REALIZATIONS)
     if twin == "langevin":
         if math.isinf(beta):
@@ -442,8 +447,8 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
         if gd_rule != "gradient_descent":
             raise NegdError(f"twin: langevin needs gd_rule = gradient_descent, got gd_rule = "
                             f"{_short(gd_rule)}")
-    elif twin in POINT_TWINS and data.get("twin_realizations") is not None:
-        raise NegdError(f"twin_realizations: only used with twin = langevin or matched, got "
+    elif twin == "noiseless" and data.get("twin_realizations") is not None:
+        raise NegdError(f"twin_realizations: only used with twin = langevin, matched or mean-field, got "
                         f"{_short(data['twin_realizations'])} with twin = {twin}")
     twin_proposals = None
     if twin == "mean-field":

@@ -57,7 +57,8 @@ class Problem:
 
     @property
     def twin_loss_fn(self) -> MLPLoss | TwinLoss:
-        return TwinLoss(self.loss_fn) if self.ensemble_twin else self.loss_fn
+        # the mean-field twin only evaluates the loss: it gets the loss itself, never a gradient path
+        return TwinLoss(self.loss_fn) if self.config.twin in ("langevin", "matched") else self.loss_fn
 
     @property
     def twin_realizations(self) -> int:
