@@ -167,7 +167,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("config", type=Path,
                        help="base experiment file, YAML or TOML, optionally with a grid section")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                       help="a grid axis over a numeric key (sigma, lambda, beta, alpha, realizations, ...); "
+                       help="a grid axis over a numeric key (sigma, lambda, beta, alpha, realizations, ...) "
+                            "or over twin names (twin=noiseless,mean-field); "
                             "repeat for more axes; replaces the same key of the file's grid section")
     sweep.add_argument("--out", type=Path, default=None,
                        help="sweep directory (default runs/sweep-...); rerunning into it continues the sweep")
