@@ -128,6 +128,20 @@ def test_problem_builds_the_mean_field_twin_on_the_time_axis():
     assert problem.twin_loss_fn is problem.loss_fn and problem.twin_realizations == 3
 
 
+def test_memory_estimate_counts_the_mean_field_twin():
+    from negd.experiments.run.memory import estimate_memory
+
+    def estimate(**changes):
+        config = config_from_dict(dict(TINY, **changes))
+        return estimate_memory(config, config.arms()).total
+
+    small, large = estimate(twin_proposals=8), estimate(twin_proposals=10**6)
+    config = config_from_dict(TINY)
+    n, itemsize = config.network.spec().n_params, {"float32": 4, "float64": 8}[config.dtype]
+    # R_L = 3 runs, each with M/2 float64 directions and displacements and a chunk of 256 proposals
+    assert large - small == 3 * n * (2 * 8 * (500_000 - 4) + (256 - 4) * (2 * itemsize + 2 * 8))
+
+
 def test_cli_reproduce_accepts_the_mean_field_twin(capsys):
     assert main(["reproduce", "shallow", "--twin", "brownian"]) != 0
     err = capsys.readouterr().err

@@ -341,7 +341,8 @@ def _reproduce_config(args: argparse.Namespace):
                     scan=not args.no_scan)
     if args.twin is not None and args.twin != config.twin:
         user = config.to_user_dict() | {"twin": args.twin}
-        if args.twin not in ENSEMBLE_TWINS or config.twin not in ENSEMBLE_TWINS:
+        if args.twin not in ENSEMBLE_TWINS or config.twin not in ENSEMBLE_TWINS \
+                or "mean-field" in (args.twin, config.twin):  # its runs cost M + 2 evaluations each
             user.pop("twin_realizations", None)  # the new twin's default
         config = config_from_dict(user, experiment=config.experiment, scale=config.scale)
     if args.dtype is not None and args.dtype != "auto":
