@@ -99,6 +99,44 @@ def test_mean_field_twin_runs_on_a_loss_with_no_gradient(tmp_path, monkeypatch):
     assert np.all(np.isfinite(rows["gd_loss"])) and rows["gd_loss"][-1] < rows["gd_loss"][0]
 
 
+class NumpyBlackBox:
+    """A loss with no gradient at all: the network evaluated outside autograd (as a simulator would be)."""
+
+    def __init__(self, loss_fn):
+        self.loss_fn, self.n_params = loss_fn, loss_fn.n_params
+
+    def __call__(self, params):
+        with torch.no_grad():
+            values = self.loss_fn(params.detach()).cpu().numpy()
+        return torch.from_numpy(values.astype(np.float64))
+
+
+def test_a_whole_run_and_report_on_a_black_box_loss_never_differentiate(tmp_path, monkeypatch):
+    """NE, the mean-field twin, the snapshots and the report on a loss with no gradient, with autograd's
+    backward disabled: the regime (z, c) is NaN, everything else is measured."""
+    build = Problem.build
+
+    def black_box_problem(config):
+        problem = build(config)
+        problem.loss_fn = NumpyBlackBox(problem.loss_fn)
+        return problem
+
+    def no_backward(*args, **kwargs):
+        raise AssertionError("a gradient was computed")
+
+    monkeypatch.setattr(Problem, "build", staticmethod(black_box_problem))
+    monkeypatch.setattr(torch.autograd, "grad", no_backward)
+    monkeypatch.setattr(torch.Tensor, "backward", no_backward)
+    result = _run(tmp_path, dict(TINY, beta=1000.0))
+    assert result.state == "complete" and result.report is not None, result.report_message
+    rows = load_rows(result.run_dir / "arms" / "0")
+    assert np.all(np.isnan(rows["z"])) and np.all(np.isnan(rows["c"]))
+    assert np.all(np.isfinite(rows["gd_loss"])) and rows["gd_loss"][-1] < rows["gd_loss"][0]
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["verdict"] in ("holds", "weakens", "fails", "unresolved")
+    assert "Regime not computed" in (result.run_dir / "report.md").read_text()
+
+
 def test_same_seed_same_numbers_and_resume(tmp_path):
     a = load_rows(_run(tmp_path, name="a", report=False).run_dir / "arms" / "0")
     b = load_rows(_run(tmp_path, name="b", report=False).run_dir / "arms" / "0")
