@@ -128,3 +128,15 @@ def test_snapshot_list_and_summary():
                      realizations=4, snapshots=[6, 2], twin_realizations=2, twin_proposals=4)
     assert c.t.tolist() == [0.0, 2.0, 6.0] and c.ne_state.step == 6 and c.twin_state.step == 6
     assert c.summary().startswith("mean-field twin after 6 NE steps (4 realizations)")
+
+
+def test_compare_on_a_control_task():
+    """A control objective (minus Pendulum-v1's mean return, batched torch environment): no gradient."""
+    from negd.envs.loss import ControlLoss
+
+    spec = MLPSpec(depth=1, width=8, in_features=3, out_features=1)
+    loss = ControlLoss("Pendulum-v1", spec, episodes=2, seed=0)
+    c = negd.compare(loss, paper_init(spec.n_params, 0.3, seed=0).double(), negd.Neuroevolution(sigma=0.05),
+                     steps=10, realizations=8, snapshots=3, twin_realizations=2, twin_proposals=8)
+    assert c.label in LABELS and np.all(np.isfinite(c.delta_corrected)) and np.all(np.isfinite(c.twin_loss))
+    assert c.twin_state.params.shape == (2, spec.n_params)
