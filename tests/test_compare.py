@@ -1,4 +1,4 @@
-"""negd.compare: the correspondence of a rule and its twin on any loss (negd.analysis.compare)."""
+"""negd.compare: the correspondence of a rule and its twin on any loss (negd.analysis.correspondence)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import negd
-from negd.analysis.compare import Comparison
+from negd.analysis.correspondence import Comparison
 from negd.losses.models import MLPSpec, paper_init
 from negd.twins.mean_field import MeanFieldTwin
 from negd.validation import NegdError

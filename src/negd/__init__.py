@@ -5,7 +5,7 @@ Update rules over ensembles are in :mod:`negd.rules` (also exported here); optim
 ``torch.optim`` protocol are in :mod:`negd.optim` (``negd.optim.Neuroevolution``) and are not
 exported at the top level, so that the rule ``negd.Neuroevolution`` has no look-alike.
 ``negd.compare(loss_fn, x0, rule, twin="mean-field", steps=...)`` measures the correspondence of a rule
-and its twin on any loss (:mod:`negd.analysis.compare`)."""
+and its twin on any loss (:mod:`negd.analysis.correspondence`)."""
 
 from negd import _compat, optim
 from negd.diagnostics.regime import Regime, regime_check
@@ -44,10 +44,10 @@ __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "M
 
 
 def __getattr__(name: str):
-    """``negd.compare`` (negd.analysis.compare), imported when first asked for: the analysis floor
+    """``negd.compare`` (negd.analysis.correspondence), imported when first asked for: the analysis floor
     brings matplotlib, which ``import negd`` alone does not need."""
     if name == "compare":
-        from negd.analysis.compare import compare
+        from negd.analysis.correspondence import compare
 
         return compare
     raise AttributeError(f"module 'negd' has no attribute {name!r}")
