@@ -49,9 +49,60 @@ static inline __attribute__((always_inline)) vd vexp_f64(vd y) {
     return vmul(s, scale);
 }
 
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#define NEGD_EXP2_TABLE 1
+/* 2^(n/16) for integer-valued n (the result a normal double) as hi + lo: 2^((n mod 16)/16) from
+ * a 16-entry table held in two zmm registers (one vpermt2pd, no memory gather: Zen 4's 4-lane gather
+ * costs ~6 cycles, the permute ~1), its exponent raised by floor(n/16) in the integer bits. The
+ * entries are the doubles nearest 2^(j/16) and their remainders (correct to 2^-106). */
+static inline __attribute__((always_inline)) vd vexp2_sixteenths_f64(vd n, vd *lo) {
+    const __m512d hi_a = _mm512_setr_pd(1.0, 1.0442737824274138, 1.0905077326652577, 1.1387886347566916,
+                                        1.189207115002721, 1.241857812073484, 1.2968395546510096, 1.3542555469368927);
+    const __m512d hi_b = _mm512_setr_pd(1.4142135623730951, 1.4768261459394993, 1.5422108254079407, 1.6104903319492543,
+                                        1.681792830507429, 1.7562521603732995, 1.8340080864093424, 1.9152065613971474);
+    const __m512d lo_a = _mm512_setr_pd(0.0, 8.551889705537965e-17, -3.046782079812471e-17, 8.912812676025408e-17,
+                                        3.982015231465646e-17, 4.658027591836937e-17, 2.5382502794888315e-17,
+                                        7.70094837980299e-17);
+    const __m512d lo_b = _mm512_setr_pd(-9.667293313452913e-17, -3.483994556892796e-17, 7.949834809697621e-17,
+                                        2.4707192569797888e-17, 8.199010020581497e-17, 2.960140695448873e-17,
+                                        3.283107224245627e-17, -1.0619946056195963e-16);
+    /* n + 1.5 * 2^52 holds n (two's complement) in its low mantissa bits: the index is n mod 16 (the
+     * permute reads the low 4 bits), the exponent step (n >> 4) << 52 */
+    __m256i bits = _mm256_castpd_si256(_mm256_add_pd(n, vset1(6755399441055744.0)));
+    __m512i index = _mm512_castsi256_si512(bits);
+    __m256i step = _mm256_slli_epi64(_mm256_srli_epi64(bits, 4), 52);
+    vd hi = _mm512_castpd512_pd256(_mm512_permutex2var_pd(hi_a, index, hi_b));
+    *lo = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(_mm512_castpd512_pd256(
+              _mm512_permutex2var_pd(lo_a, index, lo_b))), step));
+    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(hi), step));
+}
+
+/* expm1(2a) for 0 <= a <= 22 (NaN in, NaN out): a = n ln2/32 + r with n = floor(32 a / ln2), so
+ * 0 <= r < ln2/32 (ln 2 / 32 split in a 42-bit head, exact times n < 2^11, and a tail), and
+ * expm1(2a) = 2^(n/16) (1 + q) - 1 = S q + (S - 1) with q = expm1(2r) by its Taylor polynomial of
+ * degree 8 in 2r (truncation < 4e-17 of q, Estrin's scheme: a short dependency chain), S = hi + lo.
+ * Every term is >= 0 (r >= 0): no cancellation, so the result is within ~1 ulp also for small a. */
+static inline __attribute__((always_inline)) vd vexpm1_twice_f64(vd a) {
+    vd n = _mm256_floor_pd(vmul(a, vset1(46.16624130844683)));
+    vd r = _mm256_fnmadd_pd(n, vset1(0.021660849392496573), a); /* exact */
+    r = _mm256_fnmadd_pd(n, vset1(1.718100943346366e-15), r);
+    /* q = 2r + r^2 P(r), P_k = 2^(k+2) / (k+2)! */
+    vd r2 = vmul(r, r), r4 = vmul(r2, r2);
+    vd p01 = vfma(r, vset1(1.3333333333333333), vset1(2.0));
+    vd p23 = vfma(r, vset1(0.26666666666666666), vset1(0.6666666666666666));
+    vd p45 = vfma(r, vset1(0.025396825396825397), vset1(0.08888888888888889));
+    vd p46 = vfma(r2, vset1(0.006349206349206349), p45);
+    vd q = vfma(r2, vfma(r4, p46, vfma(r2, p23, p01)), vadd(r, r));
+    vd s_lo, s_hi = vexp2_sixteenths_f64(n, &s_lo);
+    return vfma(s_hi, q, vadd(vsub(s_hi, vset1(1.0)), s_lo)); /* s_hi - 1 is exact for n < 16 */
+}
+#endif
+
 /* tanh(x) = sign(x) t(|x|), |x| clamped at 22 (tanh(22) rounds to 1): for |x| < 0.625 the Cephes
- * rational form |x| + |x| z P(z)/Q(z) (z = x^2), else (e - 1)/(e + 1) with e = exp(2|x|); a vector
- * with lanes on both sides computes both and divides once. Within 1 ulp of tanh (tests/test_kernels.py). */
+ * rational form |x| + |x| z P(z)/Q(z) (z = x^2), else m/(m + 2) with m = expm1(2|x|) by the
+ * 2^(j/16) table with AVX-512 (vexpm1_twice_f64: ~2.4 ulp of tanhl at worst there), or
+ * (e - 1)/(e + 1) with e = exp(2|x|) by the degree-12 exp without it; a vector with lanes on both
+ * sides computes both and divides once. Within ~2.5 ulp of tanh (tests/test_kernels.py). */
 static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
     const vd sign_bit = vset1(-0.0);
     vd sign = _mm256_and_pd(x, sign_bit);
@@ -69,10 +120,17 @@ static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
         den = q;
     }
     if (n_small < 4) { /* the exponential branch (NaN lanes take it too, and stay NaN) */
+#ifdef NEGD_EXP2_TABLE
+        /* m / (m + 2) with m = expm1(2a); m + 2 rounded from m (its error then partly cancels) */
+        vd m = vexpm1_twice_f64(a);
+        num = _mm256_blendv_pd(m, num, small);
+        den = _mm256_blendv_pd(vadd(m, vset1(2.0)), den, small);
+#else
         vd scale; /* e = exp(2a) = s scale; e - 1 and e + 1 each in one rounding */
         vd s = vexp_parts_f64(_mm256_add_pd(a, a), &scale);
         num = _mm256_blendv_pd(_mm256_fmsub_pd(s, scale, vset1(1.0)), num, small);
         den = _mm256_blendv_pd(_mm256_fmadd_pd(s, scale, vset1(1.0)), den, small);
+#endif
     }
     vd ratio = vdiv(num, den);
     vd t = _mm256_blendv_pd(ratio, _mm256_add_pd(a, ratio), small);
