@@ -51,39 +51,33 @@ static inline __attribute__((always_inline)) vd vexp_f64(vd y) {
 
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 #define NEGD_EXP2_TABLE 1
-/* 2^(n/16) for integer-valued n (the result a normal double) as hi + lo: 2^((n mod 16)/16) from
- * a 16-entry table held in two zmm registers (one vpermt2pd, no memory gather: Zen 4's 4-lane gather
- * costs ~6 cycles, the permute ~1), its exponent raised by floor(n/16) in the integer bits. The
- * entries are the doubles nearest 2^(j/16) and their remainders (correct to 2^-106). */
-static inline __attribute__((always_inline)) vd vexp2_sixteenths_f64(vd n, vd *lo) {
-    const __m512d hi_a = _mm512_setr_pd(1.0, 1.0442737824274138, 1.0905077326652577, 1.1387886347566916,
-                                        1.189207115002721, 1.241857812073484, 1.2968395546510096, 1.3542555469368927);
-    const __m512d hi_b = _mm512_setr_pd(1.4142135623730951, 1.4768261459394993, 1.5422108254079407, 1.6104903319492543,
-                                        1.681792830507429, 1.7562521603732995, 1.8340080864093424, 1.9152065613971474);
-    const __m512d lo_a = _mm512_setr_pd(0.0, 8.551889705537965e-17, -3.046782079812471e-17, 8.912812676025408e-17,
-                                        3.982015231465646e-17, 4.658027591836937e-17, 2.5382502794888315e-17,
-                                        7.70094837980299e-17);
-    const __m512d lo_b = _mm512_setr_pd(-9.667293313452913e-17, -3.483994556892796e-17, 7.949834809697621e-17,
-                                        2.4707192569797888e-17, 8.199010020581497e-17, 2.960140695448873e-17,
-                                        3.283107224245627e-17, -1.0619946056195963e-16);
-    /* n + 1.5 * 2^52 holds n (two's complement) in its low mantissa bits: the index is n mod 16 (the
-     * permute reads the low 4 bits), the exponent step (n >> 4) << 52 */
-    __m256i bits = _mm256_castpd_si256(_mm256_add_pd(n, vset1(6755399441055744.0)));
-    __m512i index = _mm512_castsi256_si512(bits);
+/* 2^(n/16) for integer-valued n (|n| < 2^31; the result a normal double): 2^((n mod 16)/16), the
+ * double nearest it, from a 16-entry table held in two zmm registers (one vpermt2pd, no memory
+ * gather: a 4-lane gather costs ~6 cycles on Zen 4, the permute ~1), its exponent raised by
+ * floor(n/16) in the integer bits. */
+static inline __attribute__((always_inline)) vd vexp2_sixteenths_f64(vd n) {
+    const __m512d lo8 = _mm512_setr_pd(1.0, 1.0442737824274138, 1.0905077326652577, 1.1387886347566916,
+                                       1.189207115002721, 1.241857812073484, 1.2968395546510096, 1.3542555469368927);
+    const __m512d hi8 = _mm512_setr_pd(1.4142135623730951, 1.4768261459394993, 1.5422108254079407,
+                                       1.6104903319492543, 1.681792830507429, 1.7562521603732995,
+                                       1.8340080864093424, 1.9152065613971474);
+    /* n + 1.5 * 2^52 holds n (two's complement) in its low mantissa bits: the permute reads the low
+     * 4 bits (n mod 16), the exponent step is (n >> 4) << 52 */
+    __m256i bits = _mm256_castpd_si256(vadd(n, vset1(6755399441055744.0)));
     __m256i step = _mm256_slli_epi64(_mm256_srli_epi64(bits, 4), 52);
-    vd hi = _mm512_castpd512_pd256(_mm512_permutex2var_pd(hi_a, index, hi_b));
-    *lo = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(_mm512_castpd512_pd256(
-              _mm512_permutex2var_pd(lo_a, index, lo_b))), step));
-    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(hi), step));
+    vd entry = _mm512_castpd512_pd256(_mm512_permutex2var_pd(lo8, _mm512_castsi256_si512(bits), hi8));
+    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(entry), step));
 }
 
-/* expm1(2a) for 0 <= a <= 22 (NaN in, NaN out): a = n ln2/32 + r with n = floor(32 a / ln2), so
- * 0 <= r < ln2/32 (ln 2 / 32 split in a 42-bit head, exact times n < 2^11, and a tail), and
- * expm1(2a) = 2^(n/16) (1 + q) - 1 = S q + (S - 1) with q = expm1(2r) by its Taylor polynomial of
- * degree 8 in 2r (truncation < 4e-17 of q, Estrin's scheme: a short dependency chain), S = hi + lo.
- * Every term is >= 0 (r >= 0): no cancellation, so the result is within ~1 ulp also for small a. */
-static inline __attribute__((always_inline)) vd vexpm1_twice_f64(vd a) {
-    vd n = _mm256_floor_pd(vmul(a, vset1(46.16624130844683)));
+/* tanh(a) for 0.625 <= a <= 22 (and NaN: NaN) as 1 - 2/(e + 1), e = exp(2a): a = n ln2/32 + r with
+ * n = round(32 a / ln2), |r| <= ln2/64 (ln2/32 split in a 42-bit head, exact times n < 2^11, and a
+ * tail), e = 2^(n/16) (1 + q) with q = expm1(2r) by its Taylor polynomial of degree 7 in 2r
+ * (truncation < 2e-18; Estrin's scheme, a short dependency chain). For a >= 0.625 the subtraction
+ * cannot cancel (tanh >= 0.55) and an error in e shrinks by 2e/((e + 1)^2 tanh) <= 0.62: ~2.5 ulp of
+ * tanhl at worst (near a = 0.64), with half the operations of the degree-12 exp. */
+static inline __attribute__((always_inline)) vd vtanh_large_f64(vd a) {
+    const vd shifter = vset1(6755399441055744.0); /* 1.5 * 2^52: adding it rounds to an integer */
+    vd n = vsub(vfma(a, vset1(46.16624130844683), shifter), shifter);
     vd r = _mm256_fnmadd_pd(n, vset1(0.021660849392496573), a); /* exact */
     r = _mm256_fnmadd_pd(n, vset1(1.718100943346366e-15), r);
     /* q = 2r + r^2 P(r), P_k = 2^(k+2) / (k+2)! */
@@ -91,24 +85,37 @@ static inline __attribute__((always_inline)) vd vexpm1_twice_f64(vd a) {
     vd p01 = vfma(r, vset1(1.3333333333333333), vset1(2.0));
     vd p23 = vfma(r, vset1(0.26666666666666666), vset1(0.6666666666666666));
     vd p45 = vfma(r, vset1(0.025396825396825397), vset1(0.08888888888888889));
-    vd p46 = vfma(r2, vset1(0.006349206349206349), p45);
-    vd q = vfma(r2, vfma(r4, p46, vfma(r2, p23, p01)), vadd(r, r));
-    vd s_lo, s_hi = vexp2_sixteenths_f64(n, &s_lo);
-    return vfma(s_hi, q, vadd(vsub(s_hi, vset1(1.0)), s_lo)); /* s_hi - 1 is exact for n < 16 */
+    vd q = vfma(r2, vfma(r4, p45, vfma(r2, p23, p01)), vadd(r, r));
+    vd s = vexp2_sixteenths_f64(n);
+    vd den = vfma(s, q, vadd(s, vset1(1.0))); /* e + 1 */
+    return vsub(vset1(1.0), vdiv(vset1(2.0), den));
 }
 #endif
 
 /* tanh(x) = sign(x) t(|x|), |x| clamped at 22 (tanh(22) rounds to 1): for |x| < 0.625 the Cephes
- * rational form |x| + |x| z P(z)/Q(z) (z = x^2), else m/(m + 2) with m = expm1(2|x|) by the
- * 2^(j/16) table with AVX-512 (vexpm1_twice_f64: ~2.4 ulp of tanhl at worst there), or
- * (e - 1)/(e + 1) with e = exp(2|x|) by the degree-12 exp without it; a vector with lanes on both
- * sides computes both and divides once. Within ~2.5 ulp of tanh (tests/test_kernels.py). */
+ * rational form |x| + |x| z P(z)/Q(z) (z = x^2), else with AVX-512 vtanh_large_f64 (a vector with
+ * lanes on both sides computes both and blends), without it (e - 1)/(e + 1) with e = exp(2|x|) by the
+ * degree-12 exp (both forms' numerators and denominators blended, one divide). Within ~2.5 ulp of
+ * tanhl (tests/test_kernels.py). */
 static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
     const vd sign_bit = vset1(-0.0);
     vd sign = _mm256_and_pd(x, sign_bit);
     vd a = vmin(vset1(22.0), _mm256_andnot_pd(sign_bit, x));
     vd small = _mm256_cmp_pd(a, vset1(0.625), _CMP_LT_OQ);
     const int n_small = __builtin_popcount(_mm256_movemask_pd(small));
+#ifdef NEGD_EXP2_TABLE
+    vd t_small = vzero();
+    if (n_small) { /* the rational branch, its own divide */
+        vd z = vmul(a, a);
+        vd p = vfma(vfma(vset1(-9.64399179425052238628e-1), z, vset1(-9.92877231001918586564e1)), z,
+                    vset1(-1.61468768441708447952e3));
+        vd q = vfma(vfma(_mm256_add_pd(z, vset1(1.12811678491632931402e2)), z, vset1(2.23548839060100448583e3)),
+                    z, vset1(4.84406305325125486048e3));
+        t_small = _mm256_add_pd(a, vdiv(vmul(vmul(a, z), p), q)); /* as without AVX-512, bit for bit */
+        if (n_small == 4) return _mm256_or_pd(t_small, sign);
+    }
+    return _mm256_or_pd(_mm256_blendv_pd(vtanh_large_f64(a), t_small, small), sign);
+#else
     vd num = vzero(), den = vset1(1.0);
     if (n_small) { /* the rational branch */
         vd z = vmul(a, a);
@@ -120,21 +127,15 @@ static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
         den = q;
     }
     if (n_small < 4) { /* the exponential branch (NaN lanes take it too, and stay NaN) */
-#ifdef NEGD_EXP2_TABLE
-        /* m / (m + 2) with m = expm1(2a); m + 2 rounded from m (its error then partly cancels) */
-        vd m = vexpm1_twice_f64(a);
-        num = _mm256_blendv_pd(m, num, small);
-        den = _mm256_blendv_pd(vadd(m, vset1(2.0)), den, small);
-#else
         vd scale; /* e = exp(2a) = s scale; e - 1 and e + 1 each in one rounding */
         vd s = vexp_parts_f64(_mm256_add_pd(a, a), &scale);
         num = _mm256_blendv_pd(_mm256_fmsub_pd(s, scale, vset1(1.0)), num, small);
         den = _mm256_blendv_pd(_mm256_fmadd_pd(s, scale, vset1(1.0)), den, small);
-#endif
     }
     vd ratio = vdiv(num, den);
     vd t = _mm256_blendv_pd(ratio, _mm256_add_pd(a, ratio), small);
     return _mm256_or_pd(t, sign);
+#endif
 }
 
 /* exp(x) for x <= 0 (softmax terms); below -708, where exp leaves the normal doubles, exp(-708). */
