@@ -49,23 +49,29 @@ static inline __attribute__((always_inline)) vd vexp_f64(vd y) {
     return vmul(s, scale);
 }
 
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-#define NEGD_EXP2_TABLE 1
-/* 2^(n/16) for integer-valued n (|n| < 2^31; the result a normal double): 2^((n mod 16)/16), the
- * double nearest it, from a 16-entry table held in two zmm registers (one vpermt2pd, no memory
- * gather: a 4-lane gather costs ~6 cycles on Zen 4, the permute ~1), its exponent raised by
- * floor(n/16) in the integer bits. */
+/* 2^(j/16), j = 0..15: the doubles nearest them */
+static const double negd_exp2_sixteenths[16] __attribute__((aligned(64))) = {
+    1.0, 1.0442737824274138, 1.0905077326652577, 1.1387886347566916, 1.189207115002721, 1.241857812073484,
+    1.2968395546510096, 1.3542555469368927, 1.4142135623730951, 1.4768261459394993, 1.5422108254079407,
+    1.6104903319492543, 1.681792830507429, 1.7562521603732995, 1.8340080864093424, 1.9152065613971474};
+
+/* 2^(n/16) for integer-valued n (|n| < 2^31; the result a normal double): the table entry
+ * 2^((n mod 16)/16), its exponent raised by floor(n/16) in the integer bits. With AVX-512 the table
+ * sits in two zmm registers (one vpermt2pd: ~1 cycle, where a 4-lane gather costs ~6 on Zen 4);
+ * plain AVX2 gathers it. The entry is the same either way, so both builds give the same bits
+ * (tests/test_kernel_prebuilt.py). */
 static inline __attribute__((always_inline)) vd vexp2_sixteenths_f64(vd n) {
-    const __m512d lo8 = _mm512_setr_pd(1.0, 1.0442737824274138, 1.0905077326652577, 1.1387886347566916,
-                                       1.189207115002721, 1.241857812073484, 1.2968395546510096, 1.3542555469368927);
-    const __m512d hi8 = _mm512_setr_pd(1.4142135623730951, 1.4768261459394993, 1.5422108254079407,
-                                       1.6104903319492543, 1.681792830507429, 1.7562521603732995,
-                                       1.8340080864093424, 1.9152065613971474);
-    /* n + 1.5 * 2^52 holds n (two's complement) in its low mantissa bits: the permute reads the low
-     * 4 bits (n mod 16), the exponent step is (n >> 4) << 52 */
+    /* n + 1.5 * 2^52 holds n (two's complement) in its low mantissa bits: n mod 16 in the low 4,
+     * the exponent step is (n >> 4) << 52 */
     __m256i bits = _mm256_castpd_si256(vadd(n, vset1(6755399441055744.0)));
     __m256i step = _mm256_slli_epi64(_mm256_srli_epi64(bits, 4), 52);
-    vd entry = _mm512_castpd512_pd256(_mm512_permutex2var_pd(lo8, _mm512_castsi256_si512(bits), hi8));
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    vd entry = _mm512_castpd512_pd256(_mm512_permutex2var_pd(_mm512_load_pd(negd_exp2_sixteenths),
+                                                              _mm512_castsi256_si512(bits),
+                                                              _mm512_load_pd(negd_exp2_sixteenths + 8)));
+#else
+    vd entry = _mm256_i64gather_pd(negd_exp2_sixteenths, _mm256_and_si256(bits, _mm256_set1_epi64x(15)), 8);
+#endif
     return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(entry), step));
 }
 
@@ -90,20 +96,16 @@ static inline __attribute__((always_inline)) vd vtanh_large_f64(vd a) {
     vd den = vfma(s, q, vadd(s, vset1(1.0))); /* e + 1 */
     return vsub(vset1(1.0), vdiv(vset1(2.0), den));
 }
-#endif
 
 /* tanh(x) = sign(x) t(|x|), |x| clamped at 22 (tanh(22) rounds to 1): for |x| < 0.625 the Cephes
- * rational form |x| + |x| z P(z)/Q(z) (z = x^2), else with AVX-512 vtanh_large_f64 (a vector with
- * lanes on both sides computes both and blends), without it (e - 1)/(e + 1) with e = exp(2|x|) by the
- * degree-12 exp (both forms' numerators and denominators blended, one divide). Within ~2.5 ulp of
- * tanhl (tests/test_kernels.py). */
+ * rational form |x| + |x| z P(z)/Q(z) (z = x^2), else vtanh_large_f64; a vector with lanes on both
+ * sides computes both and blends. Within ~2.5 ulp of tanhl (tests/test_kernels.py). */
 static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
     const vd sign_bit = vset1(-0.0);
     vd sign = _mm256_and_pd(x, sign_bit);
     vd a = vmin(vset1(22.0), _mm256_andnot_pd(sign_bit, x));
     vd small = _mm256_cmp_pd(a, vset1(0.625), _CMP_LT_OQ);
     const int n_small = __builtin_popcount(_mm256_movemask_pd(small));
-#ifdef NEGD_EXP2_TABLE
     vd t_small = vzero();
     if (n_small) { /* the rational branch, its own divide */
         vd z = vmul(a, a);
@@ -111,31 +113,10 @@ static inline __attribute__((always_inline)) vd vtanh_f64(vd x) {
                     vset1(-1.61468768441708447952e3));
         vd q = vfma(vfma(_mm256_add_pd(z, vset1(1.12811678491632931402e2)), z, vset1(2.23548839060100448583e3)),
                     z, vset1(4.84406305325125486048e3));
-        t_small = _mm256_add_pd(a, vdiv(vmul(vmul(a, z), p), q)); /* as without AVX-512, bit for bit */
+        t_small = _mm256_add_pd(a, vdiv(vmul(vmul(a, z), p), q)); /* bit for bit as before 8a3ecad */
         if (n_small == 4) return _mm256_or_pd(t_small, sign);
     }
     return _mm256_or_pd(_mm256_blendv_pd(vtanh_large_f64(a), t_small, small), sign);
-#else
-    vd num = vzero(), den = vset1(1.0);
-    if (n_small) { /* the rational branch */
-        vd z = vmul(a, a);
-        vd p = vfma(vfma(vset1(-9.64399179425052238628e-1), z, vset1(-9.92877231001918586564e1)), z,
-                    vset1(-1.61468768441708447952e3));
-        vd q = vfma(vfma(_mm256_add_pd(z, vset1(1.12811678491632931402e2)), z, vset1(2.23548839060100448583e3)),
-                    z, vset1(4.84406305325125486048e3));
-        num = vmul(vmul(a, z), p);
-        den = q;
-    }
-    if (n_small < 4) { /* the exponential branch (NaN lanes take it too, and stay NaN) */
-        vd scale; /* e = exp(2a) = s scale; e - 1 and e + 1 each in one rounding */
-        vd s = vexp_parts_f64(_mm256_add_pd(a, a), &scale);
-        num = _mm256_blendv_pd(_mm256_fmsub_pd(s, scale, vset1(1.0)), num, small);
-        den = _mm256_blendv_pd(_mm256_fmadd_pd(s, scale, vset1(1.0)), den, small);
-    }
-    vd ratio = vdiv(num, den);
-    vd t = _mm256_blendv_pd(ratio, _mm256_add_pd(a, ratio), small);
-    return _mm256_or_pd(t, sign);
-#endif
 }
 
 /* exp(x) for x <= 0 (softmax terms); below -708, where exp leaves the normal doubles, exp(-708). */
