@@ -183,6 +183,40 @@ static inline __attribute__((always_inline)) void FN(racc_add)(FN(racc_t) *a, vf
 static inline void FN(racc_store)(FN(racc_t) a, double *out) { out[0] = a.v; }
 #endif
 
+/* gymnasium's CartPoleEnv.step in its order of operations (negd/envs/cartpole.py): the next state and
+ * the termination mask from the state, sin and cos of theta and the action mask (action 1). */
+static inline __attribute__((always_inline)) void FN(cartpole_next)(vf x, vf x_dot, vf th, vf th_dot, vf sin_t,
+                                                                    vf cos_t, vf act1, vf *nx, vf *nx_dot,
+                                                                    vf *nth, vf *nth_dot, vf *term) {
+    const REAL tm = (REAL)(0.1 + 1.0), pml = (REAL)(0.1 * 0.5);
+    const vf force = vsel(act1, vset1((REAL)10.0), vset1((REAL)-10.0));
+    const vf temp = vdiv(vadd(force, vmul(vmul(vset1(pml), vmul(th_dot, th_dot)), sin_t)), vset1(tm));
+    const vf thacc = vdiv(vsub(vmul(vset1((REAL)9.8), sin_t), vmul(cos_t, temp)),
+                          vmul(vset1((REAL)0.5), vsub(vset1((REAL)(4.0 / 3.0)),
+                                                      vdiv(vmul(vset1((REAL)0.1), vmul(cos_t, cos_t)), vset1(tm)))));
+    const vf xacc = vsub(temp, vdiv(vmul(vmul(vset1(pml), thacc), cos_t), vset1(tm)));
+    const vf tau = vset1((REAL)0.02);
+    *nx = vadd(x, vmul(tau, x_dot));
+    *nx_dot = vadd(x_dot, vmul(tau, xacc));
+    *nth = vadd(th, vmul(tau, th_dot));
+    *nth_dot = vadd(th_dot, vmul(tau, thacc));
+    const REAL xt = (REAL)2.4, tt = (REAL)(12 * 2 * 3.14159265358979323846 / 360);
+    *term = e_or(e_or(vclt(*nx, vset1(-xt)), e_gt(*nx, vset1(xt))), e_or(vclt(*nth, vset1(-tt)), e_gt(*nth, vset1(tt))));
+}
+
+/* gymnasium's PendulumEnv.step (negd/envs/pendulum.py): the next state and the cost (minus the reward)
+ * from the state, sin theta and the policy's output (the torque before clipping). */
+static inline __attribute__((always_inline)) void FN(pendulum_next)(vf th, vf th_dot, vf sin_th, vf torque, vf *nth,
+                                                                    vf *nth_dot, vf *costs) {
+    const vf u = vmax(vset1((REAL)-2.0), vmin(vset1((REAL)2.0), torque)); /* NaN stays NaN */
+    const vf an = FN(env_angle_normalize)(th);
+    *costs = vadd(vadd(vmul(an, an), vmul(vset1((REAL)0.1), vmul(th_dot, th_dot))), vmul(vset1((REAL)0.001), vmul(u, u)));
+    vf v = vadd(th_dot, vmul(vadd(vmul(vset1((REAL)15.0), sin_th), vmul(vset1((REAL)3.0), u)), vset1((REAL)0.05)));
+    v = vmax(vset1((REAL)-8.0), vmin(vset1((REAL)8.0), v));
+    *nth = vadd(th, vmul(v, vset1((REAL)0.05)));
+    *nth_dot = v;
+}
+
 typedef struct {
     int depth, width, out_bias, act;
 } FN(policy_t);
@@ -262,23 +296,10 @@ static inline __attribute__((always_inline)) void FN(env_block)(const int NV, co
                 broken[k] = e_or(broken[k], e_andnot(e_and(e_finite(o0), e_finite(o1)), alive[k]));
                 /* torch.argmax: NaN is the largest, the first of equals wins */
                 const vf act1 = e_or(vclt(o0, o1), e_andnot(visnan(o0), visnan(o1)));
-                /* gymnasium's CartPoleEnv.step, its order of operations (negd/envs/cartpole.py) */
-                const REAL tm = (REAL)(0.1 + 1.0), pml = (REAL)(0.1 * 0.5);
+                vf nx, nx_dot, nth, nth_dot, term;
+                FN(cartpole_next)(s[0][k], s[1][k], s[2][k], s[3][k], sn[k], cs[k], act1, &nx, &nx_dot, &nth,
+                                  &nth_dot, &term);
                 const vf x = s[0][k], x_dot = s[1][k], th = s[2][k], th_dot = s[3][k];
-                const vf force = vsel(act1, vset1((REAL)10.0), vset1((REAL)-10.0));
-                const vf sin_t = sn[k], cos_t = cs[k];
-                const vf temp = vdiv(vadd(force, vmul(vmul(vset1(pml), vmul(th_dot, th_dot)), sin_t)), vset1(tm));
-                const vf thacc = vdiv(vsub(vmul(vset1((REAL)9.8), sin_t), vmul(cos_t, temp)),
-                                      vmul(vset1((REAL)0.5), vsub(vset1((REAL)(4.0 / 3.0)),
-                                                                  vdiv(vmul(vset1((REAL)0.1), vmul(cos_t, cos_t)),
-                                                                       vset1(tm)))));
-                const vf xacc = vsub(temp, vdiv(vmul(vmul(vset1(pml), thacc), cos_t), vset1(tm)));
-                const vf tau = vset1((REAL)0.02);
-                const vf nx = vadd(x, vmul(tau, x_dot)), nx_dot = vadd(x_dot, vmul(tau, xacc));
-                const vf nth = vadd(th, vmul(tau, th_dot)), nth_dot = vadd(th_dot, vmul(tau, thacc));
-                const REAL xt = (REAL)2.4, tt = (REAL)(12 * 2 * 3.14159265358979323846 / 360);
-                const vf term = e_or(e_or(vclt(nx, vset1(-xt)), e_gt(nx, vset1(xt))),
-                                     e_or(vclt(nth, vset1(-tt)), e_gt(nth, vset1(tt))));
                 const vf a = alive[k];
                 count[k] = e_count(count[k], a);
                 s[0][k] = vsel(a, nx, x); s[1][k] = vsel(a, nx_dot, x_dot);
@@ -288,17 +309,8 @@ static inline __attribute__((always_inline)) void FN(env_block)(const int NV, co
             } else {
                 const vf o0 = out[k];
                 broken[k] = e_or(broken[k], e_andnot(e_finite(o0), alive[k]));
-                /* gymnasium's PendulumEnv.step (negd/envs/pendulum.py); never terminates */
-                const vf th = s[0][k], th_dot = s[1][k];
-                const vf u = vmax(vset1((REAL)-2.0), vmin(vset1((REAL)2.0), o0)); /* NaN stays NaN */
-                const vf an = FN(env_angle_normalize)(th);
-                const vf costs = vadd(vadd(vmul(an, an), vmul(vset1((REAL)0.1), vmul(th_dot, th_dot))),
-                                      vmul(vset1((REAL)0.001), vmul(u, u)));
-                vf nth_dot = vadd(th_dot, vmul(vadd(vmul(vset1((REAL)15.0), sn[k]), vmul(vset1((REAL)3.0), u)),
-                                              vset1((REAL)0.05)));
-                nth_dot = vmax(vset1((REAL)-8.0), vmin(vset1((REAL)8.0), nth_dot));
-                s[0][k] = vadd(th, vmul(nth_dot, vset1((REAL)0.05)));
-                s[1][k] = nth_dot;
+                vf costs;
+                FN(pendulum_next)(s[0][k], s[1][k], sn[k], o0, &s[0][k], &s[1][k], &costs);
                 FN(racc_add)(&racc[k], vsub(vzero(), costs));
                 any_alive = 1;
             }
@@ -333,6 +345,43 @@ static void FN(env_realization)(int env, const FN(policy_t) *pol, const REAL *p,
         if (env == ENV_CARTPOLE) FN(env_block)(1, ENV_CARTPOLE, pol, p, starts, e0, E, ret, len, scratch);
         else FN(env_block)(1, ENV_PENDULUM, pol, p, starts, e0, E, ret, len, scratch);
     }
+}
+
+/* One step of n (state, action) pairs: the kernel's own dynamics (the code the rollouts run), for
+ * tests against gymnasium. state [n, d], action [n] (CartPole: 0 or 1; Pendulum: the torque),
+ * next [n, d], reward [n], terminated [n]. NEGD_BAD_ARCH for an unknown environment. */
+int FN(negd_env_step)(int env, const REAL *state, const REAL *action, int64_t n, REAL *next, REAL *reward,
+                      uint8_t *terminated) {
+    if (env < 0 || env >= N_ENVS) return NEGD_BAD_ARCH;
+    const int D = env == ENV_CARTPOLE ? 4 : 2;
+    for (int64_t i0 = 0; i0 < n; i0 += VL) {
+        REAL lane[5][VL] = {{0}}, out[6][VL];
+        for (int i = 0; i < VL && i0 + i < n; i++) {
+            for (int d = 0; d < D; d++) lane[d][i] = state[(i0 + i) * D + d];
+            lane[4][i] = action[i0 + i];
+        }
+        vf sn, cs, term = vzero();
+        if (env == ENV_CARTPOLE) {
+            vf a[4];
+            FN(env_sincos)(vload(lane[2]), &sn, &cs);
+            FN(cartpole_next)(vload(lane[0]), vload(lane[1]), vload(lane[2]), vload(lane[3]), sn, cs,
+                              vceq(vload(lane[4]), vset1((REAL)1)), &a[0], &a[1], &a[2], &a[3], &term);
+            for (int d = 0; d < 4; d++) vstore(out[d], a[d]);
+            vstore(out[4], vset1((REAL)1));
+        } else {
+            vf th, th_dot, costs;
+            FN(env_sincos)(vload(lane[0]), &sn, &cs);
+            FN(pendulum_next)(vload(lane[0]), vload(lane[1]), sn, vload(lane[4]), &th, &th_dot, &costs);
+            vstore(out[0], th); vstore(out[1], th_dot); vstore(out[4], vsub(vzero(), costs));
+        }
+        vstore(out[5], e_and(term, vset1((REAL)1)));
+        for (int i = 0; i < VL && i0 + i < n; i++) {
+            for (int d = 0; d < D; d++) next[(i0 + i) * D + d] = out[d][i];
+            reward[i0 + i] = out[4][i];
+            terminated[i0 + i] = out[5][i] != 0;
+        }
+    }
+    return 0;
 }
 
 /* Returns ret [R, E] (double) and lengths len [R, E] of the episodes starting at starts [R, E, d]
