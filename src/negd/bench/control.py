@@ -210,7 +210,7 @@ def _sizes(text: str) -> list[tuple[int, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="negd bench control", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="16x16,64x16,256x16,64x64",
+    p.add_argument("--sizes", default="16x16,64x16,64x64,256x64",
                    help="comma-separated RxE (realizations x episodes per realization)")
     p.add_argument("--envs", default="cartpole,pendulum", help="comma-separated: cartpole, pendulum")
     p.add_argument("--width", type=int, default=8)
