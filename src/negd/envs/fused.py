@@ -18,6 +18,7 @@ from negd.envs.cartpole import CartPole
 from negd.envs.pendulum import Pendulum
 from negd.kernels import episodes
 from negd.kernels.build import kernels_disabled
+from negd.losses.models import MLPSpec
 
 __all__ = ["kernel_fits", "kernel_rollout"]
 
@@ -28,7 +29,7 @@ def kernel_fits(env: BatchedEnv, policy, params: Tensor) -> bool:
     """Whether :func:`kernel_rollout` can run ``env`` under ``policy`` with ``params`` (module doc)."""
     spec = getattr(policy, "spec", None)
     name = _KERNEL_ENVS.get(type(env))
-    return (name is not None and spec is not None and not kernels_disabled()
+    return (name is not None and isinstance(spec, MLPSpec) and not kernels_disabled()
             and env.max_steps == type(env).max_steps
             and spec.in_features == env.observation_size and spec.out_features == env.policy_outputs
             and params.device.type == "cpu" and params.dtype in (torch.float32, torch.float64)
