@@ -27,7 +27,7 @@ from torch import Tensor
 from negd import rng
 from negd.validation import NegdError, check_int
 
-__all__ = ["BatchedEnv", "episode_starts", "FIXED_STEP", "HELDOUT_STEP", "check_env_dtype"]
+__all__ = ["BatchedEnv", "check_seed", "episode_starts", "FIXED_STEP", "HELDOUT_STEP", "check_env_dtype"]
 
 FIXED_STEP = rng.STEP_LIMIT - 2
 HELDOUT_STEP = rng.STEP_LIMIT - 1
@@ -58,6 +58,13 @@ def check_env_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
+def check_seed(seed: int) -> int:
+    """A run's seed: an integer in [0, 2^64) (Philox's key)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise NegdError(f"seed: must be an integer in [0, 2^64), got {seed!r}")
+    return seed
+
+
 def episode_starts(env: BatchedEnv, seed: int, realization: Tensor, step: int | Tensor, episodes: int,
                    dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
     """Start states [R, E, d] of ``episodes`` episodes of each realization at ``step`` (module doc).
@@ -66,8 +73,7 @@ def episode_starts(env: BatchedEnv, seed: int, realization: Tensor, step: int | 
     """
     episodes = check_int("episodes", episodes)
     check_env_dtype(dtype)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise NegdError(f"seed: must be an integer in [0, 2^64), got {seed!r}")
+    check_seed(seed)
     d = env.state_size
     if d > _WORDS_PER_BLOCK:
         raise NegdError(f"env: start states of more than {_WORDS_PER_BLOCK} numbers are not supported")

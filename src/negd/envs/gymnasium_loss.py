@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from negd import rng
-from negd.envs.base import FIXED_STEP, HELDOUT_STEP, check_env_dtype
-from negd.envs.rollout import Policy, policy_for
+from negd.envs.base import FIXED_STEP, HELDOUT_STEP, check_env_dtype, check_seed
+from negd.envs.rollout import Policy, parameter_count, policy_for
 from negd.losses.models import MLPSpec
 from negd.state import State
 from negd.validation import NegdError, check_int
@@ -81,9 +81,7 @@ class GymnasiumLoss:
                             f"(gymnasium.registry lists {len(gym.registry)})")
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
         self.episodes = check_int("episodes", episodes)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise NegdError(f"seed: must be an integer in [0, 2^64), got {seed!r}")
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.max_steps = None if max_steps is None else check_int("max_steps", max_steps)
         probe = gym.make(env_id, **self.env_kwargs)
         try:
@@ -95,10 +93,7 @@ class GymnasiumLoss:
             raise NegdError(f"max_steps: {env_id} has no time limit of its own; give max_steps")
         self.horizon = min(x for x in (limit, self.max_steps) if x is not None)
         self.policy = policy_for(policy)
-        n = getattr(self.policy, "n_params", None)
-        if n is None:
-            raise NegdError("policy: a policy function needs an n_params attribute (its parameter count)")
-        self.n_params = int(n)
+        self.n_params = parameter_count(self.policy)
         self._check_policy()
         self._vector_envs: dict[int, object] = {}
         self.env_steps = 0  # environment steps of live episodes played so far

@@ -26,10 +26,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from negd.envs.base import FIXED_STEP, HELDOUT_STEP, BatchedEnv, check_env_dtype, episode_starts
+from negd.envs.base import FIXED_STEP, HELDOUT_STEP, BatchedEnv, check_env_dtype, check_seed, episode_starts
 from negd.envs.cartpole import CartPole
 from negd.envs.pendulum import Pendulum
-from negd.envs.rollout import Policy, policy_for, rollout
+from negd.envs.rollout import Policy, parameter_count, policy_for, rollout
 from negd.losses.models import MLPSpec
 from negd.state import State
 from negd.validation import NegdError, check_int
@@ -64,14 +64,9 @@ class ControlLoss:
                  seed: int = 0) -> None:
         self.env = make(env)
         self.episodes = check_int("episodes", episodes)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise NegdError(f"seed: must be an integer in [0, 2^64), got {seed!r}")
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.policy = policy_for(policy)
-        n = getattr(self.policy, "n_params", None)
-        if n is None:
-            raise NegdError("policy: a policy function needs an n_params attribute (its parameter count)")
-        self.n_params = int(n)
+        self.n_params = parameter_count(self.policy)
         self._check_policy()
         self.env_steps = 0  # environment steps played so far (episode lengths, as gymnasium counts)
 

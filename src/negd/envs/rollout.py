@@ -30,7 +30,7 @@ from negd.envs.fused import kernel_rollout
 from negd.losses.models import MLPSpec
 from negd.validation import NegdError
 
-__all__ = ["Policy", "mlp_policy", "module_policy", "policy_for", "rollout"]
+__all__ = ["Policy", "mlp_policy", "module_policy", "policy_for", "parameter_count", "rollout"]
 
 Policy = Callable[[Tensor, Tensor], Tensor]
 _DONE_CHECK_EVERY = 10
@@ -80,6 +80,14 @@ def policy_for(policy: MLPSpec | nn.Module | Policy) -> Policy:
     if callable(policy):
         return policy
     raise NegdError(f"policy: must be an MLPSpec, an nn.Module or a callable, got {type(policy).__name__}")
+
+
+def parameter_count(policy: Policy) -> int:
+    """N of a policy made by :func:`policy_for` (a policy function must carry ``n_params``)."""
+    n = getattr(policy, "n_params", None)
+    if n is None:
+        raise NegdError("policy: a policy function needs an n_params attribute (its parameter count)")
+    return int(n)
 
 
 def rollout(env: BatchedEnv, policy: Policy, params: Tensor, starts: Tensor, *, lengths: bool = False,
