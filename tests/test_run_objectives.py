@@ -224,3 +224,15 @@ def test_sweep_over_two_points_of_a_control_task(tmp_path):
         assert point["state"] == "complete" and point["verdict"] in (*VERDICTS, "undetermined")
         assert math.isfinite(point["loss_gap_relative"]) and math.isnan(point["z_final"])  # no gradient
     assert "| p001 | 2 |" in (out / "sweep.md").read_text()
+
+
+def test_a_plateau_is_no_rounding_risk():
+    """Every probe an exact tie (a flat piece of a greedy policy's return): the spread is unmeasured
+    (NaN), not a 50% decision risk; a loss with any slope keeps its measured spread."""
+    from negd.diagnostics.resolution import loss_rounding
+
+    params = torch.zeros(2, 3, dtype=torch.float64)
+    error, spread = loss_rounding(lambda p: torch.zeros(p.shape[0], dtype=torch.float64), params, 0.1)
+    assert torch.all(torch.isnan(spread)) and torch.all(error == 0)
+    _, spread = loss_rounding(lambda p: p.sum(dim=1).double(), params, 0.1)
+    assert torch.all(spread > 0.05)  # sigma sqrt(N) = 0.17 rms, over 8 probes
