@@ -164,6 +164,7 @@ def test_control_task_run_and_report_end_to_end(tmp_path):
     assert summary["resolution_ok"] is True  # float64: ties are the loss's own, not rounding
     report = (result.run_dir / "report.md").read_text()
     assert "mean-field twin ensemble" in report and "the torch path ran" not in report
+    assert "| task | `\"CartPole-v1\"` |" in report and "| episodes | `2` |" in report
     figures = sorted(p.name for p in (result.run_dir / "figures").glob("*.png"))
     assert {"loss.png", "delta.png"} <= set(figures)
     assert all((result.run_dir / "figures" / f).stat().st_size > 0 for f in figures)
@@ -186,6 +187,7 @@ def test_objective_run_and_report_end_to_end(tmp_path, monkeypatch):
     assert rows["gd_loss"][-1] < rows["gd_loss"][0] and rows["ne_loss_mean"][-1] < rows["ne_loss_mean"][0]
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["verdict"] in VERDICTS
+    assert "| objective | `\"objectives_fixture:kinked\"` |" in (result.run_dir / "report.md").read_text()
 
 
 @pytest.mark.parametrize("data", [CARTPOLE, OBJECTIVE], ids=["cartpole", "objective"])

@@ -575,6 +575,8 @@ def _report_lines(
         "network",
         "n_params",
         "task",
+        "episodes",
+        "objective",
         "init",
         "beta",
         "alpha",
