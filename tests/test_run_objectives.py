@@ -112,6 +112,8 @@ def test_objective_config_and_its_one_line_errors(tmp_path):
         config_from_dict(dict(OBJECTIVE, network={"width": 4}))
     with pytest.raises(NegdError, match=r"^episodes: not used with an objective"):
         config_from_dict(dict(OBJECTIVE, episodes=2))
+    with pytest.raises(NegdError, match=r"^init.kind: an objective needs init.kind = paper"):
+        config_from_dict(dict(OBJECTIVE, init={"kind": "torch"}))
 
 
 @pytest.mark.parametrize(("name", "message"), [
