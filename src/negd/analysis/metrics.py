@@ -145,15 +145,20 @@ def _nanmax(values: np.ndarray) -> float:
     return float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
 
 
-def _resolution(series: dict[str, np.ndarray]) -> dict[str, float]:
+def _resolution(series: dict[str, np.ndarray], dtype: str | None = None) -> dict[str, float]:
     """Run-level rounding numbers (negd.diagnostics.resolution): tie fraction over all proposals, the largest
-    decision risk and move quantization of the snapshots, and whether both stay within limits."""
+    decision risk and move quantization of the snapshots, and whether both stay within limits.
+
+    Exact ties count as decisions at risk unless the parameters are float64: there a tie is the loss's
+    own (a plateau of a piecewise-constant loss such as a greedy policy's return), the decision risk
+    measures rounding against the float64 reference, and no finer dtype could resolve the tie."""
     steps = np.diff(series["ne_step"].astype(np.float64))
     ties = series["tie_fraction"][1:]
     ok = np.isfinite(ties) & (steps > 0)
     tie_fraction = float(np.sum(ties[ok] * steps[ok]) / np.sum(steps[ok])) if ok.any() else math.nan
     risk, quant = _nanmax(series["decision_risk"]), _nanmax(series["quantization"])
-    at_risk = max((v for v in (tie_fraction, risk) if math.isfinite(v)), default=math.nan)
+    counted = (tie_fraction, risk) if dtype != "float64" else (risk,)
+    at_risk = max((v for v in counted if math.isfinite(v)), default=math.nan)
     resolved = not (at_risk > DECISION_RISK_MAX or quant > QUANTIZATION_MAX)
     return {"resolution_tie_fraction": tie_fraction, "resolution_decision_risk_max": risk,
             "resolution_loss_error_max": _nanmax(series["loss_error"]),
@@ -248,7 +253,7 @@ def arm_final(arm: ArmData, series: dict[str, np.ndarray]) -> dict[str, float]:
         "grad_norm_initial": float(series["grad_norm"][0]),
         "grad_norm_final": last["grad_norm"],
         "wall_seconds": last["wall_seconds"],
-        **_resolution(series),
+        **_resolution(series, arm.dtype),
     }
 
 

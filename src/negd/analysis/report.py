@@ -420,7 +420,10 @@ def _report_lines(
             "",
         ]
     lines += ["## Verdict", "", _twin_text(run), "", "Loss resolution: " + _resolution_text(cfg, finals), ""]
-    if cfg.get("kernel") is False and str(cfg.get("device", "cpu")).startswith("cpu"):
+    # the kernel covers MLP regressions only: a control task (its config has episodes) or an objective
+    # has no kernel to miss
+    mlp_task = "objective" not in cfg and "episodes" not in cfg
+    if cfg.get("kernel") is False and str(cfg.get("device", "cpu")).startswith("cpu") and mlp_task:
         lines.append(f"- {TORCH_PATH_NOTE}")
     if not verdicts:
         lines += ["No arm has snapshots yet: nothing to analyse.", ""]
@@ -572,6 +575,8 @@ def _report_lines(
         "network",
         "n_params",
         "task",
+        "episodes",
+        "objective",
         "init",
         "beta",
         "alpha",

@@ -102,6 +102,7 @@ class ArmData:
     problem: str | None = None  # why arrays are missing or unusable
     twin: str = "noiseless"  # "noiseless" (one GD run) or one of ENSEMBLE_TWINS (gd_* are its mean)
     twin_realizations: int = 1
+    dtype: str | None = None  # the parameters' dtype (config.json), None in runs that predate it
 
     @property
     def n_snapshots(self) -> int:
@@ -189,6 +190,7 @@ def _load_arm(run_dir: Path, index: int, entry: dict, config: dict) -> ArmData:
                             entry.get("realizations", config.get("realizations", 0)), _count),
         ne_steps=_field(where, f"arms[{index}].ne_steps", entry.get("ne_steps"), _count, allow_missing=True),
         arrays=None,
+        dtype=config.get("dtype") if isinstance(config.get("dtype"), str) else None,
     )
     if str(config.get("twin") or "noiseless") in ENSEMBLE_TWINS:
         arm.twin = str(config["twin"])

@@ -74,7 +74,8 @@ def loss_rounding(loss_fn, params: Tensor, sigma: float | Tensor, *, n_probes: i
     so a float32 forward pass becomes a float64 one). The rounding of the returned loss to its
     dtype is added in quadrature (two losses, each off by a uniform +-ulp(U)/2: rms ulp(U)/sqrt(6)),
     so a float32 loss is charged its unit even where both evaluations round alike. NaN where
-    ``loss_fn`` cannot evaluate float64 parameters.
+    ``loss_fn`` cannot evaluate float64 parameters, and the spread NaN where every probe is an exact
+    tie in both dtypes (a plateau: no decision there for rounding to flip).
     """
     r, n = params.shape
     sigma_t = torch.as_tensor(sigma, dtype=params.dtype, device=params.device)
@@ -97,6 +98,11 @@ def loss_rounding(loss_fn, params: Tensor, sigma: float | Tensor, *, n_probes: i
     du_ref = reference[r:].view(n_probes, r) - reference[:r]
     error = torch.sqrt(((du_work - du_ref) ** 2).mean(dim=0) + stored_unit ** 2 / 6)
     spread = torch.sqrt((du_ref ** 2).mean(dim=0))
+    # every probe an exact tie in both computations (a plateau of a piecewise-constant loss, e.g. a
+    # greedy policy's return): there is no dU to flip, and (1) has no spread to compare with:
+    # unmeasured (NaN), not a 50% risk; the tie fraction reports the plateau
+    plateau = ((du_ref == 0) & (du_work == 0)).all(dim=0)
+    spread = torch.where(plateau, torch.full_like(spread, math.nan), spread)
     return error.cpu(), spread.cpu()
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from negd.analysis.rundir import ENSEMBLE_TWINS
 from negd.dtypes import DTYPES, auto_dtype
+from negd.envs.loss import ENVS
 from negd.experiments.config.file import MAX_MESSAGE, read_config_file
 from negd.losses.models import MLPSpec
 from negd.tasks import REGRESSION_TASKS
@@ -70,6 +71,12 @@ MAX_TWIN_PROPOSALS = 10**6
 INIT_KINDS = ("paper", "torch")
 DEVICES = ("cpu", "cuda")
 DTYPE_CHOICES = ("auto", *DTYPES)
+# Control tasks (negd.envs.ENVS): observation size -> policy outputs of their MLP policy, and the
+# episodes E of their fixed-episode loss by default. They have no gradient: only the mean-field twin.
+CONTROL_TASKS = {name: (env.observation_size, env.policy_outputs) for name, env in ENVS.items()}
+DEFAULT_EPISODES = 10
+MAX_EPISODES = 10**6
+GRADIENT_FREE_TWINS = ("mean-field",)
 
 
 # --------------------------------------------------------------------------- field checks
@@ -183,8 +190,9 @@ class NetworkConfig:
     width: int = 30
     output_bias: bool = True
 
-    def spec(self) -> MLPSpec:
-        return MLPSpec(depth=self.depth, width=self.width, output_bias=self.output_bias)
+    def spec(self, in_features: int = 1, out_features: int = 1) -> MLPSpec:
+        return MLPSpec(depth=self.depth, width=self.width, in_features=in_features, out_features=out_features,
+                       output_bias=self.output_bias)
 
 
 @dataclass(frozen=True)
@@ -262,10 +270,30 @@ class ExperimentConfig:
     twin_realizations: int | None = None  # Langevin twin only; None = realizations
     dtype: str = "float32"  # parameter dtype, resolved ("auto" is decided by config_from_dict)
     twin_proposals: int | None = None  # mean-field twin only: proposals M per twin step (even)
+    episodes: int | None = None  # control tasks only: E fixed episodes of the loss
+    objective: str | None = None  # "package.module:factory" of a black-box loss (task is then None)
 
     @property
     def sigma(self) -> float:
         return sigma_for_lambda(self.lam, self.alpha, self.beta)
+
+    @property
+    def control(self) -> bool:
+        """The task is a control task (negd.envs): a loss with no gradient."""
+        return self.task in CONTROL_TASKS
+
+    def spec(self) -> MLPSpec | None:
+        """The network of a regression or control task (in/out features from the task); None for an
+        objective, whose parameters are its own."""
+        if self.objective is not None:
+            return None
+        return self.network.spec(*CONTROL_TASKS.get(self.task, (1, 1)))
+
+    @property
+    def n_params(self) -> int | None:
+        """Parameters of the network; None for an objective (known once it is imported)."""
+        spec = self.spec()
+        return None if spec is None else spec.n_params
 
     def with_overrides(self, **changes: Any) -> ExperimentConfig:
         """A copy with some fields replaced and validated again."""
@@ -284,6 +312,11 @@ class ExperimentConfig:
             d["twin_proposals"] = self.twin_proposals
         if self.init.kind == "torch":
             d["init"] = {"kind": "torch"}
+        if self.control:
+            d["episodes"] = self.episodes
+        if self.objective is not None:  # no task and no network: the objective's parameters are its own
+            del d["task"], d["network"]
+            d["objective"] = self.objective
         if self.scan is not None:
             d["scan"] = {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in asdict(self.scan).items() if v is not None}
@@ -348,7 +381,7 @@ def _make_arm(label: str, lam: float, alpha: float, beta: float, t_final: float,
 # --------------------------------------------------------------------------- parsing
 TOP_KEYS = ("network", "task", "init", "sigma", "lambda", "beta", "alpha", "gd_rule", "realizations",
             "t_final", "steps", "n_snapshots", "trajectories", "seed", "device", "scan", "twin",
-            "twin_realizations", "twin_proposals", "dtype")
+            "twin_realizations", "twin_proposals", "dtype", "episodes", "objective")
 
 
 def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "custom") -> ExperimentConfig:
@@ -361,7 +394,7 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     network = NetworkConfig(_integer("network.depth", net.get("depth", 1), 1, MAX_LAYERS),
                             _integer("network.width", net.get("width", 30), 1, MAX_WIDTH), output_bias)
 
-    task = _choice("task", data.get("task", "sin2pi"), tuple(sorted(REGRESSION_TASKS)))
+    task, episodes, objective = _task(data)
 
     init_d = _check_keys("init", data.get("init", {}), ("kind", "sigma0"))
     kind = _choice("init.kind", init_d.get("kind", "paper"), INIT_KINDS)
@@ -432,7 +465,12 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
             raise NegdError(f"scan.realizations: must be >= trajectories ({trajectories}), got "
                             f"{_short(scan_r)}")
 
-    twin = _choice("twin", data.get("twin", "noiseless" if math.isinf(beta) else "langevin"), TWINS)
+    gradient_free = task in CONTROL_TASKS or objective is not None
+    default_twin = "mean-field" if gradient_free else "noiseless" if math.isinf(beta) else "langevin"
+    twin = _choice("twin", data.get("twin", default_twin), TWINS)
+    if task in CONTROL_TASKS and twin not in GRADIENT_FREE_TWINS:
+        raise NegdError(f"twin: task {task} has no gradient; allowed twin: {', '.join(GRADIENT_FREE_TWINS)}, "
+                        f"got {_short(twin)}")
     twin_realizations = None
     if twin in ENSEMBLE_TWINS:
         # At least 2: the twin's variance (part of Delta's floor) needs two realizations.
@@ -464,11 +502,41 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     dtype = _choice("dtype", data.get("dtype", "auto"), DTYPE_CHOICES)
     config = ExperimentConfig(network, task, init, beta, alpha, lam, gd_rule, realizations, t_final,
                               n_snapshots, trajectories, seed, device, scan, experiment, scale, twin,
-                              twin_realizations, "float32" if dtype == "auto" else dtype, twin_proposals)
+                              twin_realizations, "float32" if dtype == "auto" else dtype, twin_proposals,
+                              episodes, objective)
     arms = config.arms()  # validates that every arm's lambda aligns NE and GD steps
     if dtype == "auto":
         config = replace(config, dtype=auto_dtype(min(a.sigma for a in arms)))
     return config
+
+
+def _task(data: dict) -> tuple[str | None, int | None, str | None]:
+    """(task, episodes, objective): a regression task, a control task with its episodes E, or an
+    objective ``package.module:factory`` (checked for form here, imported at Problem.build)."""
+    tasks = (*sorted(REGRESSION_TASKS), *CONTROL_TASKS)
+    objective = data.get("objective")
+    if objective is not None:
+        if "task" in data:
+            raise NegdError("objective: give either task or objective, not both")
+        for key in ("network", "episodes"):
+            if key in data:
+                raise NegdError(f"{key}: not used with an objective (its parameters are its own), got "
+                                f"{_short(data[key])}")
+        module, _, name = objective.partition(":") if isinstance(objective, str) else ("", "", "")
+        if not (module and name and all(p.isidentifier() for p in module.split("."))
+                and name.isidentifier()):
+            raise NegdError(f"objective: must be \"package.module:factory\" (a function returning the loss), "
+                            f"got {_short(objective)}")
+        if data.get("init", {}) and isinstance(data["init"], dict) and data["init"].get("kind") == "torch":
+            raise NegdError("init.kind: an objective needs init.kind = paper (torch init is for networks)")
+        return None, None, objective
+    task = _choice("task", data.get("task", "sin2pi"), tasks)
+    if task not in CONTROL_TASKS:
+        if "episodes" in data:
+            raise NegdError(f"episodes: only used with a control task ({', '.join(CONTROL_TASKS)}), got "
+                            f"{_short(data['episodes'])} with task = {task}")
+        return task, None, None
+    return task, _integer("episodes", data.get("episodes", DEFAULT_EPISODES), 1, MAX_EPISODES), None
 
 
 # Keys of a configuration file that say how to run it, not what to compute (never in the settings):

@@ -53,10 +53,13 @@ class MemoryEstimate:
     snapshot_bytes: int
 
 
-def estimate_memory(config: ExperimentConfig, arms: list[Arm]) -> MemoryEstimate:
+def estimate_memory(config: ExperimentConfig, arms: list[Arm], n_params: int | None = None) -> MemoryEstimate:
     """The peak memory of a run of ``config`` (module docstring), in bytes; allocates nothing (the
-    network's initial parameters alone may be what does not fit)."""
-    n_params = config.network.spec().n_params
+    network's initial parameters alone may be what does not fit). ``n_params``: the parameter count
+    of an objective (config.n_params is None for one); the objective's own memory is not counted."""
+    n_params = config.n_params if n_params is None else n_params
+    if n_params is None:
+        raise ValueError("estimate_memory: an objective's n_params must be given")
     twin_realizations = int(config.twin_realizations) if config.twin in ENSEMBLE_TWINS else 1
     itemsize = torch.empty((), dtype=DTYPES[config.dtype]).element_size()
     n_traj = config.trajectories
@@ -100,9 +103,10 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.3g} GB"
 
 
-def check_memory(config: ExperimentConfig, arms: list[Arm], available: int | None = None) -> MemoryEstimate:
+def check_memory(config: ExperimentConfig, arms: list[Arm], available: int | None = None,
+                 n_params: int | None = None) -> MemoryEstimate:
     """Refuse, in one line, a run whose estimated peak exceeds the free memory (module docstring)."""
-    estimate = estimate_memory(config, arms)
+    estimate = estimate_memory(config, arms, n_params)
     if os.environ.get("NEGD_SKIP_MEMORY_CHECK", "").strip() not in ("", "0"):
         return estimate
     free = available_bytes() if available is None else available

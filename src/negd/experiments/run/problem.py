@@ -10,13 +10,16 @@ gradient). Built once per run, and once per worker process by the Ray shards
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from negd.analysis.rundir import ENSEMBLE_TWINS
 from negd.dtypes import DTYPES
-from negd.experiments.config.schema import Arm, ExperimentConfig
+from negd.envs.loss import ControlLoss
+from negd.experiments.config.schema import GRADIENT_FREE_TWINS, Arm, ExperimentConfig
+from negd.experiments.run.objective import load_objective, objective_x0, probe_objective
 from negd.experiments.run.twin import TwinLoss, langevin_twin_rule
 from negd.losses.mlp import MLPLoss
 from negd.losses.models import paper_init, torch_default_init
@@ -46,7 +49,7 @@ class Problem:
     a Ray worker builds the same problem, so its numbers are the runner's)."""
 
     config: ExperimentConfig
-    loss_fn: MLPLoss
+    loss_fn: MLPLoss | ControlLoss | Any  # a regression MLP, a control task or an objective's loss
     x0: Tensor
     device: torch.device
 
@@ -66,15 +69,39 @@ class Problem:
 
     @staticmethod
     def build(config: ExperimentConfig) -> Problem:
+        """The loss and x(0): a regression task's MLPLoss, a control task's ControlLoss on its fixed
+        episodes (negd.envs.loss) or the objective's loss (negd.experiments.run.objective); refuses,
+        in one line, a twin that needs a gradient on an objective that has none."""
         device = device_of(config)
-        spec = config.network.spec()
-        task = get_task(config.task).to(device)
-        loss_fn = MLPLoss(spec, task.inputs, task.targets, backend="auto")
+        dtype = DTYPES[config.dtype]
+        if config.objective is not None:
+            return Problem._build_objective(config, device, dtype)
+        spec = config.spec()
+        if config.control:
+            loss_fn = ControlLoss(config.task, spec, episodes=config.episodes, seed=config.seed)
+        else:
+            task = get_task(config.task).to(device)
+            loss_fn = MLPLoss(spec, task.inputs, task.targets, backend="auto")
         if config.init.kind == "paper":
             x0 = paper_init(spec.n_params, config.init.sigma0, seed=config.seed)
         else:
             x0 = torch_default_init(spec, seed=config.seed)
-        return Problem(config, loss_fn, x0.to(device=device, dtype=DTYPES[config.dtype]), device)
+        return Problem(config, loss_fn, x0.to(device=device, dtype=dtype), device)
+
+    @staticmethod
+    def _build_objective(config: ExperimentConfig, device: torch.device, dtype: torch.dtype) -> Problem:
+        name = config.objective
+        loss_fn = load_objective(name)
+        x0 = objective_x0(name, loss_fn)
+        if x0 is None:
+            x0 = paper_init(loss_fn.n_params, config.init.sigma0, seed=config.seed)
+        x0 = x0.to(device=device, dtype=dtype)
+        # two rows: a loss that ignores the batch (one value, or [N]) is caught here
+        has_gradient = probe_objective(name, loss_fn, x0.unsqueeze(0).expand(2, -1).clone())
+        if not has_gradient and config.twin not in GRADIENT_FREE_TWINS:
+            raise NegdError(f"twin: objective {name} has no gradient (its losses carry no autograd graph); "
+                            f"allowed twin: {', '.join(GRADIENT_FREE_TWINS)}, got {config.twin!r}")
+        return Problem(config, loss_fn, x0, device)
 
     def ne_rule(self, arm: Arm) -> Neuroevolution:
         return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)

@@ -115,10 +115,10 @@ def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path
     return root / f"{config.experiment}-{config.scale}-seed{config.seed}-{stamp}"
 
 
-def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict) -> dict:
+def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict, n_params: int) -> dict:
     d = config.to_user_dict()
     d = {"run_kind": "experiment", "experiment": config.experiment, "scale": config.scale, **d}
-    d["n_params"] = config.network.spec().n_params
+    d["n_params"] = n_params
     d["sigma"] = config.sigma
     if config.init.kind == "torch":
         d["init"] = {"kind": "torch", "sigma0": None}
@@ -441,8 +441,11 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
     run_dir = Path(out) if out is not None else default_run_dir(config)
     _refuse_used_dir(run_dir)
     arms = config.arms()
-    check_memory(config, arms)  # before anything is allocated or written
+    if config.n_params is not None:
+        check_memory(config, arms)  # before anything is allocated or written
     problem = Problem.build(config)
+    if config.n_params is None:  # an objective: its size is known once it is imported
+        check_memory(config, arms, n_params=problem.x0.shape[0])
     # before anything is written: errors leave no trace
     sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
     created = not run_dir.exists()
@@ -450,7 +453,7 @@ def run_experiment(config: ExperimentConfig, out: Path | None = None, *, progres
         with run_dir_lock(run_dir):
             _refuse_used_dir(run_dir)  # again under the lock: another writer may have started meanwhile
             path = _compute_path(problem, arms, sharding)
-            write_json(run_dir / "config.json", _resolved_config(config, arms, path))
+            write_json(run_dir / "config.json", _resolved_config(config, arms, path, problem.x0.shape[0]))
             write_status(run_dir, "running", [], 0.0)
             return _execute(problem, arms, run_dir, progress, on_snapshot, report, sharding,
                             as_callbacks(callbacks))
@@ -485,8 +488,11 @@ def resume_experiment(run_dir: Path, *, progress: bool = True, on_snapshot: Snap
     with run_dir_lock(run_dir):
         config, arms = load_run_config(run_dir)  # again under the lock
         # before anything is changed: a machine with less memory refuses in one line
-        check_memory(config, arms)
+        if config.n_params is not None:
+            check_memory(config, arms)
         problem = Problem.build(config)
+        if config.n_params is None:  # an objective: its size is known once it is imported
+            check_memory(config, arms, n_params=problem.x0.shape[0])
         sharding = _sharding(config, arms, shards, ray, shard_checkpoint_seconds)
         try:
             check_compute_path(run_dir, _compute_path(problem, arms, sharding), allow_path_change)

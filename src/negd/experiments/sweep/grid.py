@@ -32,7 +32,8 @@ from negd.validation import NegdError
 __all__ = ["GRID_KEYS", "parse_grid_option", "checked_grid", "SweepPoint", "plan_sweep", "run_sweep",
            "read_sweep_file"]
 
-INTEGER_KEYS = ("realizations", "twin_realizations", "twin_proposals", "steps", "seed", "n_snapshots")
+INTEGER_KEYS = ("realizations", "twin_realizations", "twin_proposals", "steps", "seed", "n_snapshots",
+                "episodes")
 # "twin" is the one key whose values are names (TWINS): a map of one grid under several twins, e.g.
 # twin=noiseless,mean-field; the fields of a twin (twin_realizations, twin_proposals) that the file
 # gives are dropped at the points whose twin does not use them.
