@@ -49,6 +49,8 @@ def _interrupt_at(monkeypatch, call: int) -> list[int]:
 def test_an_interrupted_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, monkeypatch):
     whole = run_control(_exp(), tmp_path / "whole", progress=False)
     expected = read_json_object(whole / "summary.json", sealed=True)
+    starts = read_json_object(whole / "config.json")["starts"]
+    assert starts == {"CartPole-v1": "zeros", "Pendulum-v1": "shared N(0, 0.5^2), paper_init(seed)"}
     calls = _interrupt_at(monkeypatch, 3 * 4 + 3 * 1 + 3)  # Pendulum's population arm, after its 2nd snapshot
     run_dir = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
@@ -140,3 +142,18 @@ def test_the_command_line_says_how_to_resume_and_resume_finishes(tmp_path, monke
     assert "report:" in capsys.readouterr().out
     assert read_json_object(run_dir / "summary.json", sealed=True)["complete"]
     assert main(["report", str(run_dir)]) == 0
+
+
+def test_the_start_is_recorded_and_a_negative_init_is_refused(tmp_path):
+    import torch
+
+    from negd.experiments.control import _x0
+    from negd.losses.models import paper_init
+
+    s = _exp().envs[1]
+    assert torch.equal(_x0(s, 3), paper_init(s.spec.n_params, 0.5, seed=3, dtype=torch.float64))
+    assert not _x0(replace(s, init=0.0), 3).any()
+    bad = replace(_exp(), envs=(replace(s, init=-1.0),))
+    with pytest.raises(NegdError, match="^init:"):
+        run_control(bad, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
