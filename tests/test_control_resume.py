@@ -116,6 +116,10 @@ def test_resume_refuses_other_settings_and_other_kinds_in_one_line(tmp_path, mon
         run_control(_exp(), run_dir, progress=False)
     with pytest.raises(NegdError, match=r"^--resume: .* other settings \(seed 3, not 4\)"):
         run_control(_exp(seed=4), run_dir, progress=False, resume=True)
+    cartpole, pendulum = _exp().envs
+    other_sigma = replace(_exp(), envs=(cartpole, replace(pendulum, sigma=0.5)))
+    with pytest.raises(NegdError, match=r"other settings \(Pendulum-v1 sigma 0.3, not 0.5\)"):
+        run_control(other_sigma, run_dir, progress=False, resume=True)
     with pytest.raises(NegdError, match="^--out: .*--resume"):
         run_control(_exp(), run_dir, progress=False)  # a new run never writes over it
     other = tmp_path / "variants"

@@ -74,13 +74,18 @@ def check_resumable(run_dir: Path, exp) -> None:
     run_dir = Path(run_dir)
     _check_kind(run_dir)
     stored = read_json_object(run_dir / "config.json")
+    if isinstance(stored.get("envs"), list):  # runs from before EnvSettings.init started from zeros
+        stored["envs"] = [{"init": 0.0} | e if isinstance(e, dict) else e for e in stored["envs"]]
     want = _plain(settings_record(exp))
-    differ = [k for k in want if stored.get(k) != want[k]]
+    differ = [(k, stored.get(k), want[k]) for k in want if stored.get(k) != want[k]]
     if differ:
-        k = differ[0]
-        raise NegdError(f"--resume: {str(run_dir)!r} was run with other settings ({k} "
-                        f"{short(stored.get(k))}, not {short(want[k])}); resume it with its own settings "
-                        "or start a new run")
+        k, was, now = differ[0]
+        if k == "envs" and isinstance(was, list) and len(was) == len(now):  # name the field that differs
+            k, was, now = next((f"{b['env']} {f}", a.get(f) if isinstance(a, dict) else a, b[f])
+                               for a, b in zip(was, now) if a != b
+                               for f in b if not isinstance(a, dict) or a.get(f) != b[f])
+        raise NegdError(f"--resume: {str(run_dir)!r} was run with other settings ({k} {short(was)}, not "
+                        f"{short(now)}); resume it with its own settings or start a new run")
 
 
 def _plain(obj):
