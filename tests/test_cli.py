@@ -171,6 +171,12 @@ def test_reproduce_twin_realizations_reaches_the_config(tmp_path, monkeypatch, c
     assert matched.with_overrides(twin="langevin") == default
     assert noiseless.twin == "noiseless" and noiseless.twin_realizations is None
     assert shallow.twin == "matched" and shallow.twin_realizations == 5
+    # the mean-field twin gets its own default R_L (its runs cost M + 2 evaluations each), not 32
+    assert main(["reproduce", "finite-beta", "--twin", "mean-field"]) == 0
+    assert main(["reproduce", "shallow", "--twin", "mean-field", "--twin-realizations", "3"]) == 0
+    finite_mf, shallow_mf = configs[6:]
+    assert (finite_mf.twin, finite_mf.twin_realizations, finite_mf.twin_proposals) == ("mean-field", 8, 64)
+    assert (shallow_mf.twin, shallow_mf.twin_realizations) == ("mean-field", 3)
     capsys.readouterr()
 
 

@@ -220,15 +220,41 @@ def test_twin_defaults_and_validation():
     assert config_from_dict(matched.to_user_dict()) == matched
 
 
+
+def test_mean_field_twin_is_an_ensemble_at_any_beta():
+    for beta in ("inf", 1000):
+        mf = config_from_dict(_with(beta=beta, twin="mean-field"))
+        assert mf.twin == "mean-field" and mf.twin_proposals == 64 and mf.twin_realizations == 8
+        assert config_from_dict(mf.to_user_dict()) == mf  # resume relies on the round trip
+        assert mf.to_user_dict()["twin_proposals"] == 64 and mf.to_user_dict()["twin_realizations"] == 8
+    assert config_from_dict(_with(twin="mean-field", realizations=3, trajectories=1)).twin_realizations == 3
+    assert config_from_dict(_with(twin="mean-field", realizations=1, trajectories=1)).twin_realizations == 2
+    mf = config_from_dict(_with(twin="mean-field", twin_proposals=8, twin_realizations=3))
+    assert (mf.twin_proposals, mf.twin_realizations) == (8, 3)
+    assert mf.arms()[0] == config_from_dict(GOOD).arms()[0]
+    # a noiseless configuration's user dict (its settings hash) is unchanged by the new field
+    assert "twin_proposals" not in config_from_dict(GOOD).to_user_dict()
+
+
 @pytest.mark.parametrize("changes,pattern", [
-    ({"twin": "brownian"}, r"^twin: must be one of noiseless, langevin, matched, got 'brownian'"),
+    ({"twin": "brownian"}, r"^twin: must be one of noiseless, langevin, matched, mean-field, got 'brownian'"),
     ({"twin": "langevin"}, r"^twin: langevin needs a finite beta"),
     ({"beta": 1000, "gd_rule": "normalized", "twin": "langevin"}, r"^twin: langevin needs gd_rule"),
     ({"beta": 1000, "twin_realizations": 1}, r"^twin_realizations: must be an integer >= 2"),
     ({"beta": 1000, "twin_realizations": 2.5}, r"^twin_realizations: must be an integer >= 2"),
-    ({"twin_realizations": 4}, r"^twin_realizations: only used with twin = langevin or matched"),
+    ({"twin_realizations": 4}, r"^twin_realizations: only used with twin = langevin, matched or mean-field"),
     ({"twin": "matched", "twin_realizations": 1}, r"^twin_realizations: must be an integer >= 2"),
     ({"twin_realisations": 4}, r"^twin_realisations: unknown key \(did you mean 'twin_realizations'\?\)"),
+    ({"twin": "mean-field", "twin_proposals": 0}, r"^twin_proposals: must be an integer >= 2, got 0$"),
+    ({"twin": "mean-field", "twin_proposals": 33}, r"^twin_proposals: must be even \(the mean-field twin's "
+                                                    r"proposals come in antithetic pairs \+-xi\), got 33$"),
+    ({"twin": "mean-field", "twin_proposals": "64"}, r"^twin_proposals: must be an integer >= 2"),
+    ({"twin": "mean-field", "twin_proposals": 2 * 10**6},
+     r"^twin_proposals: must be an integer in \[2, 1e\+06\]"),
+    ({"twin": "mean-field", "twin_realizations": 1}, r"^twin_realizations: must be an integer >= 2, got 1$"),
+    ({"twin_proposals": 64},
+     r"^twin_proposals: only used with twin = mean-field, got 64 with twin = noiseless$"),
+    ({"twin_proposal": 64}, r"^twin_proposal: unknown key \(did you mean 'twin_proposals'\?\)"),
 ])
 def test_twin_bad_fields(changes, pattern):
     with pytest.raises(NegdError, match=pattern):

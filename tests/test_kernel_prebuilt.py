@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from negd import MLPLoss, MLPSpec, kernels, rng
-from negd.kernels import build, recipe
+from negd.kernels import build, episodes, recipe
 from negd.kernels import gradient as kgrad
 from negd.validation import NegdError
 from tests.runtools import negd_env
@@ -81,6 +81,14 @@ def _outputs(lib) -> dict[str, torch.Tensor]:
                     lv = kgrad.fused_langevin(data, params, grad, torch.arange(6), seed=4, step=0, steps=10,
                                               alpha=1e-2, noise=1e-3, stream=2)
                     out[f"langevin {key}"] = lv.params
+        for env, spec in (("CartPole-v1", MLPSpec(1, 8, 4, 2)), ("Pendulum-v1", MLPSpec(2, 6, 3, 1))):
+            p64 = 0.5 * torch.randn(5, spec.n_params, generator=gen, dtype=torch.float64)
+            d = episodes.STATE_SIZES[env]
+            starts = 0.1 * torch.rand(5, 11, d, generator=gen, dtype=torch.float64) - 0.05
+            arch = (spec.depth, spec.width, spec.in_features, spec.out_features, spec.output_bias)
+            for dtype in (torch.float32, torch.float64):
+                ret, length = episodes.env_rollout(env, arch, "tanh", p64.to(dtype), starts)
+                out[f"env returns {env} {dtype}"], out[f"env lengths {env} {dtype}"] = ret, length
         out["normal"] = kernels.normal(5, torch.arange(7), 11, 1001)
         out["uniform"] = kernels.uniform(5, torch.arange(7), 11)
         z = torch.linspace(-12, 12, 4099, dtype=torch.float64)
@@ -112,6 +120,9 @@ def test_every_prebuilt_variant_draws_negd_rng_exactly_and_agrees_on_losses(libr
         for key in (k for k in out if k.startswith("loss ")):
             tol = 1e-5 if "float32" in key else 1e-12
             assert torch.allclose(out[key], native[key], rtol=tol, atol=0), (name, key)
+        for key in (k for k in out if k.startswith("env ")):  # rollouts: the scalar build calls libm's sin
+            tol = 1e-3 if "float32" in key else 1e-9  # and cos (~1 ulp apart), grown over 200 steps
+            assert torch.allclose(out[key].double(), native[key].double(), rtol=tol, atol=0), (name, key)
         assert bool(lib.negd_has_avx2()) == (name != "x86-64" and "avx2" in build.cpu_flags()), name
 
 

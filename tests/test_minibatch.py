@@ -56,7 +56,7 @@ def test_full_batch_equals_the_data_loss(data):
     assert torch.allclose(loss(params), per_step, rtol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["paired", "stale"])
+@pytest.mark.parametrize("mode", ["paired", "fresh", "stale"])
 def test_full_batch_loss_gives_the_paper_rule(mode, data):
     loss_fn = MLPLoss(SPEC, *data)
     start = paper_init(SPEC.n_params, 0.5, seed=1, realizations=5)
@@ -121,7 +121,7 @@ def test_bad_input(data):
     with pytest.raises(NegdError, match="params"):
         loss.on_batches(0, torch.arange(3), 0)(torch.zeros(2, SPEC.n_params))
     with pytest.raises(NegdError, match="mode"):
-        MinibatchNeuroevolution(0.1, mode="fresh")
+        MinibatchNeuroevolution(0.1, mode="hot")
     with pytest.raises(NegdError, match="base"):
         MinibatchGradient(Neuroevolution(0.1))
     with pytest.raises(NegdError, match="s:"):
@@ -129,6 +129,7 @@ def test_bad_input(data):
 
 
 @pytest.mark.parametrize("make", [lambda: MinibatchNeuroevolution(0.05, mode="stale"),
+                                  lambda: MinibatchNeuroevolution(0.05, mode="fresh"),
                                   lambda: MinibatchNeuroevolution(0.05, mode="paired"),
                                   lambda: minibatch_twin(MinibatchNeuroevolution(0.05))])
 def test_chunked_minibatch_runs_equal_the_whole_ensemble(make, data):

@@ -222,3 +222,93 @@ def test_bad_input_names_the_argument(kwargs: dict, field: str) -> None:
 def test_bad_loss_fn_is_reported() -> None:
     with pytest.raises(NegdError, match="^loss_fn:"):
         regime_check(lambda p: (p * p).sum(), torch.ones(2, 3), 0.1, 1.0)
+
+
+# --- losses without a usable gradient: ties and black boxes (issue 15, item 4) ---
+
+class BlackBoxQuadratic:
+    """x.x/2 computed in numpy: the losses carry no autograd graph (a simulator, say)."""
+
+    def __call__(self, params: torch.Tensor) -> torch.Tensor:
+        x = params.detach().cpu().to(torch.float64).numpy()
+        return torch.from_numpy(0.5 * (x * x).sum(axis=1))
+
+
+class Staircase:
+    """sum_i floor(x_i / h): piecewise constant, autograd gives a zero gradient almost everywhere."""
+
+    def __init__(self, h: float) -> None:
+        self.h = h
+
+    def __call__(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.floor(params.to(torch.float64) / self.h).sum(dim=1)
+
+
+def test_a_black_box_loss_gets_a_regime_without_gradient_numbers() -> None:
+    from negd.losses.base import value_and_grad
+
+    x = torch.full((3, 5), 0.7, dtype=torch.float64)
+    with pytest.raises(NegdError, match=r"^loss: has no gradient") as err:
+        value_and_grad(BlackBoxQuadratic(), x)
+    assert "\n" not in str(err.value)
+    loss, grad = value_and_grad(BlackBoxQuadratic(), x, missing_ok=True)
+    assert grad is None and torch.allclose(loss, torch.full((3,), 0.5 * 5 * 0.49, dtype=torch.float64))
+
+    check = regime_check(BlackBoxQuadratic(), x, 1e-3)
+    assert not check.has_gradient and not check.all_apply
+    assert check.z.isnan().all() and check.c_perp.isnan().all() and check.grad_norm.isnan().all()
+    assert "no gradient" in check.message and "MeanFieldTwin" in check.message and "\n" not in check.message
+    assert torch.equal(check.tie_fraction, torch.zeros(3, dtype=torch.float64))  # smooth: no ties
+    assert check.resolving_sigma is None and check.to_dict()["has_gradient"] is False
+
+
+def test_a_plateau_is_reported_with_the_sigma_that_resolves_it() -> None:
+    from negd.diagnostics.ties import TIE_FRACTION_MAX, tie_fraction
+
+    h = 0.1
+    x = torch.rand(4, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sigma = 1e-4  # a move crosses a step edge with probability ~ 20 sigma sqrt(2/pi)/h: few do
+    check = regime_check(Staircase(h), x, sigma, n_probes=32)
+    assert check.has_gradient  # autograd gives zeros: |g| = 0, no drift to compare
+    assert check.grad_norm.eq(0).all() and not check.all_apply
+    assert float(check.tie_fraction.mean()) > 0.9
+    found = check.resolving_sigma
+    assert found is not None and "plateau" in check.message and f"sigma >= {found:.3g}" in check.message
+    # The named sigma resolves the moves and half of it does not (the scan's grid is sigma x 2^k).
+    assert float(tie_fraction(Staircase(h), x, found, probes=32)[0].mean()) <= TIE_FRACTION_MAX
+    assert float(tie_fraction(Staircase(h), x, found / 2, probes=32)[0].mean()) > TIE_FRACTION_MAX
+    assert "rounding" not in check.message  # every probe tied: nothing for rounding to flip
+
+
+def test_tie_fraction_matches_its_expectation_within_4_se() -> None:
+    """P(tie) = prod_i P(floor(x_i/h) unchanged by a N(0, sigma^2) move): at sigma = 2e-3 and 20
+    coordinates about 0.6 of the moves tie; 256 probes x 4 rows, binomial SE, 4 SE allowed."""
+    h, sigma, probes = 0.1, 2e-3, 256
+    x = torch.rand(4, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    check = regime_check(Staircase(h), x, sigma, n_probes=probes)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    lo = (torch.floor(x / h) * h - x) / sigma
+    expected = (normal.cdf(lo + h / sigma) - normal.cdf(lo)).prod(dim=1)  # [R]
+    assert 0.2 < float(expected.mean()) < 0.9  # an informative regime, not all or nothing
+    se = torch.sqrt(expected * (1 - expected) / probes)
+    assert ((check.tie_fraction - expected).abs() <= 4 * se).all(), (check.tie_fraction, expected, se)
+    assert check.tie_fraction_se.shape == (4,)
+
+
+def test_smooth_losses_report_no_ties() -> None:
+    x = torch.randn(2, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    check = regime_check(QuadraticLoss(_dense_spd(6, 0)), x, 1e-3)
+    assert torch.equal(check.tie_fraction, torch.zeros(2, dtype=torch.float64))
+    assert check.resolving_sigma is None and "ties" not in check.message and check.has_gradient
+
+
+def test_greedy_cartpole_policy_is_a_plateau_at_small_sigma() -> None:
+    from negd.envs import ControlLoss  # batched torch environments: no gymnasium needed
+
+    spec = MLPSpec(depth=1, width=8, in_features=4, out_features=2)
+    loss = ControlLoss("CartPole-v1", spec, episodes=3)
+    x = 0.1 * torch.randn(2, spec.n_params, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    check = regime_check(loss, x, 1e-3)
+    assert not check.has_gradient and float(check.tie_fraction.mean()) == 1.0
+    assert check.resolving_sigma is not None and check.resolving_sigma > 1e-3
+    assert "rounding" not in check.message  # all ties: nothing for rounding to flip

@@ -171,7 +171,7 @@ BAD_HYPERPARAMETERS = [
     ("adaptive_mc", {"n_reset": 0}, "n_reset"),
     ("adaptive_mc", {"shrink": 1.0}, "shrink"),
     ("adaptive_mc", {"sigma": torch.tensor([0.1, 0.2])}, "sigma"),
-    ("minibatch_neuroevolution", {"mode": "fresh"}, "mode"),
+    ("minibatch_neuroevolution", {"mode": "hot"}, "mode"),
     ("minibatch_neuroevolution", {"sigma": 0.0}, "sigma"),
     ("minibatch_neuroevolution", {"beta": 0.0}, "beta"),
     ("minibatch_gradient", {"base": Neuroevolution(0.1)}, "base"),

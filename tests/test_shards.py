@@ -82,9 +82,9 @@ def test_sharded_run_equals_unsharded(tmp_path, k):
     assert "shards" not in json.loads((whole.run_dir / "config.json").read_text())["compute_path"]
 
 
-@pytest.mark.parametrize("twin", ["langevin", "matched"])
+@pytest.mark.parametrize("twin", ["langevin", "matched", "mean-field"])
 def test_sharded_ensemble_twin_equals_unsharded(tmp_path, twin):
-    data = FINITE | {"twin": twin}
+    data = FINITE | {"twin": twin} | ({"twin_proposals": 8} if twin == "mean-field" else {})
     whole = _run(tmp_path, "whole", data)
     sharded = _run(tmp_path, "k3", data, shards=3)
     _assert_same_arms(whole.run_dir, sharded.run_dir, 1)

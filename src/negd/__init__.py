@@ -3,7 +3,9 @@ gradient descent (Whitelam, Selin, Park & Tamblyn, Nat. Commun. 12, 6317 (2021))
 
 Update rules over ensembles are in :mod:`negd.rules` (also exported here); optimizers with the
 ``torch.optim`` protocol are in :mod:`negd.optim` (``negd.optim.Neuroevolution``) and are not
-exported at the top level, so that the rule ``negd.Neuroevolution`` has no look-alike."""
+exported at the top level, so that the rule ``negd.Neuroevolution`` has no look-alike.
+``negd.compare(loss_fn, x0, rule, twin="mean-field", steps=...)`` measures the correspondence of a rule
+and its twin on any loss (:mod:`negd.analysis.correspondence`)."""
 
 from negd import _compat, optim
 from negd.diagnostics.regime import Regime, regime_check
@@ -38,4 +40,14 @@ __all__ = ["advance", "advance_counted", "MLPLoss", "ModuleLoss", "loss_for", "M
            "get_task", "gradient_twin", "matched_twin", "population_twin", "Population",
            "AdaptiveMC", "MinibatchLoss", "MinibatchNeuroevolution", "MinibatchGradient",
            "NegdError", "optim", "Regime",
-           "regime_check", "__version__"]
+           "regime_check", "__version__", "compare"]
+
+
+def __getattr__(name: str):
+    """``negd.compare`` (negd.analysis.correspondence), imported when first asked for: the analysis floor
+    brings matplotlib, which ``import negd`` alone does not need."""
+    if name == "compare":
+        from negd.analysis.correspondence import compare
+
+        return compare
+    raise AttributeError(f"module 'negd' has no attribute {name!r}")

@@ -131,13 +131,15 @@ def _build_parser() -> argparse.ArgumentParser:
                      help=f"quick (default; shallow: {MAIN_JOB_TIME} with the C kernel) or paper "
                           "(control: quick or full)")
     rep.add_argument("--realizations", type=int, default=None, help="number of NE realizations of arm 0")
-    rep.add_argument("--twin", choices=("noiseless", "langevin", "matched"), default=None,
-                     help="the gradient twin NE is compared with (default: the preset's: noiseless GD at "
+    rep.add_argument("--twin", choices=("noiseless", "langevin", "matched", "mean-field"), default=None,
+                     help="the twin NE is compared with (default: the preset's: noiseless GD at "
                           "beta = inf, a Langevin ensemble at finite beta; matched: an ensemble of "
-                          "moment-matched Langevin runs, right at any z = beta sigma |grad U|)")
+                          "moment-matched Langevin runs, right at any z = beta sigma |grad U|; mean-field: "
+                          "an ensemble of runs of NE's expected step from 64 proposals, no gradient)")
     rep.add_argument("--twin-realizations", type=_twin_realizations, default=None, metavar="N",
-                     help="realizations of an ensemble twin (langevin or matched; integer >= 2; default: "
-                          "the preset's, 32 for finite-beta at quick scale, else --realizations)")
+                     help="realizations of an ensemble twin (langevin, matched or mean-field; integer >= 2; "
+                          "default: the preset's, 32 for finite-beta at quick scale, 8 for mean-field, else "
+                          "--realizations)")
     rep.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     rep.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-...)")
     rep.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
@@ -165,7 +167,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("config", type=Path,
                        help="base experiment file, YAML or TOML, optionally with a grid section")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                       help="a grid axis over a numeric key (sigma, lambda, beta, alpha, realizations, ...); "
+                       help="a grid axis over a numeric key (sigma, lambda, beta, alpha, realizations, ...) "
+                            "or over twin names (twin=noiseless,mean-field); "
                             "repeat for more axes; replaces the same key of the file's grid section")
     sweep.add_argument("--out", type=Path, default=None,
                        help="sweep directory (default runs/sweep-...); rerunning into it continues the sweep")
@@ -368,15 +371,16 @@ def _reproduce_config(args: argparse.Namespace):
                     scan=not args.no_scan)
     if args.twin is not None and args.twin != config.twin:
         user = config.to_user_dict() | {"twin": args.twin}
-        if args.twin not in ENSEMBLE_TWINS or config.twin not in ENSEMBLE_TWINS:
+        if args.twin not in ENSEMBLE_TWINS or config.twin not in ENSEMBLE_TWINS \
+                or "mean-field" in (args.twin, config.twin):  # its runs cost M + 2 evaluations each
             user.pop("twin_realizations", None)  # the new twin's default
         config = config_from_dict(user, experiment=config.experiment, scale=config.scale)
     if args.dtype is not None and args.dtype != "auto":
         config = config.with_overrides(dtype=args.dtype)
     if args.twin_realizations is not None:
         if config.twin not in ENSEMBLE_TWINS:
-            raise NegdError(f"--twin-realizations: only for an ensemble twin (langevin or matched), not "
-                            f"the {config.twin} twin of {args.experiment!r}")
+            raise NegdError(f"--twin-realizations: only for an ensemble twin (langevin, matched or "
+                            f"mean-field), not the {config.twin} twin of {args.experiment!r}")
         config = config.with_overrides(twin_realizations=args.twin_realizations)
     return config
 

@@ -47,7 +47,7 @@ from negd.validation import NegdError
 
 __all__ = ["STREAM_MUTATION", "STREAM_ACCEPT", "STREAM_INIT", "STREAM_LANGEVIN", "STREAM_PROBE",
            "STREAM_MINIBATCH", "STREAM_CURVATURE", "STREAM_EPISODE",
-           "STREAM_MEAN_FIELD", "STREAM_SMOOTHED",
+           "STREAM_MEAN_FIELD", "STREAM_SMOOTHED", "STREAM_MINIBATCH_SECOND",
            "STREAM_LIMIT", "STEP_LIMIT", "REALIZATION_LIMIT", "philox4x32", "counter_words",
            "normal", "uniform", "normal_reference", "uniform_reference"]
 
@@ -62,6 +62,7 @@ STREAM_CURVATURE = 9  # Hutchinson probes of the curvature-aware twin (negd.twin
 STREAM_EPISODE = 10  # episode start states of the control tasks (negd.envs)
 STREAM_MEAN_FIELD = 11  # proposals of the mean-field twin (negd.twins.mean_field, no gradient)
 STREAM_SMOOTHED = 12  # antithetic directions of the smoothed-objective (ES) gradient twin
+STREAM_MINIBATCH_SECOND = 13  # second, independent batch of a step ("fresh" noise policy)
 
 # Counter ranges of the layout in the module docstring: word3 = stream (8 bits) | step >> 32
 # (12 bits) | realization >> 32 (12 bits).

@@ -53,7 +53,9 @@ s_i^4 (R-1)/(R+1) for v_i^2 (and likewise q_i^4 for u_i^2), hence::
     Var_hat[C_i] = 4 D_i f_i - 2 W2_i + 2 s_i^4/(R^2 (R+1)) + 2 q_i^4/(R_L^2 (R_L+1))
 
 with the b = 0 lower bound 2 W2_i + 2 s_i^4/(R^2 (R+1)) + 2 q_i^4/(R_L^2 (R_L+1)). With q = 0 both
-reduce to the expressions above (the noiseless twin is the special case R_L -> inf).
+reduce to the expressions above (the noiseless twin is the special case R_L -> inf). The same holds for
+any ensemble twin: the moment-matched Langevin ensemble, and the mean-field twin's R_L runs, whose
+variance is the estimation noise of its expected step (negd.twins.mean_field).
 
 **Correlated parameters** (:func:`delta_from_samples`, :func:`delta_from_ensembles`, and the runner,
 which has every realization at each snapshot). Neuroevolution correlates parameters strongly (all

@@ -102,7 +102,7 @@ def plot_loss(arm: ArmData, path: Path) -> Path | None:
         ax.plot(t, a["gd_loss_of_mean"], color="0.4", ls=":", lw=1.2,
                 label="U(<x>_L)  (averaged twin network)")
     else:
-        ax.plot(t, a["gd_loss"], color="k", ls="--", lw=1.5, label="gradient descent")
+        ax.plot(t, a["gd_loss"], color="k", ls="--", lw=1.5, label=_twin_label(arm))
     _log_scale(ax, "y", mean, a["loss_of_mean"], a["gd_loss"])
     ax.set_xlabel("t")
     ax.set_ylabel("loss U")
@@ -200,7 +200,7 @@ def plot_params_scatter(arm: ArmData, path: Path) -> Path | None:
     lo, hi = float(np.min([gd.min(), mean.min()])), float(np.max([gd.max(), mean.max()]))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x", zorder=3)
     ax.set_xlabel(f"{_twin_label(arm)} <x>_L at t final" if arm.twin in ENSEMBLE_TWINS
-                  else "x_GD (gradient descent) at t final")
+                  else f"x_twin ({_twin_label(arm)}) at t final")
     ax.set_ylabel("parameter value")
     ax.set_title(f"All {gd.size} parameters at t = {a['t'][-1]:.3g}\n{_title(arm)}", fontsize=10)
     ax.legend(fontsize=8)

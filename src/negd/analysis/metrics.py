@@ -28,7 +28,7 @@ import numpy as np
 
 from negd.analysis.delta import delta_stats
 from negd.analysis.diagnosis import C_SMALL, S_SMALL, acceptance_misses
-from negd.analysis.rundir import ENSEMBLE_TWINS, ArmData
+from negd.analysis.rundir import ENSEMBLE_TWINS, NOISY_TWINS, ArmData
 from negd.analysis.verdict import (
     LOSS_GAP_FAILS,
     LOSS_GAP_HOLDS,
@@ -161,9 +161,9 @@ def _resolution(series: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def _spread_series(arm: ArmData, series: dict[str, np.ndarray]) -> np.ndarray:
-    """s(t) = tr(H) Var(t) / (2 U_twin(t)) at every snapshot (:func:`spread_parameter`); 0 for an
-    ensemble twin."""
-    if arm.twin in ENSEMBLE_TWINS:
+    """s(t) = tr(H) Var(t) / (2 U_twin(t)) at every snapshot (:func:`spread_parameter`); 0 for a twin
+    that carries NE's noise (Langevin, matched; the mean-field twin follows NE's mean drift alone)."""
+    if arm.twin in NOISY_TWINS:
         return np.zeros(len(series["ne_step"]))
     steps = np.diff(series["ne_step"].astype(np.float64))
     accept = np.nan_to_num(series["acceptance_predicted"][1:], nan=0.5)

@@ -26,7 +26,7 @@ from negd.analysis.metrics import (
     run_verdict,
     sigma_trend,
 )
-from negd.analysis.rundir import ENSEMBLE_TWINS, TWIN_LABELS, RunData, load_run, to_float
+from negd.analysis.rundir import ENSEMBLE_TWINS, NOISY_TWINS, TWIN_LABELS, RunData, load_run, to_float
 from negd.analysis.schema import SCHEMA_VERSION, check_summary
 from negd.analysis.verdict_text import (
     THRESHOLDS_TEXT,
@@ -124,10 +124,14 @@ def _regime_text(run: RunData, final: dict) -> str:
         )
     z = final["z_final"]
     if math.isinf(beta):
-        parts.append("beta = inf: the twin is normalized GD (z = inf by definition).")
+        parts.append("beta = inf: the twin is the mean-field drift of NE (z = inf by definition)."
+                     if run.twin == "mean-field" else
+                     "beta = inf: the twin is normalized GD (z = inf by definition).")
     elif math.isfinite(z):
         not_small = ("the moment-matched twin carries that factor and the acceptance A(z)"
-                     if run.twin == "matched" else "the plain Langevin twin is only approximate "
+                     if run.twin == "matched" else
+                     "the mean-field twin carries that factor (it estimates NE's own expected step)"
+                     if run.twin == "mean-field" else "the plain Langevin twin is only approximate "
                      "(negd reproduce --twin matched follows NE at any z)")
         regime = (
             "z << 1: Langevin regime, twin = GD with lr beta sigma^2/2"
@@ -137,12 +141,12 @@ def _regime_text(run: RunData, final: dict) -> str:
         )
         parts.append(f"z = beta sigma |g| = {_fmt(z, 3)} at the end: {regime}.")
     spread = final.get("s_final", math.nan)
-    if math.isfinite(spread) and run.twin not in ENSEMBLE_TWINS:
+    if math.isfinite(spread) and run.twin not in NOISY_TWINS:
         verdict_on_spread = (
-            f"below {S_SMALL}: the mutation noise the noiseless twin lacks moves the mean loss by less than "
+            f"below {S_SMALL}: the mutation noise the {run.twin} twin lacks moves the mean loss by less than "
             "the verdict's own tolerance" if abs(spread) <= S_SMALL else
             f"above {S_SMALL}: the theory no longer guarantees that the ensemble's mean loss stays with the "
-            "noiseless twin's (s ignores restoring forces and, at beta = inf, that every realization only "
+            f"{run.twin} twin's (s ignores restoring forces and, at beta = inf, that every realization only "
             "moves downhill: near convergence it overstates the spread)")
         parts.append(f"s = tr(H) Var/(2 U_twin) = {_fmt(spread, 3)} at the end, with Var = sigma^2 x "
                      f"(accepted steps) the random-walk spread of the mutations: {verdict_on_spread}.")
@@ -156,6 +160,11 @@ _ENSEMBLE_TWIN_RULES = {
     "erfcx(z/sqrt 2) grad U + sigma sqrt(A(z)/lambda) xi, with z = beta sigma |grad U| of each "
     "realization and A(z) = 1/2 + erfcx(z/sqrt 2)/2: neuroevolution's exact one-step drift and spread "
     "for a locally linear loss at any z (plain Langevin is its z -> 0 limit)",
+    "mean-field": "negd.twins.mean_field.MeanFieldTwin: per GD step x <- x + (1/lambda) E[dx | x], "
+    "neuroevolution's expected step estimated from M antithetic proposals x +- sigma xi_j, with the "
+    "acceptance probability min(1, exp(-beta dU)) in place of the coin (1[dU <= 0] at beta = inf); it only "
+    "evaluates the loss (no gradient) and is NE's exact drift at any sigma, smooth loss or not, but not its "
+    "spread (its realizations differ only by the estimation noise of the step, O(sigma^2/M) per step)",
 }
 
 

@@ -17,15 +17,21 @@ import numpy as np
 from negd.runfiles import RECOMPUTE, CorruptFile, load_npz, load_npz_log, read_json_object, short
 from negd.validation import NegdError
 
-__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "TWIN_LABELS",
+__all__ = ["ArmData", "RunData", "load_run", "to_float", "ENSEMBLE_TWINS", "NOISY_TWINS", "TWIN_LABELS",
            "check_report_keeps_results"]
 
 # Twins that are ensembles (their snapshots hold the mean, variance and mean loss of R_L runs):
 # Langevin (Whitelam et al.'s finite-beta limit) and the moment-matched Langevin of
-# negd.rules.MomentMatchedLangevin. "noiseless" is one gradient-descent run.
-ENSEMBLE_TWINS = ("langevin", "matched")
+# negd.rules.MomentMatchedLangevin, which carry neuroevolution's noise (NOISY_TWINS), and the mean-field
+# twin (negd.twins.mean_field.MeanFieldTwin: NE's expected step E[dx | x] from M proposals, no gradient,
+# any loss), whose realizations differ only by the estimation noise of that step, O(1/M): an ensemble
+# of them measures that noise, which the floor of Delta then removes (one run would bias Delta_c by it).
+# "noiseless" is one gradient-descent run.
+ENSEMBLE_TWINS = ("langevin", "matched", "mean-field")
+NOISY_TWINS = ("langevin", "matched")
 TWIN_LABELS = {"noiseless": "gradient descent", "langevin": "Langevin ensemble mean",
-               "matched": "moment-matched Langevin ensemble mean"}
+               "matched": "moment-matched Langevin ensemble mean",
+               "mean-field": "mean-field twin ensemble mean"}
 
 # Arrays every snapshots.npz must hold (the contract); others are optional extras.
 REQUIRED_ARRAYS = (
@@ -130,7 +136,8 @@ class RunData:
 
     @property
     def twin(self) -> str:
-        """"noiseless", "langevin" or "matched" (runs written before the field existed: noiseless)."""
+        """"noiseless", "mean-field", "langevin" or "matched" (runs written before the field existed:
+        noiseless)."""
         return str(self.config.get("twin") or "noiseless")
 
     @property

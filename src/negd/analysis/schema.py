@@ -35,7 +35,7 @@ _RUN = {
     "steps_done": ("count", "NE steps done"),
     "t_final": ("nonnegative", "time t = alpha x GD steps reached"),
     "t_final_planned": ("nonnegative", "planned final time"),
-    "twin": ("label", "noiseless / langevin / matched"),
+    "twin": ("label", "noiseless / mean-field / langevin / matched"),
     "twin_realizations": ("count", "realizations R_L of an ensemble twin (null for a noiseless twin)"),
     "loss_twin_final": ("signed", "twin loss at the end (an ensemble twin: its mean loss)"),
     "loss_twin_se_final": ("nonnegative", "SE of the twin's mean loss (0 for a noiseless twin)"),

@@ -35,6 +35,13 @@ rounding error of dU measured on a few probe mutations, the fraction of accept d
 flip (arctan(e/s)/pi with s the rms dU), and the quantization of the moves by the parameter
 dtype. Where either exceeds its limit (0.5% of decisions, 1% of a move) the message says what to
 change (a float64 loss or float64 parameters).
+
+Ties (:mod:`negd.diagnostics.ties`): the fraction of the probe mutations that leave U exactly
+unchanged. Where more than half tie (a piecewise-constant loss: a greedy policy, a quantized
+objective) U is a plateau at this sigma, and a scan over sigma x 2^k names the sigma that resolves
+it. A loss with no gradient at all (a black-box objective: its losses carry no autograd graph) gets
+no z or c (NaN): the gradient twins have nothing to follow there; the check then reports the ties,
+the rounding of dU, and names the mean-field twin, which needs no gradient.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import torch
 from torch import Tensor
 
 from negd.diagnostics.resolution import assess, loss_rounding, quantization
+from negd.diagnostics.ties import TIE_FRACTION_MAX, tie_fraction, tie_scan
 from negd.losses.base import LossFn, as_ensemble_params, hessian_vector_products, value_and_grad
 from negd.theory import curvature_acceptance, twin_drift_factor
 from negd.theory.population import GaussianScopeWarning
@@ -56,6 +64,9 @@ __all__ = ["Regime", "regime_check", "hutchinson_trace"]
 
 # Rows (realizations x probes) evaluated in one double-backward pass.
 _MAX_ROWS_PER_PASS = 128
+# The sigma grid of a tie scan: sigma x 2^k, k = 0..TIE_SCAN_DOUBLINGS.
+TIE_SCAN_DOUBLINGS = 10
+_TIE_PROBES_MIN = 32
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,11 @@ class Regime:
     reason per realization; message summarizes them in one line. Resolution
     (:mod:`negd.diagnostics.resolution`): loss_error (rms rounding error of dU), decision_risk (fraction of
     accept decisions that rounding can flip), quantization (rms rounding of a move over sigma),
-    resolved [R] bool; the message names a rounding problem and its cure.
+    resolved [R] bool; the message names a rounding problem and its cure. Ties
+    (:mod:`negd.diagnostics.ties`, scalar sigma): tie_fraction [R] of probe mutations with dU == 0 and
+    its binomial tie_fraction_se [R], resolving_sigma (the smallest sigma x 2^k at which at most half of
+    the proposals tie; None when ties are not the problem or nothing up to sigma x 2^10 resolves);
+    has_gradient is False for a black-box loss (then the gradient numbers are NaN).
 
     For per-parameter sigma, ``grad_norm`` = |S g|/sigma_ref and ``trace_hessian`` =
     tr(S H S)/sigma_ref^2 with sigma_ref = rms(sigma), so that z and c keep their scalar formulas
@@ -105,6 +120,10 @@ class Regime:
     beta: float
     z_max: float
     c_max: float
+    tie_fraction: Tensor | None = None
+    tie_fraction_se: Tensor | None = None
+    resolving_sigma: float | None = None
+    has_gradient: bool = True
 
     @property
     def all_apply(self) -> bool:
@@ -209,7 +228,10 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     scale = sigma.to(device=params.device, dtype=torch.float64) if per_param else None
     sigma_ref = float(scale.pow(2).mean().sqrt()) if per_param else float(sigma)
 
-    _, grad = value_and_grad(loss_fn, params)
+    _, grad = value_and_grad(loss_fn, params, missing_ok=True)
+    ties = _ties(loss_fn, params, sigma, n_probes, seed)
+    if grad is None:
+        return _without_gradient(loss_fn, params, sigma, sigma_ref, beta, z_max, c_max, seed, ties)
     grad = grad.detach().to(torch.float64)
     grad_norm = torch.linalg.vector_norm(grad if scale is None else grad * scale / sigma_ref, dim=1)
     unit_scale = None if scale is None else scale / sigma_ref
@@ -273,8 +295,10 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     loss_error, du_rms = loss_rounding(loss_fn, params, sigma, seed=seed)
     du_rms = torch.where(torch.isfinite(du_rms), du_rms, sigma_ref * grad_norm.cpu())
     resolution = assess(loss_error, du_rms, quantization(params, sigma).cpu(), params.dtype)
-    if not bool(resolution.ok.all()):
+    if _rounding_matters(resolution, du_rms):
         message = f"{message}; {resolution.message}"
+    if ties.message:
+        message = f"{message}; {ties.message}"
     return Regime(grad_norm=grad_norm, trace_hessian=trace, trace_hessian_se=trace_se,
                   trace_hessian_squared=trace_sq, effective_dimensions=eff_dims,
                   grad_curvature=grad_curvature, z=z, c=c, c_se=c_se, c_perp=c_perp, c_spread=spread,
@@ -282,4 +306,57 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
                   drift_factor_se=drift_se, applies=applies,
                   loss_error=resolution.loss_error, decision_risk=resolution.decision_risk,
                   quantization=resolution.quantization, resolved=resolution.ok, reasons=reasons,
-                  message=message, sigma=sigma_ref, beta=beta, z_max=z_max, c_max=c_max)
+                  message=message, sigma=sigma_ref, beta=beta, z_max=z_max, c_max=c_max,
+                  tie_fraction=ties.fraction, tie_fraction_se=ties.se, resolving_sigma=ties.resolving_sigma)
+
+
+def _rounding_matters(resolution, du_rms: Tensor) -> bool:
+    """A rounding problem worth a line: not where every probe tied (dU = 0 exactly: nothing for
+    rounding to flip; the ties' line says what is wrong there)."""
+    return not bool(resolution.ok.all()) and bool((du_rms > 0).any())
+
+
+@dataclass(frozen=True)
+class _Ties:
+    fraction: Tensor | None
+    se: Tensor | None
+    resolving_sigma: float | None
+    message: str  # "" where ties are not the problem
+
+
+def _ties(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, n_probes: int, seed: int) -> _Ties:
+    """Tie fraction at sigma; where over half of the proposals tie, the sigma that resolves them."""
+    if isinstance(sigma, Tensor):  # per-parameter sigma: the probes of negd.diagnostics.ties are scalar
+        return _Ties(None, None, None, "")
+    probes = max(n_probes, _TIE_PROBES_MIN)
+    fraction, se = tie_fraction(loss_fn, params, sigma, probes=probes, seed=seed)
+    if float(fraction.mean()) <= TIE_FRACTION_MAX:
+        return _Ties(fraction, se, None, "")
+    scan = tie_scan(loss_fn, params, [sigma * 2.0**k for k in range(TIE_SCAN_DOUBLINGS + 1)],
+                    probes=probes, seed=seed, at_sigma=sigma)
+    return _Ties(fraction, se, scan.resolving_sigma, scan.message)
+
+
+def _without_gradient(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, sigma_ref: float,
+                      beta: float, z_max: float, c_max: float, seed: int, ties: _Ties) -> Regime:
+    """The regime of a black-box loss: no z or c (NaN), the rounding of dU, the ties."""
+    r = params.shape[0]
+    nan = torch.full((r,), math.nan, dtype=torch.float64)
+    loss_error, du_rms = loss_rounding(loss_fn, params, sigma, seed=seed)
+    resolution = assess(loss_error, du_rms, quantization(params, sigma).cpu(), params.dtype)
+    reason = ("no gradient (a black-box loss): z and c are undefined and the gradient twins have nothing "
+              "to follow; compare with the mean-field twin (negd.twins.MeanFieldTwin), which needs none")
+    parts = [reason] + ([resolution.message] if _rounding_matters(resolution, du_rms) else [])
+    parts += [ties.message] if ties.message else []
+    if not ties.message and ties.fraction is not None:
+        parts.append(f"ties: {100 * float(ties.fraction.mean()):.3g}% of proposals at sigma = "
+                     f"{sigma_ref:.3g} leave the loss exactly unchanged (the loss resolves the moves)")
+    return Regime(grad_norm=nan, trace_hessian=nan, trace_hessian_se=nan, trace_hessian_squared=nan,
+                  effective_dimensions=nan, grad_curvature=nan, z=nan, c=nan, c_se=nan, c_perp=nan,
+                  c_spread=nan, acceptance_predicted=nan, acceptance_predicted_se=nan, drift_factor=nan,
+                  drift_factor_se=nan, applies=torch.zeros(r, dtype=torch.bool),
+                  loss_error=resolution.loss_error, decision_risk=resolution.decision_risk,
+                  quantization=resolution.quantization, resolved=resolution.ok, reasons=(reason,) * r,
+                  message="; ".join(parts), sigma=sigma_ref, beta=beta, z_max=z_max, c_max=c_max,
+                  tie_fraction=ties.fraction, tie_fraction_se=ties.se,
+                  resolving_sigma=ties.resolving_sigma, has_gradient=False)

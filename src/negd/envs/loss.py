@@ -10,7 +10,9 @@ one minibatches use, :func:`negd.minibatch.step_loss`):
   scores parent and proposal with it in the same step, as
   :class:`negd.rules.MinibatchNeuroevolution` does in its ``"paired"`` mode, compares them on the
   same episodes (common random numbers); ``"stale"`` keeps the parent's loss from the step it was
-  accepted, on other episodes;
+  accepted, on other episodes; ``"fresh"`` scores the parent on ``loss.second_draw(state)``, episodes
+  E..2E-1 of the same (seed, r, step): independent of the proposal's, and a pure function of
+  (seed, realization, step) too;
 * ``loss(params)``, called without a state, is the loss on E fixed episodes, the same for every
   row (step :data:`negd.envs.base.FIXED_STEP`, realization 0): a deterministic objective that
   every rule, the optimizer and the runner can use as it is.
@@ -97,28 +99,36 @@ class ControlLoss:
             raise NegdError(f"params: the policy needs params [R, {self.n_params}], got {got}")
         check_env_dtype(params.dtype)
 
-    def returns(self, params: Tensor, seed: int, realization: Tensor, step: int | Tensor) -> Tensor:
-        """Returns [R, E] (float64) of each realization's episodes at (seed, realization, step)."""
+    def returns(self, params: Tensor, seed: int, realization: Tensor, step: int | Tensor,
+                second: bool = False) -> Tensor:
+        """Returns [R, E] (float64) of each realization's episodes at (seed, realization, step):
+        episodes 0..E-1, or E..2E-1 with ``second`` (the step's second, independent draw)."""
         self._check_params(params)
-        starts = episode_starts(self.env, seed, realization, step, self.episodes, params.dtype,
-                                params.device)
+        first = self.episodes if second else 0
+        starts = episode_starts(self.env, seed, realization, step, first + self.episodes, params.dtype,
+                                params.device)[:, first:]
         returns, lengths = rollout(self.env, self.policy, params, starts, lengths=True)
         self.env_steps += int(lengths.sum())
         return returns
 
-    def on_episodes(self, seed: int, realization: Tensor, step: int | Tensor):
-        """The loss [R, N] -> [R] on the episodes of ``realization`` [R] at ``step``."""
+    def on_episodes(self, seed: int, realization: Tensor, step: int | Tensor, second: bool = False):
+        """The loss [R, N] -> [R] on the episodes of ``realization`` [R] at ``step`` (``second``:
+        the step's second draw, episodes E..2E-1)."""
         def loss_fn(params: Tensor) -> Tensor:
             if params.dim() == 2 and params.shape[0] != realization.shape[0]:
                 raise NegdError(f"params: a control loss of {realization.shape[0]} realizations needs "
                                 f"params [{realization.shape[0]}, N], got {list(params.shape)}")
-            return -self.returns(params, seed, realization, step).mean(dim=1)
+            return -self.returns(params, seed, realization, step, second).mean(dim=1)
 
         return loss_fn
 
     def at(self, state: State):
         """The loss of ``state``'s step: each realization on its own episodes."""
         return self.on_episodes(state.seed, state.realization, state.step)
+
+    def second_draw(self, state: State):
+        """The loss of ``state``'s step on episodes E..2E-1: independent of :meth:`at`'s episodes."""
+        return self.on_episodes(state.seed, state.realization, state.step, second=True)
 
     def __call__(self, params: Tensor) -> Tensor:
         """Loss on the fixed episodes (the same E episodes for every row)."""

@@ -8,6 +8,10 @@ episode is over (checked every :data:`_DONE_CHECK_EVERY` steps: on an accelerato
 synchronizes the device). A policy output that is not finite while its episode runs makes that
 episode's return NaN, so a policy that breaks is never scored as a good one.
 
+An MLP policy on CPU plays the same episodes in the fused C kernel instead (:mod:`negd.envs.fused`;
+``kernel=False`` or ``NEGD_DISABLE_KERNELS=1`` runs the torch loop): the same dynamics, returns equal
+to float rounding (the kernel's sin, cos and policy arithmetic round differently from torch's).
+
 A policy is any ``policy(params [R, N], observations [R, E, obs]) -> outputs [R, E, out]``:
 :func:`mlp_policy` (the fast path: :meth:`negd.models.MLPSpec.forward`, batched matrix products) or
 :func:`module_policy` (any ``nn.Module``, ``torch.func.functional_call`` vectorized by vmap).
@@ -22,6 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from negd.envs.base import BatchedEnv
+from negd.envs.fused import kernel_rollout
 from negd.losses.models import MLPSpec
 from negd.validation import NegdError
 
@@ -37,6 +42,7 @@ def mlp_policy(spec: MLPSpec) -> Policy:
         return spec.forward(params, obs)
 
     policy.n_params = spec.n_params
+    policy.spec = spec  # what negd.envs.fused reads to run the fused kernel
     policy.in_features, policy.out_features = spec.in_features, spec.out_features
     return policy
 
@@ -76,13 +82,17 @@ def policy_for(policy: MLPSpec | nn.Module | Policy) -> Policy:
     raise NegdError(f"policy: must be an MLPSpec, an nn.Module or a callable, got {type(policy).__name__}")
 
 
-def rollout(env: BatchedEnv, policy: Policy, params: Tensor, starts: Tensor, *, lengths: bool = False
-            ) -> Tensor | tuple[Tensor, Tensor]:
+def rollout(env: BatchedEnv, policy: Policy, params: Tensor, starts: Tensor, *, lengths: bool = False,
+            kernel: bool = True) -> Tensor | tuple[Tensor, Tensor]:
     """Returns [R, E] (float64) of the episodes starting at ``starts`` [R, E, d] (module docstring);
-    with ``lengths=True`` also the number of environment steps of each episode [R, E] (int64)."""
+    with ``lengths=True`` also the number of environment steps of each episode [R, E] (int64).
+    ``kernel=False``: the torch loop even where the fused kernel fits."""
     if starts.dim() != 3 or starts.shape[0] != params.shape[0] or starts.shape[2] != env.state_size:
         raise NegdError(f"starts: must have shape [R = {params.shape[0]}, E, {env.state_size}], got "
                         f"{list(starts.shape)}")
+    fused = kernel_rollout(env, policy, params, starts) if kernel else None
+    if fused is not None:
+        return fused if lengths else fused[0]
     state = starts.to(params.dtype)
     returns = torch.zeros(starts.shape[:2], dtype=torch.float64, device=starts.device)
     alive = torch.ones(starts.shape[:2], dtype=torch.bool, device=starts.device)

@@ -64,7 +64,7 @@ KERNEL_MODES = ("auto", "native", "prebuilt")
 SYMBOLS = ("negd_abi_version", "negd_has_avx2", "negd_normal_rows", "negd_uniform_rows",
            *(f"negd_{kind}_{suffix}" for suffix in ("f32", "f64")
              for kind in ("tanh", "elementwise", "mlp_loss", "fused_ne", "mlp_grad", "fused_langevin",
-                          "fma_peak", "tanh_throughput")))
+                          "fma_peak", "tanh_throughput", "env_rollout", "env_step")))
 
 _library: ctypes.CDLL | None = None
 _failed = False
@@ -249,6 +249,11 @@ def _declare(lib: ctypes.CDLL) -> None:
                                                                   u64, i64, i64, p, i64, p, i64, i32,
                                                                   ctypes.c_int]
         getattr(lib, f"negd_fused_langevin_{suffix}").restype = ctypes.c_int
+        getattr(lib, f"negd_env_rollout_{suffix}").argtypes = [ctypes.c_int, p, p, i64, i64, p, i64, p, p,
+                                                               ctypes.c_int]
+        getattr(lib, f"negd_env_rollout_{suffix}").restype = ctypes.c_int
+        getattr(lib, f"negd_env_step_{suffix}").argtypes = [ctypes.c_int, p, p, i64, p, p, p]
+        getattr(lib, f"negd_env_step_{suffix}").restype = ctypes.c_int
         for probe in ("fma_peak", "tanh_throughput"):
             getattr(lib, f"negd_{probe}_{suffix}").argtypes = [f64]
             getattr(lib, f"negd_{probe}_{suffix}").restype = f64

@@ -21,6 +21,9 @@
  * Loss gradients (backpropagation, mean squared error) and fused Langevin steps, the gradient twin's
  * dynamics: negd_grad.h, compiled twice after negd_mlp.h.
  *
+ * Whole episodes of CartPole-v1 and Pendulum-v1 under MLP policies (negd.envs' rollout, fused):
+ * negd_env.h, compiled twice after negd_grad.h.
+ *
  * Every realization is computed by one thread from start to end of a call, and nothing it computes
  * depends on the other realizations: results are independent of the thread count, of which thread
  * takes which realization and of how the ensemble is split into calls. Realizations are handed out
@@ -271,9 +274,9 @@ static inline uint32_t uniform_bits(uint64_t seed, ctr_t w) {
 /* ------------------------------------------------------------------ exported entry points */
 #define ROUND32(n) (((n) + 31) / 32 * 32)
 
-/* 6: negd_fma_peak_*, negd_tanh_throughput_* (5: negd_mlp_grad_*, negd_fused_langevin_*;
+/* 7: negd_env_rollout_* (6: negd_fma_peak_*, negd_tanh_throughput_*; 5: negd_mlp_grad_*, negd_fused_langevin_*;
  * 4: arch has 7 entries, negd_elementwise_*). */
-int negd_abi_version(void) { return 6; }
+int negd_abi_version(void) { return 7; }
 
 int negd_has_avx2(void) {
 #ifdef NEGD_AVX2
@@ -367,6 +370,9 @@ enum { LOSS_MSE = 0, LOSS_XENT = 1 };
 #include "negd_vec_f32.h"
 #include "negd_mlp.h"
 #include "negd_grad.h"
+#define NEGD_ENV_F64 0
+#include "negd_env.h"
+#undef NEGD_ENV_F64
 #undef REAL
 #undef FN
 #undef VL
@@ -392,3 +398,6 @@ enum { LOSS_MSE = 0, LOSS_XENT = 1 };
 #include "negd_vec_f64.h"
 #include "negd_mlp.h"
 #include "negd_grad.h"
+#define NEGD_ENV_F64 1
+#include "negd_env.h"
+#undef NEGD_ENV_F64

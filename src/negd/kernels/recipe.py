@@ -47,7 +47,8 @@ __all__ = ["SOURCE_NAMES", "COMMON_FLAGS", "NATIVE_FLAGS", "VARIANTS", "MANIFEST
 
 HERE = Path(__file__).resolve().parent
 # Every file the build reads: all of them enter the digest (cache key, prebuilt manifest).
-SOURCE_NAMES = ("negd_kernels.c", "negd_vec_f32.h", "negd_vec_f64.h", "negd_mlp.h", "negd_grad.h")
+SOURCE_NAMES = ("negd_kernels.c", "negd_vec_f32.h", "negd_vec_f64.h", "negd_mlp.h", "negd_grad.h",
+                "negd_env.h")
 COMMON_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-std=gnu11"]
 NATIVE_FLAGS = ["-march=native"]
 # variant -> (machines it is built on, its flags, the /proc/cpuinfo flags it needs to run), best first.

@@ -72,12 +72,15 @@ def evaluate(loss_fn: LossFn, params: Tensor) -> Tensor:
     return check_losses(loss, params.shape[0])
 
 
-def value_and_grad(loss_fn: LossFn, params: Tensor) -> tuple[Tensor, Tensor]:
+def value_and_grad(loss_fn: LossFn, params: Tensor, *, missing_ok: bool = False
+                   ) -> tuple[Tensor, Tensor | None]:
     """Losses [R] and gradients [R, N] of every realization.
 
     Uses ``loss_fn.value_and_grad`` when the loss provides one (an analytic fast path),
     autograd otherwise. Realizations are independent, so the gradient of the summed loss
-    is each realization's own gradient.
+    is each realization's own gradient. A black-box loss (its losses carry no autograd graph: a
+    simulator, a control task, a greedy policy) has no gradient: ``missing_ok`` returns (losses,
+    None) for it, otherwise it is a one-line :class:`NegdError`.
     """
     custom = getattr(loss_fn, "value_and_grad", None)
     if custom is not None:
@@ -86,6 +89,11 @@ def value_and_grad(loss_fn: LossFn, params: Tensor) -> tuple[Tensor, Tensor]:
     with torch.enable_grad():
         p = params.detach().requires_grad_(True)
         loss = check_losses(loss_fn(p), params.shape[0])
+        if not loss.requires_grad:
+            if missing_ok:
+                return loss.detach(), None
+            raise NegdError("loss: has no gradient (its losses carry no autograd graph: a black-box "
+                            "objective); use a rule or twin that needs none (negd.twins.MeanFieldTwin)")
         (grad,) = torch.autograd.grad(loss.sum(), p)
     return loss.detach(), grad
 

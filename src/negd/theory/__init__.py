@@ -5,7 +5,7 @@ functions of (sigma, beta, gradient, curvature) that evaluate no loss.
   twins' rates (re-exported here: ``negd.theory.twin_rates`` ...);
 * :mod:`negd.theory.population`: population selection (comma / elitist, K offspring);
 * :mod:`negd.theory.hessian`: the curvature term of the drift;
-* :mod:`negd.theory.minibatch`: minibatch noise as a temperature.
+* :mod:`negd.theory.minibatch`: loss noise as a temperature (the stale and fresh noise policies).
 """
 
 from negd.theory.one_step import (

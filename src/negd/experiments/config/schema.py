@@ -18,7 +18,13 @@ The twin (field ``twin``) is ``noiseless`` (one GD run; default at beta = inf) o
 x <- x - alpha grad U + (sigma/sqrt(lambda)) xi from the same x(0), whose *average* is what
 finite-beta NE follows (negd.experiments.run.twin), or ``matched``: an ensemble of
 :class:`negd.rules.MomentMatchedLangevin` runs, whose drift and noise are neuroevolution's exact
-one-step moments for a locally linear loss at any z = beta sigma |grad U| (any beta).
+one-step moments for a locally linear loss at any z = beta sigma |grad U| (any beta), or
+``mean-field``: an ensemble of ``twin_realizations`` (default min(8, realizations), >= 2) runs of
+:class:`negd.twins.mean_field.MeanFieldTwin`, x <- x + E[dx | x] with neuroevolution's expected step
+estimated from ``twin_proposals`` (M, even: antithetic pairs; default 64) proposals of the same loss,
+which asks the loss for no gradient (any beta). Each run is deterministic given the seed; the runs
+differ by the estimation noise of the step (variance O(sigma^2/M) per step), which the ensemble
+measures and Delta's floor removes. One GD step of the time axis is 1/lambda NE steps of the twin.
 
 The parameter dtype (field ``dtype``) is ``float32``, ``float64`` or ``auto`` (default): float64
 when the smallest sigma of the run is below 100 float32 units of a parameter near 1, where float32
@@ -58,6 +64,9 @@ MAX_LAYERS = 1_000
 MAX_WIDTH = 100_000
 GD_RULES = ("normalized", "gradient_descent")
 TWINS = ("noiseless", *ENSEMBLE_TWINS)
+DEFAULT_TWIN_PROPOSALS = 64  # M of the mean-field twin: 32 antithetic pairs per step
+DEFAULT_MEAN_FIELD_REALIZATIONS = 8  # R_L of the mean-field twin (at most the NE realizations, >= 2)
+MAX_TWIN_PROPOSALS = 10**6
 INIT_KINDS = ("paper", "torch")
 DEVICES = ("cpu", "cuda")
 DTYPE_CHOICES = ("auto", *DTYPES)
@@ -252,6 +261,7 @@ class ExperimentConfig:
     twin: str = "noiseless"
     twin_realizations: int | None = None  # Langevin twin only; None = realizations
     dtype: str = "float32"  # parameter dtype, resolved ("auto" is decided by config_from_dict)
+    twin_proposals: int | None = None  # mean-field twin only: proposals M per twin step (even)
 
     @property
     def sigma(self) -> float:
@@ -270,6 +280,8 @@ class ExperimentConfig:
              "device": self.device, "twin": self.twin, "dtype": self.dtype}
         if self.twin in ENSEMBLE_TWINS:
             d["twin_realizations"] = self.twin_realizations
+        if self.twin == "mean-field":
+            d["twin_proposals"] = self.twin_proposals
         if self.init.kind == "torch":
             d["init"] = {"kind": "torch"}
         if self.scan is not None:
@@ -279,6 +291,8 @@ class ExperimentConfig:
 
     def arms(self) -> list[Arm]:
         twin_r = int(self.twin_realizations or self.realizations) if self.twin in ENSEMBLE_TWINS else 1
+        if self.twin == "mean-field":  # each run's work per step: the parent, M proposals, the new point
+            twin_r *= int(self.twin_proposals or DEFAULT_TWIN_PROPOSALS) + 2
         arms = [_make_arm("sigma", self.lam, self.alpha, self.beta, self.t_final, self.realizations,
                           self.n_snapshots, "lambda", twin_r)]
         if self.scan is not None:
@@ -334,7 +348,7 @@ def _make_arm(label: str, lam: float, alpha: float, beta: float, t_final: float,
 # --------------------------------------------------------------------------- parsing
 TOP_KEYS = ("network", "task", "init", "sigma", "lambda", "beta", "alpha", "gd_rule", "realizations",
             "t_final", "steps", "n_snapshots", "trajectories", "seed", "device", "scan", "twin",
-            "twin_realizations", "dtype")
+            "twin_realizations", "twin_proposals", "dtype")
 
 
 def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "custom") -> ExperimentConfig:
@@ -422,7 +436,9 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
     twin_realizations = None
     if twin in ENSEMBLE_TWINS:
         # At least 2: the twin's variance (part of Delta's floor) needs two realizations.
-        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", realizations), 2,
+        default = max(2, min(DEFAULT_MEAN_FIELD_REALIZATIONS, realizations)) if twin == "mean-field" \
+            else realizations
+        twin_realizations = _integer("twin_realizations", data.get("twin_realizations", default), 2,
                                      MAX_REALIZATIONS)
     if twin == "langevin":
         if math.isinf(beta):
@@ -432,13 +448,23 @@ def config_from_dict(data: Any, *, experiment: str = "custom", scale: str = "cus
             raise NegdError(f"twin: langevin needs gd_rule = gradient_descent, got gd_rule = "
                             f"{_short(gd_rule)}")
     elif twin == "noiseless" and data.get("twin_realizations") is not None:
-        raise NegdError(f"twin_realizations: only used with twin = langevin or matched, got "
+        raise NegdError(f"twin_realizations: only used with twin = langevin, matched or mean-field, got "
                         f"{_short(data['twin_realizations'])} with twin = {twin}")
+    twin_proposals = None
+    if twin == "mean-field":
+        twin_proposals = _integer("twin_proposals", data.get("twin_proposals", DEFAULT_TWIN_PROPOSALS), 2,
+                                  MAX_TWIN_PROPOSALS)
+        if twin_proposals % 2:
+            raise NegdError(f"twin_proposals: must be even (the mean-field twin's proposals come in "
+                            f"antithetic pairs +-xi), got {_short(data.get('twin_proposals'))}")
+    elif data.get("twin_proposals") is not None:
+        raise NegdError(f"twin_proposals: only used with twin = mean-field, got "
+                        f"{_short(data['twin_proposals'])} with twin = {twin}")
 
     dtype = _choice("dtype", data.get("dtype", "auto"), DTYPE_CHOICES)
     config = ExperimentConfig(network, task, init, beta, alpha, lam, gd_rule, realizations, t_final,
                               n_snapshots, trajectories, seed, device, scan, experiment, scale, twin,
-                              twin_realizations, "float32" if dtype == "auto" else dtype)
+                              twin_realizations, "float32" if dtype == "auto" else dtype, twin_proposals)
     arms = config.arms()  # validates that every arm's lambda aligns NE and GD steps
     if dtype == "auto":
         config = replace(config, dtype=auto_dtype(min(a.sigma for a in arms)))

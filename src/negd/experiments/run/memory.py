@@ -12,7 +12,9 @@ all arms (a resume loads every arm's rows first):
   (3 x itemsize), the float32 normals of a step (4 bytes), and the float64 copies the snapshot
   statistics make (mean, variance, the covariance SE of Delta: 3 x 8 bytes);
 * the twin ensemble, R_twin x N: parameters, gradient, noise and proposal (4 x itemsize) and the
-  same float64 statistics (3 x 8);
+  same float64 statistics (3 x 8); the mean-field twin (M proposals per run) also holds M/2 float64
+  directions and per-pair displacements per run (2 x 8 bytes x M/2) and one chunk of at most 256
+  proposals per run in the run's dtype and float64 (2 x itemsize + 2 x 8);
 * the snapshot rows, n_snapshots x N: param_mean, param_var, gd_params, gd_param_var (4 x 8 bytes)
   and the trajectories (n_traj x 4 bytes), held as rows, stacked for each save and serialized
   (3 copies);
@@ -61,6 +63,9 @@ def estimate_memory(config: ExperimentConfig, arms: list[Arm]) -> MemoryEstimate
     per_row = n_params * (4 * 8 + n_traj * 4)
     snapshots = 3 * sum(len(a.snapshots) for a in arms) * per_row
     twin = twin_realizations * n_params * (4 * itemsize + 3 * 8)
+    if config.twin == "mean-field":
+        pairs = int(config.twin_proposals) // 2
+        twin += twin_realizations * n_params * (2 * 8 * pairs + min(pairs, 256) * (2 * itemsize + 2 * 8))
     working = [a.realizations * n_params * (3 * itemsize + 4 + 3 * 8) for a in arms]
     largest = max(range(len(arms)), key=working.__getitem__)
     total = BASE_BYTES + working[largest] + twin + snapshots

@@ -1,7 +1,9 @@
 """The problem an experiment runs: loss, initial parameters and the rules of each arm, from its config.
 
 Whitelam et al. 2021 set-up (negd.experiments.run.runner): R neuroevolution realizations from one shared
-x(0) next to a gradient twin. Built once per run, and once per worker process by the Ray shards
+x(0) next to a twin: gradient descent, a Langevin or moment-matched Langevin ensemble, or the mean-field
+twin (neuroevolution's expected step from M proposals: it only evaluates the loss, never its
+gradient). Built once per run, and once per worker process by the Ray shards
 (negd.experiments.shards.on_ray), from the configuration alone.
 """
 
@@ -20,6 +22,7 @@ from negd.losses.mlp import MLPLoss
 from negd.losses.models import paper_init, torch_default_init
 from negd.rules import (
     GradientDescent,
+    MeanFieldTwin,
     MomentMatchedLangevin,
     Neuroevolution,
     NormalizedGradientDescent,
@@ -54,7 +57,8 @@ class Problem:
 
     @property
     def twin_loss_fn(self) -> MLPLoss | TwinLoss:
-        return TwinLoss(self.loss_fn) if self.ensemble_twin else self.loss_fn
+        # the mean-field twin only evaluates the loss: it gets the loss itself, never a gradient path
+        return TwinLoss(self.loss_fn) if self.config.twin in ("langevin", "matched") else self.loss_fn
 
     @property
     def twin_realizations(self) -> int:
@@ -76,6 +80,9 @@ class Problem:
         return Neuroevolution(sigma=arm.sigma, beta=self.config.beta)
 
     def gd_rule(self, arm: Arm) -> UpdateRule:
+        if self.config.twin == "mean-field":  # one GD step is 1/lambda NE steps; no gradient asked
+            return MeanFieldTwin(sigma=arm.sigma, beta=self.config.beta, proposals=self.config.twin_proposals,
+                                 time_step=1 / arm.lam)
         if self.config.twin == "matched":  # one GD step is 1/lambda NE steps
             return MomentMatchedLangevin(sigma=arm.sigma, beta=self.config.beta, time_step=1 / arm.lam)
         if self.config.twin == "langevin":

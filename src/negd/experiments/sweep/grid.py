@@ -1,4 +1,4 @@
-"""Sweeps: one experiment per point of a grid over numeric configuration keys (a correspondence map).
+"""Sweeps: one experiment per point of a grid over configuration keys (a correspondence map).
 
 ``negd sweep CONFIG --grid "sigma=a,b,c" --grid "beta=inf,1000,100"`` (or a ``grid:`` section in the
 file, ``{key: [values]}``; a --grid of the same key replaces it) runs the configuration at every
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from negd.experiments.config.file import read_config_file
-from negd.experiments.config.schema import RUN_OPTION_KEYS, ExperimentConfig, config_from_dict
+from negd.experiments.config.schema import RUN_OPTION_KEYS, TWINS, ExperimentConfig, config_from_dict
 from negd.experiments.run.provenance import settings_hash
 from negd.runfiles import read_json_object, write_json
 from negd.validation import NegdError
@@ -32,8 +32,11 @@ from negd.validation import NegdError
 __all__ = ["GRID_KEYS", "parse_grid_option", "checked_grid", "SweepPoint", "plan_sweep", "run_sweep",
            "read_sweep_file"]
 
-INTEGER_KEYS = ("realizations", "twin_realizations", "steps", "seed", "n_snapshots")
-GRID_KEYS = ("sigma", "lambda", "beta", "alpha", "t_final", *INTEGER_KEYS)
+INTEGER_KEYS = ("realizations", "twin_realizations", "twin_proposals", "steps", "seed", "n_snapshots")
+# "twin" is the one key whose values are names (TWINS): a map of one grid under several twins, e.g.
+# twin=noiseless,mean-field; the fields of a twin (twin_realizations, twin_proposals) that the file
+# gives are dropped at the points whose twin does not use them.
+GRID_KEYS = ("sigma", "lambda", "beta", "alpha", "t_final", *INTEGER_KEYS, "twin")
 # Keys that replace another one of the file (a configuration gives one of each pair).
 _REPLACES = {"sigma": "lambda", "lambda": "sigma", "steps": "t_final", "t_final": "steps"}
 MAX_POINTS = 10_000
@@ -45,6 +48,11 @@ def _value(key: str, text: Any) -> float | int:
     """One grid value: a number ("inf" for beta), an exact integer for INTEGER_KEYS (never through a
     float: seeds above 2^53 stay distinct)."""
     where = f"grid {key}"
+    if key == "twin":
+        name = text.strip() if isinstance(text, str) else text
+        if name not in TWINS:
+            raise NegdError(f"{where}: values must be twin names ({', '.join(TWINS)}), got {text!r}")
+        return name
     if key == "beta" and isinstance(text, str) and text.strip().lower() in ("inf", "infinity", ".inf"):
         return math.inf
     if key in INTEGER_KEYS and not isinstance(text, bool):
@@ -80,15 +88,16 @@ def _exact_integer(text: Any) -> int | None:
 
 
 def exact_text(value: float | int) -> str:
-    """A grid value written exactly: an integer's digits, a float's shortest round-trip repr, "inf"."""
-    if isinstance(value, int):
+    """A grid value written exactly: an integer's digits, a float's shortest round-trip repr, "inf", a
+    twin's name."""
+    if isinstance(value, int | str):
         return str(value)
     return "inf" if value == math.inf else repr(float(value))
 
 
 def _key(key: Any) -> str:
     if key not in GRID_KEYS:
-        raise NegdError(f"grid: unknown key {key!r}; a grid runs over numeric keys: {', '.join(GRID_KEYS)}")
+        raise NegdError(f"grid: unknown key {key!r}; a grid runs over the keys {', '.join(GRID_KEYS)}")
     return key
 
 
@@ -132,14 +141,14 @@ def checked_grid(file_grid: Any, options: list[str]) -> dict[str, list]:
 @dataclass(frozen=True)
 class SweepPoint:
     index: int
-    values: dict[str, float | int]
+    values: dict[str, float | int | str]
     config: ExperimentConfig
     name: str  # its run directory under the sweep directory
 
 
-def _label(value: float | int) -> str:
+def _label(value: float | int | str) -> str:
     """A value in a point's directory name: 6 digits where they are exact, else the exact repr."""
-    if value == math.inf or isinstance(value, int):
+    if isinstance(value, str) or value == math.inf or isinstance(value, int):
         return exact_text(value)
     short = f"{value:g}"
     return short if float(short) == value else repr(value)
@@ -157,6 +166,11 @@ def plan_sweep(base: dict, grid: dict[str, list]) -> list[SweepPoint]:
         if values.get("beta") == math.inf and "twin" not in data:
             # the default twin at beta = inf is noiseless GD: twin_realizations is for finite-beta points
             data.pop("twin_realizations", None)
+        if "twin" in values:  # the file's fields of other twins do not apply at this point
+            if values["twin"] == "noiseless" and "twin_realizations" not in values:
+                data.pop("twin_realizations", None)
+            if values["twin"] != "mean-field" and "twin_proposals" not in values:
+                data.pop("twin_proposals", None)
         name = f"p{index:03d}-" + "_".join(f"{k}={_label(v)}" for k, v in values.items())
         try:
             config = config_from_dict(data)
