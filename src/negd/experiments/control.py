@@ -83,16 +83,17 @@ class ControlExperiment:
 
 
 CONTROL_SCALES = {
-    # quick: minutes on a 2-core machine. Pendulum: width 8 from one N(0, 0.5^2) start with sigma = 2, a
-    # near random search with greedy paired selection (acceptance ~2%): smaller sigma (0.05-0.4) stays in
-    # the -750 basin of a policy that balances but does not swing up, from zeros as from a random start
-    # (docs/results/control-pendulum-recipe.md, benchmarks/pendulum_recipe.py).
+    # quick: minutes on a 2-core machine (the fused rollout kernel). Pendulum: width 8 from one N(0, 0.5^2)
+    # start with sigma = 1 on every parameter, a near random search with greedy paired selection on E = 32
+    # episodes (acceptance ~1%): sigma 0.05-0.4 stays in the -750 basin of a policy that balances but does
+    # not swing up, from zeros as from a random start; E = 16 accepts moves that only the step's episodes
+    # favour (docs/results/control-pendulum-recipe.md, benchmarks/pendulum_recipe.py).
     "quick": ControlExperiment("quick", envs=(
         EnvSettings("CartPole-v1", width=8, sigma=0.2, episodes=5, steps=200, realizations=8),
-        EnvSettings("Pendulum-v1", width=8, sigma=2.0, episodes=16, steps=1500, realizations=8, init=0.5))),
+        EnvSettings("Pendulum-v1", width=8, sigma=1.0, episodes=32, steps=6000, realizations=8, init=0.5))),
     "full": ControlExperiment("full", envs=(
         EnvSettings("CartPole-v1", width=8, sigma=0.2, episodes=10, steps=500, realizations=16),
-        EnvSettings("Pendulum-v1", width=8, sigma=2.0, episodes=16, steps=3000, realizations=16, k=8,
+        EnvSettings("Pendulum-v1", width=8, sigma=1.0, episodes=32, steps=12000, realizations=16, k=8,
                     twin_proposals=32, init=0.5))),
 }
 
