@@ -1,4 +1,4 @@
-"""Pendulum-v1 recipe search for ``negd reproduce control`` (evidence: docs/results/control-pendulum-recipe.md).
+"""Pendulum-v1 recipe search for ``negd reproduce control`` (docs/results/control-pendulum-recipe.md).
 
 Paired neuroevolution at beta = inf (``MinibatchNeuroevolution(sigma, mode="paired")``: parent and
 proposal x + sigma xi play the same E episodes of the step, the proposal is kept iff its loss is not
