@@ -271,15 +271,45 @@ def _reproduce_variants(args: argparse.Namespace) -> int:
 
 
 def _reproduce_control(args: argparse.Namespace) -> int:
-    """``negd reproduce control``: control tasks without a gradient (minutes; no resume)."""
-    from negd.experiments.control import control_preset, run_control
+    """``negd reproduce control``: control tasks without a gradient (minutes; --resume continues one)."""
+    from negd.experiments.control import (
+        ControlExperiment,
+        EnvSettings,
+        control_preset,
+        default_run_dir,
+        run_control,
+    )
+    from negd.experiments.control_store import experiment_from_config
+    from negd.experiments.run.provenance import check_flags
 
-    _refuse_unused_flags(args, "control", dtype="float64", device_allowed=False,
+    resume = args.resume  # the one flag of the paper's experiments that control has too
+    others = argparse.Namespace(**(vars(args) | {"resume": None}))
+    _refuse_unused_flags(others, "control", dtype="float64", device_allowed=False,
                          why="float64 on the CPU, the mean-field twin, a run of minutes")
-    exp = control_preset(args.scale or "quick", realizations=args.realizations,
-                         seed=0 if args.seed is None else args.seed)
-    run_dir = run_control(exp, args.out, progress=not args.no_progress)
-    return _announce(run_dir)
+    if resume is not None:
+        if args.out is not None:
+            raise NegdError("--out: not allowed with --resume (the run continues in its own directory)")
+        exp = experiment_from_config(resume, ControlExperiment, EnvSettings)
+        counts = sorted({s.realizations for s in exp.envs})
+        check_flags({"--scale": exp.scale, "--seed": exp.seed,
+                     "--realizations": counts[0] if len(counts) == 1 else counts},
+                    {"--scale": args.scale, "--seed": args.seed, "--realizations": args.realizations}, resume)
+        run_dir = resume
+    else:
+        exp = control_preset(args.scale or "quick", realizations=args.realizations,
+                             seed=0 if args.seed is None else args.seed)
+        run_dir = args.out if args.out is not None else default_run_dir(exp)
+    try:
+        run_control(exp, run_dir, progress=not args.no_progress, resume=resume is not None)
+    except KeyboardInterrupt:
+        if (Path(run_dir) / "config.json").exists():
+            print(f"negd: interrupted; the finished arms and the last snapshot of the running one are in "
+                  f"{run_dir}", file=sys.stderr)
+            print(f"negd: resume with: negd reproduce control --resume {run_dir}", file=sys.stderr)
+        else:
+            print("negd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return _announce(Path(run_dir))
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -432,6 +462,9 @@ def _report(args: argparse.Namespace) -> int:
             path = rebuild_report(args.run_dir)
         elif kind == "variants":
             from negd.experiments.variants import rebuild_report
+            path = rebuild_report(args.run_dir)
+        elif kind == "control":
+            from negd.experiments.control import rebuild_report
             path = rebuild_report(args.run_dir)
         else:
             from negd.analysis import build_report

@@ -164,7 +164,7 @@ def write_json(path: Path, obj: Any, seal: bool = False) -> None:
 # that every command writing into an existing directory can tell what is there (issue 19, class 1).
 RUN_KINDS = {"experiment": "negd run / negd reproduce shallow|deep|finite-beta",
              "classification": "negd reproduce digits|mnist1d", "variants": "negd reproduce variants",
-             "sweep": "negd sweep"}
+             "control": "negd reproduce control", "sweep": "negd sweep"}
 
 
 def run_kind(directory: Path) -> str | None:
@@ -185,4 +185,6 @@ def run_kind(directory: Path) -> str | None:
         return "classification"
     if {"seeds", "batch_size", "spec"} <= set(config):
         return "variants"
+    if {"envs", "seeds", "eval_episodes"} <= set(config):
+        return "control"
     return None

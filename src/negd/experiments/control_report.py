@@ -59,7 +59,8 @@ def write_report(run_dir: Path, summary: dict) -> Path:
     lines = [f"# Control without a gradient: {', '.join(summary['envs'])} ({summary['scale']} scale, "
              f"seed {summary['seed']})", "",
              "Neuroevolution (paired episodes), (1+K) population and aMC (fixed episodes) train tanh MLP "
-             "policies from zero parameters; the mean-field twin follows neuroevolution's expected step "
+             "policies, every realization from one start per environment (below); the mean-field twin "
+             "follows neuroevolution's expected step "
              "x <- x + E[dx | x] (M antithetic proposals, no gradient). Returns are on held-out episodes "
              f"({cfg['heldout_episodes']} per realization at the end). Versions: "
              + ", ".join(f"{k} {v}" for k, v in cfg["versions"].items()) + ".", "",
@@ -78,7 +79,10 @@ def write_report(run_dir: Path, summary: dict) -> Path:
         target = THRESHOLDS.get(env["env"])
         lines += [f"## {env['env']}", "",
                   f"MLP {s['width']} tanh units ({env['n_params']} parameters), sigma {s['sigma']}, "
-                  f"E = {s['episodes']} episodes per loss, {s['steps']} steps, R = {s['realizations']}.", "",
+                  f"E = {s['episodes']} episodes per loss, {s['steps']} steps, R = {s['realizations']}, "
+                  f"K = {s['k']}, M = {s['twin_proposals']}; start: "
+                  + ("zeros" if not s.get("init") else f"one x ~ N(0, {s['init']:g}^2) shared by all "
+                     f"(paper_init, seed {summary['seed']})") + ".", "",
                   "| arm | held-out return (mean +- SE) | best realization | env steps | CPU s | "
                   "acceptance | ties |", "|---|---|---|---|---|---|---|"]
         for name, arm in env["arms"].items():
