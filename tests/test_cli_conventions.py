@@ -117,7 +117,7 @@ def test_a_torch_path_run_says_so_in_the_report_and_the_verdict_lines(tmp_path, 
     run = make_run_dir(tmp_path / "run", seed=1)  # synthetic runs record "kernel": false
     assert json.loads((run / "config.json").read_text())["kernel"] is False
     build_report(run)
-    from negd.analysis.report import TORCH_PATH_NOTE
+    from negd.analysis.report_markdown import TORCH_PATH_NOTE
 
     assert f"- {TORCH_PATH_NOTE}" in (run / "report.md").read_text()
     cli._print_verdict(run)
