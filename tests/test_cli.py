@@ -64,7 +64,7 @@ def test_resume_via_cli_after_interrupt(tmp_path, capsys, monkeypatch):
 
     (tmp_path / "mini.yaml").write_text(MINI_YAML)
     out = tmp_path / "out"
-    real = runner._snapshot_row
+    real = runner.snapshot_row
     calls = {"n": 0}
 
     def interrupt_on_third(*args, **kwargs):
@@ -73,12 +73,12 @@ def test_resume_via_cli_after_interrupt(tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt  # as Ctrl-C in the middle of a snapshot interval
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_snapshot_row", interrupt_on_third)
+    monkeypatch.setattr(runner, "snapshot_row", interrupt_on_third)
     assert main(["run", str(tmp_path / "mini.yaml"), "--out", str(out), "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert f"negd run --resume {out}" in err
     assert json.loads((out / "status.json").read_text())["state"] == "interrupted"
-    monkeypatch.setattr(runner, "_snapshot_row", real)
+    monkeypatch.setattr(runner, "snapshot_row", real)
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     assert json.loads((out / "status.json").read_text())["state"] == "complete"
 

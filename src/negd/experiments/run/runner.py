@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -31,11 +30,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import Tensor
-
-from negd.analysis.delta import delta_from_ensembles, delta_from_samples
 from negd.callbacks import Callback, Event, as_callbacks, emit, scalar_metrics
 from negd.engine import Tally, advance_counted, fused_step_fn
 from negd.experiments.config.schema import Arm, ExperimentConfig
@@ -52,6 +46,7 @@ from negd.experiments.run.provenance import (
     settings_record,
 )
 from negd.experiments.run.restore import ArmShape, Restored, restore_arm
+from negd.experiments.run.snapshot import snapshot_row, stack_rows
 from negd.experiments.run.store import (
     SNAPSHOT_LOG,
     SNAPSHOTS,
@@ -84,21 +79,7 @@ from negd.validation import NegdError
 
 __all__ = ["RunResult", "run_experiment", "resume_experiment", "default_run_dir", "load_run_config"]
 
-# Hutchinson probes of the regime check at each snapshot: a few Hessian-vector products of one
-# network, small next to the R x dn loss evaluations of an interval.
-REGIME_PROBES = 4
-
 SnapshotHook = Callable[[int, int], None]
-
-SCALAR_KEYS = ("t", "ne_loss_mean", "ne_loss_se", "loss_of_mean", "gd_loss", "acceptance", "acceptance_se",
-               "grad_norm", "trace_hessian", "z", "c", "acceptance_predicted", "drift_factor", "wall_seconds",
-               "c_se", "acceptance_predicted_se", "drift_factor_se", "delta_corrected_se_covariance",
-               "tie_fraction", "loss_error", "decision_risk", "quantization")
-REGIME_KEYS = ("grad_norm", "trace_hessian", "z", "c", "c_se", "acceptance_predicted",
-               "acceptance_predicted_se", "drift_factor", "drift_factor_se", "loss_error", "decision_risk",
-               "quantization")
-# Extra arrays of a Langevin twin (run-directory contract, docs/experiments.md).
-TWIN_SCALAR_KEYS = ("gd_loss_se", "gd_loss_of_mean", "twin_grad_norm")
 
 
 @dataclass(frozen=True)
@@ -129,98 +110,6 @@ def _resolved_config(config: ExperimentConfig, arms: list[Arm], path: dict, n_pa
     d.update(settings_record(settings_of(config, arms)))
     d["created"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     return d
-
-
-# --------------------------------------------------------------------------- one snapshot row
-def _regime(problem: Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[str, float]:
-    """negd.diagnostics.regime.regime_check at the twin's parameters; NaN when that module is unavailable."""
-    try:
-        from negd.diagnostics.regime import regime_check
-    except ImportError:
-        return dict.fromkeys(REGIME_KEYS, math.nan)
-    check = regime_check(problem.loss_fn, gd_params, arm.sigma, problem.config.beta,
-                         n_probes=REGIME_PROBES, seed=problem.config.seed + row)
-    return {k: float(getattr(check, k)) for k in REGIME_KEYS}
-
-
-def _snapshot_row(problem: Problem, arm: Arm, row: int, ne: State, gd: State, tally: Tally | None,
-                  dn: int, n_traj: int) -> dict:
-    params = ne.params.to(torch.float64)
-    r = params.shape[0]
-    loss = ne.loss.to(torch.float64)
-    mean = params.mean(dim=0)
-    # Unbiased variances; undefined (NaN) for a single realization.
-    var = params.var(dim=0, unbiased=True) if r > 1 else torch.full_like(mean, math.nan)
-    loss_se = float(loss.std(unbiased=True)) / math.sqrt(r) if r > 1 else math.nan
-    with torch.no_grad():
-        loss_of_mean = float(problem.loss_fn(mean.to(ne.params.dtype)[None])[0])
-    if tally is None:
-        acc, acc_se, ties = math.nan, math.nan, math.nan
-    else:
-        rate = tally.accepted.to(torch.float64) / dn
-        acc = float(rate.mean())
-        acc_se = float(rate.std(unbiased=True)) / math.sqrt(r) if r > 1 else math.nan
-        # proposals whose loss equalled the current one exactly: moves the loss did not resolve
-        ties = float(tally.ties.sum()) / (r * dn)
-    gd_params = gd.params[0]
-    out = {"t": problem.config.alpha * arm.gd_step_of(ne.step), "ne_step": ne.step, "gd_step": gd.step,
-           "ne_loss_mean": float(loss.mean()), "ne_loss_se": loss_se, "loss_of_mean": loss_of_mean,
-           "gd_loss": float(gd.loss[0]), "acceptance": acc, "acceptance_se": acc_se, "tie_fraction": ties,
-           "param_mean": mean.cpu().numpy(), "param_var": var.cpu().numpy(),
-           "gd_params": gd_params.to(torch.float64).cpu().numpy(),
-           "trajectories": ne.params[:n_traj].to(torch.float32).cpu().numpy()}
-    if problem.ensemble_twin:
-        out.update(_twin_stats(problem, gd))
-    out["delta_corrected_se_covariance"] = _delta_se(ne, gd, problem.ensemble_twin)
-    # The regime is checked on one twin network (realization 0 of a Langevin twin, a typical
-    # member: z = beta sigma |g| concerns each realization's gradient, not that of the mean network).
-    out.update(_regime(problem, gd_params, arm, row))
-    return out
-
-
-def _delta_se(ne: State, gd: State, ensemble_twin: bool) -> float:
-    """SE of the corrected Delta from every realization (their full covariance, negd.analysis.delta (5)):
-    only the run has the realizations, the snapshots keep per-parameter means and variances. NaN
-    (the report then uses the per-parameter SE) when an ensemble has fewer than the 3 it needs."""
-    if ne.params.shape[0] < 3 or (ensemble_twin and gd.params.shape[0] < 3):
-        return math.nan
-    samples = ne.params.detach().to(torch.float64).cpu().numpy()
-    if ensemble_twin:
-        stats = delta_from_ensembles(gd.params.detach().to(torch.float64).cpu().numpy(), samples)
-    else:
-        stats = delta_from_samples(gd.params[0].detach().to(torch.float64).cpu().numpy(), samples)
-    return float(stats.corrected_se)
-
-
-def _twin_stats(problem: Problem, gd: State) -> dict:
-    """Mean [N], unbiased variance [N], mean loss +- SE, loss of the mean of a Langevin twin ensemble."""
-    params = gd.params.to(torch.float64)
-    r = params.shape[0]
-    loss = gd.loss.to(torch.float64)
-    mean = params.mean(dim=0)
-    with torch.no_grad():
-        loss_of_mean = float(problem.loss_fn(mean.to(gd.params.dtype)[None])[0])
-    grad = gd.extras.get("grad")
-    grad_norm = math.nan if grad is None else float(torch.linalg.vector_norm(
-        grad.to(torch.float64), dim=1).mean())
-    return {"gd_params": mean.cpu().numpy(), "gd_param_var": params.var(dim=0, unbiased=True).cpu().numpy(),
-            "gd_loss": float(loss.mean()), "gd_loss_se": float(loss.std(unbiased=True)) / math.sqrt(r),
-            "gd_loss_of_mean": loss_of_mean, "twin_grad_norm": grad_norm}
-
-
-def _stack(rows: list[dict], n_traj: int, n_params: int) -> dict[str, np.ndarray]:
-    ensemble_twin = "gd_param_var" in rows[0]
-    scalars = SCALAR_KEYS + (TWIN_SCALAR_KEYS if ensemble_twin else ())
-    # .get: rows resumed from a run directory written before a column existed hold NaN there
-    arrays = {k: np.asarray([row.get(k, math.nan) for row in rows], dtype=np.float64) for k in scalars}
-    for k in ("ne_step", "gd_step"):
-        arrays[k] = np.asarray([row[k] for row in rows], dtype=np.int64)
-    for k in ("param_mean", "param_var", "gd_params") + (("gd_param_var",) if ensemble_twin else ()):
-        arrays[k] = np.stack([row[k] for row in rows]).astype(np.float64)
-    arrays["trajectories"] = np.stack([row["trajectories"] for row in rows]).astype(np.float32).reshape(
-        len(rows), n_traj, n_params)
-    arrays["trajectory_ids"] = np.arange(n_traj, dtype=np.int64)
-    return arrays
 
 
 # --------------------------------------------------------------------------- one arm
@@ -319,7 +208,7 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
     if restored is not None:
         ne, gd, rows, wall = restored.ne, restored.gd, restored.rows, restored.wall
         # the log holds exactly the checkpoint's rows before more are appended
-        rewrite_log(folder, [_stack([row], n_traj, n_params) for row in rows])
+        rewrite_log(folder, [stack_rows([row], n_traj, n_params) for row in rows])
     else:
         start_log(folder)
         start = time.perf_counter()
@@ -327,7 +216,7 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         with one_thread():
             gd = gd_rule.init(problem.x0, twin_loss_fn, seed=config.seed,
                               realizations=problem.twin_realizations)
-            rows = [_snapshot_row(problem, arm, 0, ne, gd, None, 0, n_traj)]
+            rows = [snapshot_row(problem, arm, 0, ne, gd, None, 0, n_traj)]
         wall = time.perf_counter() - start
         rows[0]["wall_seconds"] = wall
         _save(folder, rows, n_traj, n_params, ne, gd, wall, owner)
@@ -345,7 +234,7 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         ne, gd, tally = _advance_interval(problem, run_dir, index, ne_rule, gd_rule, ne, gd, dn, dg, progress,
                                           pace, sharding, owner["settings"])
         with one_thread():
-            rows.append(_snapshot_row(problem, arm, row, ne, gd, tally, dn, n_traj))
+            rows.append(snapshot_row(problem, arm, row, ne, gd, tally, dn, n_traj))
         wall += time.perf_counter() - start
         rows[-1]["wall_seconds"] = wall
         _save(folder, rows, n_traj, n_params, ne, gd, wall, owner)
@@ -355,7 +244,7 @@ def _run_arm(problem: Problem, run_dir: Path, index: int, arm: Arm, restored: Re
         if on_snapshot is not None:
             on_snapshot(index, row)
         _snapshot_event(hooks, index, arm, rows[row])
-    consolidate(folder, _stack(rows, n_traj, n_params))  # the complete arm's rows in one snapshots.npz
+    consolidate(folder, stack_rows(rows, n_traj, n_params))  # the complete arm's rows in one snapshots.npz
 
 
 def _snapshot_event(hooks: tuple, index: int, arm: Arm, row: dict) -> None:
@@ -369,7 +258,7 @@ def _save(folder: Path, rows: list[dict], n_traj: int, n_params: int, ne: State,
           wall: float, owner: dict) -> None:
     # The row first, then the checkpoint: on resume, rows beyond the checkpoint's count are dropped.
     # Appended, not the whole file rewritten: a snapshot costs O(1), not O(rows).
-    append_snapshot(folder, _stack(rows[-1:], n_traj, n_params))
+    append_snapshot(folder, stack_rows(rows[-1:], n_traj, n_params))
     save_checkpoint(folder / "checkpoint.pt", {
         "ne": ne.to("cpu").to_dict(), "gd": gd.to("cpu").to_dict(),
         "rows": len(rows), "wall_seconds": wall, **owner})
