@@ -16,6 +16,7 @@ from negd.envs import CartPole, ControlLoss, Pendulum, episode_starts, fused, ro
 from negd.envs.rollout import mlp_policy, module_policy
 from negd.kernels import episodes
 from negd.losses.models import MLPSpec
+from tests.gym_steps import cartpole_steps, pendulum_steps
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the C kernels are unavailable here")
 
@@ -39,17 +40,9 @@ def test_kernel_cartpole_steps_equal_gymnasium_float64():
                        g.uniform(-3, 3, n)], axis=1)
     states[:100, 2] = g.uniform(-40, 40, 100)  # beyond the first period of sin/cos: the range reduction
     actions = g.integers(0, 2, n)
-    env = gym.make("CartPole-v1").unwrapped
-    env.reset(seed=0)
-    want_state, want_term = [], []
-    for s, a in zip(states, actions):
-        env.state = s.copy()
-        env.steps_beyond_terminated = None
-        _, reward, terminated, _, _ = env.step(int(a))
-        want_state.append(np.array(env.state, dtype=np.float64))
-        want_term.append(terminated)
+    want_state, want_term = cartpole_steps(gym, states, actions)
     got, reward, term = episodes.env_step("CartPole-v1", torch.from_numpy(states), torch.from_numpy(actions))
-    want = torch.from_numpy(np.stack(want_state))
+    want = torch.from_numpy(want_state)
     torch.testing.assert_close(got, want, **STEP_TOL)
     assert term.tolist() == want_term and 0 < sum(want_term) < n
     assert torch.equal(reward, torch.ones(n, dtype=torch.float64))
@@ -63,16 +56,9 @@ def test_kernel_pendulum_steps_equal_gymnasium_float64():
     states = np.stack([g.uniform(-60, 60, n), g.uniform(-8, 8, n)], axis=1)  # many turns: angle_normalize
     states[:20, 0] = np.pi * np.arange(-10, 10)  # exact multiples of pi: the floored modulo's edge
     torques = g.uniform(-3, 3, n)  # some beyond max_torque: clipped
-    env = gym.make("Pendulum-v1").unwrapped
-    env.reset(seed=0)
-    want_state, want_reward = [], []
-    for s, u in zip(states, torques):
-        env.state = s.copy()
-        _, reward, _, _, _ = env.step(np.array([u]))
-        want_state.append(np.array(env.state, dtype=np.float64))
-        want_reward.append(float(reward))
+    want_state, want_reward = pendulum_steps(gym, states, torques)
     got, reward, term = episodes.env_step("Pendulum-v1", torch.from_numpy(states), torch.from_numpy(torques))
-    torch.testing.assert_close(got, torch.from_numpy(np.stack(want_state)), **STEP_TOL)
+    torch.testing.assert_close(got, torch.from_numpy(want_state), **STEP_TOL)
     # the cost has no sin or cos, but numpy's float64 ** 2 is libm's pow, which is not always x * x
     # (1.1206829317046036 ** 2 is 1 ulp above the correctly rounded square): to rounding, mostly exact
     want_reward = torch.tensor(want_reward, dtype=torch.float64)

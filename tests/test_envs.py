@@ -24,6 +24,7 @@ from negd.envs.rollout import mlp_policy
 from negd.losses.models import MLPSpec
 from negd.rules import MinibatchNeuroevolution
 from negd.validation import NegdError
+from tests.gym_steps import cartpole_steps, pendulum_steps
 
 gym = pytest.importorskip("gymnasium", reason="gymnasium is not installed (pip install gymnasium); "
                           "the trajectory comparisons need its environments")
@@ -42,18 +43,9 @@ def _random_cartpole_states(n: int, seed: int) -> np.ndarray:
 def test_cartpole_steps_equal_gymnasium_float64():
     states = _random_cartpole_states(1500, 0)
     actions = np.random.default_rng(1).integers(0, 2, len(states))
-    env = gym.make("CartPole-v1").unwrapped
-    env.reset(seed=0)
-    want_state, want_term = [], []
-    for s, a in zip(states, actions):
-        env.state = s.copy()
-        env.steps_beyond_terminated = None
-        _, reward, terminated, truncated, _ = env.step(int(a))
-        assert reward == 1.0 and not truncated
-        want_state.append(np.array(env.state, dtype=np.float64))
-        want_term.append(terminated)
+    want_state, want_term = cartpole_steps(gym, states, actions)
     got, reward, term = CartPole().step(torch.from_numpy(states), torch.from_numpy(actions))
-    torch.testing.assert_close(got, torch.from_numpy(np.stack(want_state)), **TOL)
+    torch.testing.assert_close(got, torch.from_numpy(want_state), **TOL)
     assert term.tolist() == want_term and 0 < sum(want_term) < len(want_term)
     assert torch.equal(reward, torch.ones(len(states), dtype=torch.float64))
 
@@ -63,17 +55,9 @@ def test_pendulum_steps_equal_gymnasium_float64():
     n = 1500
     states = np.stack([g.uniform(-12, 12, n), g.uniform(-8, 8, n)], axis=1)  # beyond one turn
     torques = g.uniform(-3, 3, n)  # some beyond max_torque: clipped
-    env = gym.make("Pendulum-v1").unwrapped
-    env.reset(seed=0)
-    want_state, want_reward = [], []
-    for s, u in zip(states, torques):
-        env.state = s.copy()
-        _, reward, terminated, truncated, _ = env.step(np.array([u]))
-        assert not terminated and not truncated
-        want_state.append(np.array(env.state, dtype=np.float64))
-        want_reward.append(float(reward))
+    want_state, want_reward = pendulum_steps(gym, states, torques)
     got, reward, term = Pendulum().step(torch.from_numpy(states), torch.from_numpy(torques))
-    torch.testing.assert_close(got, torch.from_numpy(np.stack(want_state)), **TOL)
+    torch.testing.assert_close(got, torch.from_numpy(want_state), **TOL)
     torch.testing.assert_close(reward, torch.tensor(want_reward, dtype=torch.float64), **TOL)
     assert not term.any()
 
