@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 import torch
+from measure_minibatch import regression as minibatch_regression  # scripts/ is on sys.path
 
 import negd
 from negd import rng
@@ -107,19 +108,10 @@ def harmonic(beta: float, s: float = 1.0, sigma: float = 0.2, r: int = 4000, see
 
 
 def regression(batch: int, n: int = 10, points: int = 1000) -> tuple[MinibatchLoss, torch.Tensor, float]:
-    """scripts/measure_minibatch.py's noisy linear regression, its start w0 and min U."""
-    gen = torch.Generator().manual_seed(0)
-    phi = torch.randn(points, n, generator=gen, dtype=torch.float64)
-    w_star = torch.randn(n, generator=gen, dtype=torch.float64)
-    y = phi @ w_star + 0.5 * torch.randn(points, generator=gen, dtype=torch.float64)
-    offset = torch.randn(n, generator=gen, dtype=torch.float64)
-
-    def batch_loss(w: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return ((torch.einsum("rbn,rn->rb", x, w) - t[..., 0]) ** 2).mean(1)
-
-    loss = MinibatchLoss(batch_loss, phi, y[:, None], batch)
-    w_hat = torch.linalg.lstsq(phi, y).solution
-    return loss, w_star + offset / offset.norm(), float(loss(w_hat[None])[0])
+    """scripts/measure_minibatch.py's noisy linear regression, its start w0 and min U (least squares)."""
+    loss, w0 = minibatch_regression(batch, n, points)
+    w_hat = torch.linalg.lstsq(loss.inputs, loss.targets[:, 0]).solution
+    return loss, w0, float(loss(w_hat[None])[0])
 
 
 def run_modes(batch: int, sigma: float, steps: int, r: int) -> dict:
