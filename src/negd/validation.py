@@ -9,11 +9,17 @@ import torch
 from torch import Tensor
 
 __all__ = ["NegdError", "check_positive", "check_beta", "check_int", "check_sigma", "check_finite",
-           "check_data", "warn_if_sigma_unresolved", "check_amc_hyperparameters"]
+           "check_data", "warn_if_sigma_unresolved", "check_amc_hyperparameters", "first_line"]
 
 
 class NegdError(ValueError):
     """A bad argument or configuration; the message names the field and what is allowed."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a one-line
+    error quotes of a failure inside user code."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def check_positive(name: str, value: float) -> float:

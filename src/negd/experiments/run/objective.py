@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from negd.losses.base import value_and_grad
-from negd.validation import NegdError
+from negd.validation import NegdError, first_line
 
 __all__ = ["load_objective", "probe_objective", "objective_x0"]
 
@@ -37,7 +37,7 @@ def load_objective(name: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # ImportError, or an error raised while the module runs
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = first_line(err)
         raise _fail(name, f"cannot be imported: {type(err).__name__}: {first}") from None
     factory = getattr(module, attr, None)
     if factory is None:
@@ -48,7 +48,7 @@ def load_objective(name: str) -> Any:
     try:
         loss = factory()
     except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = first_line(err)
         raise _fail(name, f"failed when called: {type(err).__name__}: {first}") from None
     if not callable(loss):
         raise _fail(name, f"returned a {type(loss).__name__}, not a loss callable params [R, N] -> [R]")
@@ -67,7 +67,7 @@ def probe_objective(name: str, loss: Any, params: Tensor) -> bool:
     except NegdError as err:
         raise _fail(name, f"returned a bad loss: {err}") from None
     except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = first_line(err)
         raise _fail(name, f"failed on params {list(params.shape)}: {type(err).__name__}: {first}") from None
     if not torch.isfinite(values).all():
         raise _fail(name, f"returned a non-finite loss at x(0): {values.tolist()[:4]}")
@@ -82,7 +82,7 @@ def objective_x0(name: str, loss: Any) -> Tensor | None:
     try:
         x0 = torch.as_tensor(initial(), dtype=torch.float64).detach().clone()
     except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = first_line(err)
         raise _fail(name, f"initial_params() failed: {type(err).__name__}: {first}") from None
     if tuple(x0.shape) != (loss.n_params,) or not torch.isfinite(x0).all():
         raise _fail(name, f"initial_params() must return {loss.n_params} finite numbers, got shape "
