@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from negd.envs import CartPole, ControlLoss, GymnasiumLoss, gymnasium_heldout_returns, rollout
+from negd.envs import CartPole, ControlLoss, GymnasiumLoss, heldout_returns, rollout
 from negd.envs.gymnasium_loss import episode_seeds
 from negd.envs.rollout import mlp_policy
 from negd.losses.models import MLPSpec
@@ -103,7 +103,7 @@ def test_paired_neuroevolution_runs_and_is_deterministic():
     assert torch.equal(first.params, second.params) and torch.equal(first.loss, second.loss)
     same = loss.on_episodes(4, first.realization, first.step - 1)(first.params)
     assert torch.equal(first.loss, same)  # the stored loss is the last step's episodes' loss
-    held = gymnasium_heldout_returns(loss, first.params, episodes=5)
+    held = heldout_returns(loss, first.params, episodes=5)
     assert held.shape == (3, 5) and torch.isfinite(held).all()
 
 
@@ -168,3 +168,20 @@ def test_the_adapter_and_the_batched_loss_share_the_protocol():
     adapter = GymnasiumLoss("CartPole-v1", CARTPOLE, episodes=2)
     for name in ("at", "on_episodes", "returns", "__call__", "n_params", "episodes", "seed", "env_steps"):
         assert hasattr(adapter, name) and hasattr(batched, name)
+
+
+def test_second_draw_plays_the_steps_episodes_e_to_2e_for_the_fresh_mode():
+    loss = GymnasiumLoss("CartPole-v1", CARTPOLE, episodes=2, seed=1)
+    params = _params(CARTPOLE, 2, 4, scale=0.3)
+    rule = MinibatchNeuroevolution(sigma=0.3, mode="fresh")
+    state = rule.init(params, loss, seed=1)
+    seeds = episode_seeds(1, state.realization, state.step, 4)  # episodes 0..3 of the step
+    second = loss.second_draw(state)(params)
+    np.testing.assert_array_equal(second.numpy(), -_one_by_one("CartPole-v1", CARTPOLE, params,
+                                                                seeds[:, 2:]).mean(axis=1))
+    first = loss.at(state)(params)
+    np.testing.assert_array_equal(first.numpy(), -_one_by_one("CartPole-v1", CARTPOLE, params,
+                                                               seeds[:, :2]).mean(axis=1))
+    moved = rule.step(state, loss)
+    again = rule.step(rule.init(params, loss, seed=1), loss)
+    assert torch.equal(moved.params, again.params) and torch.equal(moved.loss, again.loss)

@@ -12,11 +12,11 @@
 
 from negd.envs.base import FIXED_STEP, HELDOUT_STEP, BatchedEnv, episode_starts
 from negd.envs.cartpole import CartPole
-from negd.envs.gymnasium_loss import GymnasiumLoss, gymnasium_heldout_returns
-from negd.envs.loss import ENVS, ControlLoss, heldout_returns, make
+from negd.envs.gymnasium_loss import GymnasiumLoss
+from negd.envs.loss import ENVS, ControlLoss, EpisodeLoss, heldout_returns, make
 from negd.envs.pendulum import Pendulum, angle_normalize
 from negd.envs.rollout import Policy, mlp_policy, module_policy, policy_for, rollout
 
 __all__ = ["FIXED_STEP", "HELDOUT_STEP", "BatchedEnv", "episode_starts", "CartPole", "Pendulum",
-           "angle_normalize", "ENVS", "ControlLoss", "heldout_returns", "make", "Policy", "mlp_policy",
-           "module_policy", "policy_for", "rollout", "GymnasiumLoss", "gymnasium_heldout_returns"]
+           "angle_normalize", "ENVS", "EpisodeLoss", "ControlLoss", "heldout_returns", "make", "Policy",
+           "mlp_policy", "module_policy", "policy_for", "rollout", "GymnasiumLoss"]

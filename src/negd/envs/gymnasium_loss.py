@@ -4,7 +4,8 @@ Discrete or Box action space.
 
 U(x) = - (1/E) sum_e G_e(x), minus the mean undiscounted return of E episodes, exactly as
 :class:`negd.envs.ControlLoss` (the same per-step protocol: ``at(state)`` plays the step's episodes,
-``loss(params)`` the E fixed ones, :func:`gymnasium_heldout_returns` held-out ones). The R x E
+``loss(params)`` the E fixed ones, :func:`negd.envs.heldout_returns` held-out ones,
+``second_draw(state)`` the step's episodes E..2E-1 for the ``"fresh"`` noise policy). The R x E
 episodes run in one ``gymnasium.make_vec(env_id, num_envs=R E, vectorization_mode="sync")``; episode
 e of realization r at step t of a run seeded ``seed`` is reset with the integer seed
 
@@ -30,13 +31,12 @@ import torch
 from torch import Tensor, nn
 
 from negd import rng
-from negd.envs.base import FIXED_STEP, HELDOUT_STEP, check_env_dtype, check_seed
-from negd.envs.rollout import Policy, parameter_count, policy_for
+from negd.envs.loss import EpisodeLoss
+from negd.envs.rollout import Policy
 from negd.losses.models import MLPSpec
-from negd.state import State
 from negd.validation import NegdError, check_int
 
-__all__ = ["GymnasiumLoss", "gymnasium_heldout_returns", "episode_seeds"]
+__all__ = ["GymnasiumLoss", "episode_seeds"]
 
 
 def _gymnasium():
@@ -63,7 +63,7 @@ def episode_seeds(seed: int, realization: Tensor, step: int | Tensor, episodes: 
     return (hi << np.uint64(32)) | lo
 
 
-class GymnasiumLoss:
+class GymnasiumLoss(EpisodeLoss):
     """Minus the mean return of ``episodes`` episodes of the gymnasium environment ``env_id``.
 
     ``policy``: an :class:`negd.models.MLPSpec`, an ``nn.Module`` (observations [E, obs] -> outputs
@@ -80,8 +80,6 @@ class GymnasiumLoss:
             raise NegdError(f"env: {env_id!r} is not a registered gymnasium environment "
                             f"(gymnasium.registry lists {len(gym.registry)})")
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
-        self.episodes = check_int("episodes", episodes)
-        self.seed = check_seed(seed)
         self.max_steps = None if max_steps is None else check_int("max_steps", max_steps)
         probe = gym.make(env_id, **self.env_kwargs)
         try:
@@ -92,11 +90,9 @@ class GymnasiumLoss:
         if limit is None and self.max_steps is None:
             raise NegdError(f"max_steps: {env_id} has no time limit of its own; give max_steps")
         self.horizon = min(x for x in (limit, self.max_steps) if x is not None)
-        self.policy = policy_for(policy)
-        self.n_params = parameter_count(self.policy)
-        self._check_policy()
+        self._init_episodes(policy, episodes, seed, env_id, self.observation_size, self.policy_outputs,
+                            "one per action, greedy" if self.discrete else "the action's components")
         self._vector_envs: dict[int, object] = {}
-        self.env_steps = 0  # environment steps of live episodes played so far
 
     def _read_spaces(self, gym, env) -> None:
         obs, act = env.observation_space, env.action_space
@@ -113,20 +109,6 @@ class GymnasiumLoss:
         else:
             raise NegdError(f"env: {self.env_id}'s actions are {type(act).__name__}; the adapter takes "
                             f"Discrete or Box actions")
-
-    def _check_policy(self) -> None:
-        obs = torch.zeros(1, 1, self.observation_size, dtype=torch.float64)
-        try:
-            out = self.policy(torch.zeros(1, self.n_params, dtype=torch.float64), obs)
-        except NegdError:
-            raise
-        except Exception as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise NegdError(f"policy: cannot map {self.env_id}'s observations ({self.observation_size} "
-                            f"numbers) to actions: {first}") from None
-        if out.dim() != 3 or out.shape[-1] != self.policy_outputs:
-            raise NegdError(f"policy: {self.env_id} needs {self.policy_outputs} output(s) per observation, "
-                            f"got output shape {list(out.shape[1:])}")
 
     def _vector_env(self, n: int):
         if n not in self._vector_envs:
@@ -145,14 +127,12 @@ class GymnasiumLoss:
         acts = out.reshape(out.shape[0], *self._action_shape)
         return np.clip(acts, self._low, self._high).astype(self._low.dtype)
 
-    def returns(self, params: Tensor, seed: int, realization: Tensor, step: int | Tensor) -> Tensor:
-        """Returns [R, E] (float64) of each realization's episodes at (seed, realization, step)."""
-        if not isinstance(params, Tensor) or params.dim() != 2 or params.shape[1] != self.n_params:
-            got = list(params.shape) if isinstance(params, Tensor) else type(params).__name__
-            raise NegdError(f"params: the policy needs params [R, {self.n_params}], got {got}")
-        check_env_dtype(params.dtype)
+    def returns(self, params: Tensor, seed: int, realization: Tensor, step: int | Tensor,
+                second: bool = False) -> Tensor:
+        self._check_params(params)
         r, e = params.shape[0], self.episodes
-        seeds = episode_seeds(seed, realization, step, e).reshape(-1)
+        first = e if second else 0
+        seeds = episode_seeds(seed, realization, step, first + e)[:, first:].reshape(-1)
         env = self._vector_env(r * e)
         obs, _ = env.reset(seed=[int(s) for s in seeds])
         returns = np.zeros(r * e)
@@ -173,33 +153,3 @@ class GymnasiumLoss:
                     break
         returns[broken] = np.nan
         return torch.from_numpy(returns.reshape(r, e))
-
-    def on_episodes(self, seed: int, realization: Tensor, step: int | Tensor):
-        """The loss [R, N] -> [R] on the episodes of ``realization`` [R] at ``step``."""
-        def loss_fn(params: Tensor) -> Tensor:
-            if params.dim() == 2 and params.shape[0] != realization.shape[0]:
-                raise NegdError(f"params: a control loss of {realization.shape[0]} realizations needs "
-                                f"params [{realization.shape[0]}, N], got {list(params.shape)}")
-            return -self.returns(params, seed, realization, step).mean(dim=1).to(params.device)
-
-        return loss_fn
-
-    def at(self, state: State):
-        """The loss of ``state``'s step: each realization on its own episodes."""
-        return self.on_episodes(state.seed, state.realization, state.step)
-
-    def __call__(self, params: Tensor) -> Tensor:
-        """Loss on the fixed episodes (the same E episodes for every row)."""
-        rows = torch.zeros(params.shape[0] if isinstance(params, Tensor) and params.dim() == 2 else 1,
-                           dtype=torch.int64)
-        return self.on_episodes(self.seed, rows, FIXED_STEP)(params)
-
-
-def gymnasium_heldout_returns(loss: GymnasiumLoss, params: Tensor, episodes: int = 100,
-                              seed: int | None = None) -> Tensor:
-    """Returns [R, episodes] (float64) on held-out episodes, the same for every row."""
-    held = GymnasiumLoss.__new__(GymnasiumLoss)
-    held.__dict__.update(loss.__dict__)
-    held.episodes = check_int("episodes", episodes)
-    rows = torch.zeros(params.shape[0], dtype=torch.int64)
-    return held.returns(params, loss.seed if seed is None else seed, rows, HELDOUT_STEP)

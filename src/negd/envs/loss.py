@@ -23,6 +23,8 @@ one minibatches use, :func:`negd.minibatch.step_loss`):
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -32,9 +34,9 @@ from negd.envs.pendulum import Pendulum
 from negd.envs.rollout import Policy, parameter_count, policy_for, rollout
 from negd.losses.models import MLPSpec
 from negd.state import State
-from negd.validation import NegdError, check_int
+from negd.validation import NegdError, check_int, first_line
 
-__all__ = ["ENVS", "make", "ControlLoss", "heldout_returns"]
+__all__ = ["ENVS", "make", "EpisodeLoss", "ControlLoss", "heldout_returns", "probe_policy"]
 
 ENVS: dict[str, type] = {"CartPole-v1": CartPole, "Pendulum-v1": Pendulum}
 
@@ -52,59 +54,48 @@ def make(env: str | BatchedEnv) -> BatchedEnv:
     return env
 
 
-class ControlLoss:
-    """Minus the mean return of ``episodes`` episodes of ``env`` under ``policy`` (module docstring).
+def probe_policy(policy: Policy, n_params: int, env_name: str, observation_size: int, outputs: int,
+                 role: str) -> None:
+    """One forward pass on a zero observation: the policy must map ``observation_size`` numbers to
+    ``outputs`` (``role`` says what they are) per observation; one line naming the policy otherwise."""
+    obs = torch.zeros(1, 1, observation_size, dtype=torch.float64)
+    try:
+        out = policy(torch.zeros(1, n_params, dtype=torch.float64), obs)
+    except NegdError:
+        raise
+    except Exception as err:  # a shape mismatch inside the model: say which input it wanted
+        raise NegdError(f"policy: cannot map {env_name}'s observations ({observation_size} numbers) to "
+                        f"actions: {first_line(err)}") from None
+    if out.dim() != 3 or out.shape[-1] != outputs:
+        raise NegdError(f"policy: {env_name} needs {outputs} output(s) per observation ({role}), got "
+                        f"output shape {list(out.shape[1:])}")
 
-    ``policy``: an :class:`negd.models.MLPSpec`, an ``nn.Module`` (observations [E, in] -> outputs
-    [E, out]) or a function ``(params [R, N], obs [R, E, in]) -> [R, E, out]`` with ``n_params``.
-    The environment runs in the parameters' dtype on their device.
-    """
 
-    def __init__(self, env: str | BatchedEnv, policy: MLPSpec | nn.Module | Policy, episodes: int = 10,
-                 seed: int = 0) -> None:
-        self.env = make(env)
+class EpisodeLoss:
+    """Minus the mean return of ``episodes`` episodes per realization, with the per-step protocol of the
+    module docstring (``at``, ``second_draw``, a direct call on the fixed episodes). A subclass calls
+    :meth:`_init_episodes` and implements :meth:`returns`."""
+
+    def _init_episodes(self, policy: MLPSpec | nn.Module | Policy, episodes: int, seed: int, env_name: str,
+                       observation_size: int, outputs: int, role: str) -> None:
         self.episodes = check_int("episodes", episodes)
         self.seed = check_seed(seed)
         self.policy = policy_for(policy)
         self.n_params = parameter_count(self.policy)
-        self._check_policy()
-        self.env_steps = 0  # environment steps played so far (episode lengths, as gymnasium counts)
+        probe_policy(self.policy, self.n_params, env_name, observation_size, outputs, role)
+        self.env_steps = 0  # environment steps of live episodes played so far, as gymnasium counts them
 
-    def _check_policy(self) -> None:
-        """One forward pass on a zero observation: the output size must be the env's."""
-        env = self.env
-        obs = torch.zeros(1, 1, env.observation_size, dtype=torch.float64)
-        params = torch.zeros(1, self.n_params, dtype=torch.float64)
-        try:
-            out = self.policy(params, obs)
-        except NegdError:
-            raise
-        except Exception as err:  # a shape mismatch inside the model: say which input it wanted
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise NegdError(f"policy: cannot map {env.name}'s observations ({env.observation_size} "
-                            f"numbers) to actions: {first}") from None
-        if out.dim() != 3 or out.shape[-1] != env.policy_outputs:
-            raise NegdError(f"policy: {env.name} needs {env.policy_outputs} output(s) per observation "
-                            f"({'one per action, greedy' if env.policy_outputs > 1 else 'the action'}), "
-                            f"got output shape {list(out.shape[1:])}")
+    def returns(self, params: Tensor, seed: int, realization: Tensor, step: int | Tensor,
+                second: bool = False) -> Tensor:
+        """Returns [R, E] (float64) of each realization's episodes at (seed, realization, step):
+        episodes 0..E-1, or E..2E-1 with ``second`` (the step's second, independent draw)."""
+        raise NotImplementedError
 
     def _check_params(self, params: Tensor) -> None:
         if not isinstance(params, Tensor) or params.dim() != 2 or params.shape[1] != self.n_params:
             got = list(params.shape) if isinstance(params, Tensor) else type(params).__name__
             raise NegdError(f"params: the policy needs params [R, {self.n_params}], got {got}")
         check_env_dtype(params.dtype)
-
-    def returns(self, params: Tensor, seed: int, realization: Tensor, step: int | Tensor,
-                second: bool = False) -> Tensor:
-        """Returns [R, E] (float64) of each realization's episodes at (seed, realization, step):
-        episodes 0..E-1, or E..2E-1 with ``second`` (the step's second, independent draw)."""
-        self._check_params(params)
-        first = self.episodes if second else 0
-        starts = episode_starts(self.env, seed, realization, step, first + self.episodes, params.dtype,
-                                params.device)[:, first:]
-        returns, lengths = rollout(self.env, self.policy, params, starts, lengths=True)
-        self.env_steps += int(lengths.sum())
-        return returns
 
     def on_episodes(self, seed: int, realization: Tensor, step: int | Tensor, second: bool = False):
         """The loss [R, N] -> [R] on the episodes of ``realization`` [R] at ``step`` (``second``:
@@ -113,7 +104,7 @@ class ControlLoss:
             if params.dim() == 2 and params.shape[0] != realization.shape[0]:
                 raise NegdError(f"params: a control loss of {realization.shape[0]} realizations needs "
                                 f"params [{realization.shape[0]}, N], got {list(params.shape)}")
-            return -self.returns(params, seed, realization, step, second).mean(dim=1)
+            return -self.returns(params, seed, realization, step, second).mean(dim=1).to(params.device)
 
         return loss_fn
 
@@ -132,12 +123,37 @@ class ControlLoss:
         return self.on_episodes(self.seed, rows, FIXED_STEP)(params)
 
 
-def heldout_returns(loss: ControlLoss, params: Tensor, episodes: int = 100, seed: int | None = None
+class ControlLoss(EpisodeLoss):
+    """Minus the mean return of ``episodes`` episodes of ``env`` under ``policy`` (module docstring).
+
+    ``policy``: an :class:`negd.models.MLPSpec`, an ``nn.Module`` (observations [E, in] -> outputs
+    [E, out]) or a function ``(params [R, N], obs [R, E, in]) -> [R, E, out]`` with ``n_params``.
+    The environment runs in the parameters' dtype on their device.
+    """
+
+    def __init__(self, env: str | BatchedEnv, policy: MLPSpec | nn.Module | Policy, episodes: int = 10,
+                 seed: int = 0) -> None:
+        self.env = make(env)
+        outputs = self.env.policy_outputs
+        self._init_episodes(policy, episodes, seed, self.env.name, self.env.observation_size, outputs,
+                            "one per action, greedy" if outputs > 1 else "the action")
+
+    def returns(self, params: Tensor, seed: int, realization: Tensor, step: int | Tensor,
+                second: bool = False) -> Tensor:
+        self._check_params(params)
+        first = self.episodes if second else 0
+        starts = episode_starts(self.env, seed, realization, step, first + self.episodes, params.dtype,
+                                params.device)[:, first:]
+        returns, lengths = rollout(self.env, self.policy, params, starts, lengths=True)
+        self.env_steps += int(lengths.sum())
+        return returns
+
+
+def heldout_returns(loss: EpisodeLoss, params: Tensor, episodes: int = 100, seed: int | None = None
                     ) -> Tensor:
     """Returns [R, episodes] (float64) on held-out episodes (no training step plays them), the same
-    episodes for every row."""
-    held = ControlLoss.__new__(ControlLoss)
-    held.__dict__.update(loss.__dict__)
+    episodes for every row; ``loss`` a :class:`ControlLoss` or a :class:`GymnasiumLoss`."""
+    held = copy.copy(loss)
     held.episodes = check_int("episodes", episodes)
     rows = torch.zeros(params.shape[0], dtype=torch.int64, device=params.device)
     return held.returns(params, loss.seed if seed is None else seed, rows, HELDOUT_STEP)
