@@ -15,6 +15,7 @@ reader (torch) is :func:`negd.experiments.run.store.load_checkpoint`, built on t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -22,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from negd.sealed import DIGEST_KEY, arrays_problem, digest_problem, legacy_note, npz_arrays, read_records
 from negd.sealed import seal as seal_payload
 from negd.validation import NegdError
 
 __all__ = ["atomic_write_bytes", "write_json", "CorruptFile", "short", "read_json", "read_json_object",
-           "load_npz", "load_npz_log", "MAX_QUOTE", "RESTORE", "RECOMPUTE", "RUN_KINDS", "run_kind"]
+           "load_npz", "load_npz_log", "write_sealed_torch", "load_torch", "MAX_QUOTE", "RESTORE",
+           "RECOMPUTE", "RUN_KINDS", "run_kind"]
 
 # Longest piece of a user's value quoted in an error message (a damaged file may hold megabytes).
 MAX_QUOTE = 80
@@ -150,6 +153,25 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_sealed_torch(path: Path, payload: dict, durable: bool = True) -> None:
+    """``payload`` (a dict) with its SHA-256 (negd.sealed: torch's zip reader checks no CRC), saved by
+    ``torch.save`` atomically; ``durable=False`` skips the fsync (a file that is cheap to recompute)."""
+    buffer = io.BytesIO()
+    torch.save(seal_payload(payload), buffer)
+    atomic_write_bytes(path, buffer.getvalue(), durable=durable)
+
+
+def load_torch(path: Path, advice: str = RECOMPUTE) -> Any:
+    """``torch.load`` of ``path`` (``weights_only``: no code runs), a missing or unreadable file one
+    :class:`CorruptFile` line; the caller checks its structure and digest."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CorruptFile(path, "is missing", advice) from None
+    except Exception as e:  # PytorchStreamReader errors, EOFError, UnpicklingError, ...
+        raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", advice) from None
 
 
 def write_json(path: Path, obj: Any, seal: bool = False) -> None:

@@ -19,7 +19,6 @@ uninterrupted one, CPU seconds aside.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import asdict, fields
@@ -32,13 +31,14 @@ from negd.runfiles import (
     RECOMPUTE,
     RUN_KINDS,
     CorruptFile,
-    atomic_write_bytes,
+    load_torch,
     read_json_object,
     run_kind,
     short,
     write_json,
+    write_sealed_torch,
 )
-from negd.sealed import digest_problem, seal
+from negd.sealed import digest_problem
 from negd.state import State
 from negd.validation import NegdError
 
@@ -144,20 +144,14 @@ class ArmFiles:
                    "rows": _plain(rows), "done": int(done), "accepted": accepted.clone(),
                    "ties": ties.clone(), "cpu_seconds": float(cpu_seconds), "env_steps": int(env_steps),
                    "wall_seconds": float(wall_seconds)}
-        buffer = io.BytesIO()
-        torch.save(seal(payload), buffer)
-        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+        write_sealed_torch(self.checkpoint_path, payload)
 
     def load_checkpoint(self) -> dict | None:
         """The arm's last snapshot (state as a State), None when there is none."""
         path = self.checkpoint_path
         if not path.exists():
             return None
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - a torn or damaged zip: one line naming the file
-            raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})",
-                              "remove it to recompute that arm") from None
+        payload = load_torch(path, "remove it to recompute that arm")
         if not isinstance(payload, dict) or not _CHECKPOINT_KEYS <= set(payload):
             raise CorruptFile(path, "is not a control checkpoint", "remove it to recompute that arm")
         problem = digest_problem(payload)

@@ -21,14 +21,12 @@ traceback of torch, numpy or json, and never numbers that silently differ.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from negd.runfiles import (
     RECOMPUTE,
@@ -36,9 +34,11 @@ from negd.runfiles import (
     atomic_write_bytes,
     load_npz,
     load_npz_log,
+    load_torch,
     read_json_object,
     short,
     write_json,
+    write_sealed_torch,
 )
 from negd.sealed import (
     append_record,
@@ -46,7 +46,6 @@ from negd.sealed import (
     legacy_note,
     npz_bytes,
     record,
-    seal,
     seal_arrays,
 )
 from negd.validation import NegdError
@@ -117,21 +116,14 @@ def consolidate(folder: Path, arrays: dict[str, np.ndarray] | None = None) -> No
 
 # --------------------------------------------------------------------------- checkpoints and status
 def save_checkpoint(path: Path, payload: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save(seal(payload), buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_sealed_torch(path, payload)
 
 
 def load_checkpoint(path: Path, advice: str = RECOMPUTE) -> dict:
     """A checkpoint.pt as a dict with ``ne`` and ``gd`` state dicts, ``rows`` and ``wall_seconds``;
     CorruptFile when it is unreadable, fails its SHA-256 or has another structure (``weights_only``:
     no code runs)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CorruptFile(path, "is missing", advice) from None
-    except Exception as e:  # PytorchStreamReader errors, EOFError, UnpicklingError, ...
-        raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", advice) from None
+    payload = load_torch(path, advice)
     if not isinstance(payload, dict) or not {"ne", "gd", "rows", "wall_seconds"} <= set(payload):
         raise CorruptFile(path, "is not a negd checkpoint (ne, gd, rows, wall_seconds missing)", advice)
     problem = digest_problem(payload, LEGACY_CHECKPOINT_KEYS)

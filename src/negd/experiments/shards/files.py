@@ -25,7 +25,6 @@ step, negd.rng).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -38,8 +37,8 @@ from negd.engine import Tally
 from negd.experiments.run.restore import checked_state
 from negd.experiments.run.store import arm_dir
 from negd.experiments.shards.job import ShardJob
-from negd.runfiles import CorruptFile, atomic_write_bytes, short
-from negd.sealed import digest_problem, seal
+from negd.runfiles import CorruptFile, load_torch, short, write_sealed_torch
+from negd.sealed import digest_problem
 from negd.state import State
 
 __all__ = ["SHARDS_DIR", "SavedShard", "shard_folder", "checkpoint_path", "progress_path", "save_shard",
@@ -82,10 +81,8 @@ def save_shard(path: Path, job: ShardJob, state: State, tally: Tally, attempt: i
     payload = {"kind": job.kind, "arm": job.arm_index, "settings": job.settings,
                "interval": [job.start_step, job.target_step], "state": state.to_dict(),
                "accepted": tally.accepted, "ties": tally.ties, "attempt": attempt, "pid": os.getpid()}
-    buffer = io.BytesIO()
-    torch.save(seal(payload), buffer)  # with its SHA-256: torch's zip reader checks no CRC
     # Not synced to disk: after a power cut a damaged file is rejected by the loader (then recomputed).
-    atomic_write_bytes(path, buffer.getvalue(), durable=False)
+    write_sealed_torch(path, payload, durable=False)
 
 
 def load_shard(path: Path, job: ShardJob, shard: State) -> SavedShard | None:
@@ -101,10 +98,7 @@ def load_shard(path: Path, job: ShardJob, shard: State) -> SavedShard | None:
 
 
 def _validated(path: Path, job: ShardJob, shard: State) -> SavedShard:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # PytorchStreamReader errors, EOFError, UnpicklingError, ...
-        raise CorruptFile(path, f"is unreadable ({type(e).__name__}: {short(str(e))})", "") from None
+    ckpt = load_torch(path, "")
     if not isinstance(ckpt, dict) or not set(KEYS) <= set(ckpt) or not isinstance(ckpt["state"], dict):
         raise CorruptFile(path, "is not a negd shard checkpoint", "")
     problem = digest_problem(ckpt)
