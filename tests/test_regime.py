@@ -312,3 +312,23 @@ def test_greedy_cartpole_policy_is_a_plateau_at_small_sigma() -> None:
     assert not check.has_gradient and float(check.tie_fraction.mean()) == 1.0
     assert check.resolving_sigma is not None and check.resolving_sigma > 1e-3
     assert "rounding" not in check.message  # all ties: nothing for rounding to flip
+
+
+def test_ties_false_skips_the_tie_probes_and_changes_nothing_else() -> None:
+    h = 0.1
+    x = torch.rand(2, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    calls = {"rows": 0}
+
+    def counted(params: torch.Tensor) -> torch.Tensor:
+        calls["rows"] += params.shape[0]
+        return Staircase(h)(params)
+
+    full = regime_check(counted, x, 1e-4, n_probes=8)
+    with_ties = calls["rows"]
+    calls["rows"] = 0
+    bare = regime_check(counted, x, 1e-4, n_probes=8, ties=False)
+    assert calls["rows"] < with_ties  # the tie probes and the plateau's scan are not evaluated
+    assert bare.tie_fraction is None and bare.resolving_sigma is None and "ties" not in bare.message
+    assert full.resolving_sigma is not None and "plateau" in full.message
+    for name in ("grad_norm", "z", "c_perp", "loss_error", "decision_risk", "quantization"):
+        torch.testing.assert_close(getattr(bare, name), getattr(full, name), rtol=0, atol=0, equal_nan=True)

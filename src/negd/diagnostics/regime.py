@@ -206,14 +206,16 @@ def _reason(z: float, c: float, spread: float, beta: float, z_max: float, c_max:
 
 
 def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: float = math.inf, *,
-                 n_probes: int = 8, seed: int = 0, z_max: float = 0.1, c_max: float = 0.1) -> Regime:
+                 n_probes: int = 8, seed: int = 0, z_max: float = 0.1, c_max: float = 0.1,
+                 ties: bool = True) -> Regime:
     """Measure z and c at ``params`` ([N] or [R, N]) and predict acceptance and drift factor.
 
     ``loss_fn`` maps [R, N] -> [R] (e.g. :class:`negd.losses.mlp.MLPLoss`,
     :func:`negd.losses.module.loss_for`) and must be twice differentiable by autograd. The drift
     factor is the predicted mean displacement over the drift of the twin of this beta
     (:func:`negd.theory.twin_drift_factor`); the correspondence "applies" where z <= z_max (finite
-    beta only), |c_perp| <= c_max and c_spread <= c_max.
+    beta only), |c_perp| <= c_max and c_spread <= c_max. ``ties=False`` skips the tie probes (and the
+    scan of a plateau): for a caller that counts its run's own ties, as the runner's tallies do.
     """
     params = as_ensemble_params(params)
     sigma = check_sigma(sigma, params.shape[1])
@@ -229,7 +231,7 @@ def regime_check(loss_fn: LossFn, params: Tensor, sigma: float | Tensor, beta: f
     sigma_ref = float(scale.pow(2).mean().sqrt()) if per_param else float(sigma)
 
     _, grad = value_and_grad(loss_fn, params, missing_ok=True)
-    ties = _ties(loss_fn, params, sigma, n_probes, seed)
+    ties = _ties(loss_fn, params, sigma, n_probes, seed) if ties else _Ties(None, None, None, "")
     if grad is None:
         return _without_gradient(loss_fn, params, sigma, sigma_ref, beta, z_max, c_max, seed, ties)
     grad = grad.detach().to(torch.float64)

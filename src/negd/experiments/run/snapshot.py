@@ -40,7 +40,8 @@ def regime_row(problem: Problem, gd_params: Tensor, arm: Arm, row: int) -> dict[
     except ImportError:
         return dict.fromkeys(REGIME_KEYS, math.nan)
     check = regime_check(problem.loss_fn, gd_params, arm.sigma, problem.config.beta,
-                         n_probes=REGIME_PROBES, seed=problem.config.seed + row)
+                         n_probes=REGIME_PROBES, seed=problem.config.seed + row,
+                         ties=False)  # the run counts its own ties (the tally's tie_fraction)
     return {k: float(getattr(check, k)) for k in REGIME_KEYS}
 
 
